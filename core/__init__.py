@@ -1,0 +1,1 @@
+"""The engine: pure logic and adapters, with no desktop imports (enforced by import-linter)."""

@@ -1,0 +1,249 @@
+"""Which Flux objects deploy a push: a pure function from a snapshot of objects and a push to a plan.
+
+A push names a remote URL and a branch. The sources that follow it are matched on normalised URLs, because the
+same repository is written many ways (`git@host:org/repo.git`, `ssh://git@host/org/repo`,
+`https://user:token@host/org/repo`). From those sources the plan follows Kustomizations, everything that
+`dependsOn` them, and the HelmReleases they apply or whose chart comes from those sources.
+
+Credentials in URLs are dropped here, at the first place a URL is read, and never kept.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+from fluxmon.core.objects import FluxObject, ObjectRef
+
+_SCP_LIKE = re.compile(r"^(?:(?P<user>[^@/]+)@)?(?P<host>[^:/]+):(?P<path>(?!//).*)$")
+_DEFAULT_GIT_BRANCH = "master"
+"""source-controller checks out `master` when a GitRepository has no spec.ref."""
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password or token removed; ssh user names (`git@`) are kept, they are no secret."""
+    url = url.strip()
+    if "://" not in url:
+        return url  # scp-like (`git@host:path`) and local paths carry no password.
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    user, has_password, _ = userinfo.partition(":")
+    if parts.scheme in ("ssh", "git+ssh") and not has_password:
+        return url
+    # Over http(s) a lone user name is usually a token itself (https://<token>@host), so all of it goes.
+    redacted = f"{user}:***@{hostport}" if parts.scheme in ("ssh", "git+ssh") else f"***@{hostport}"
+    return urlunsplit((parts.scheme, redacted, parts.path, parts.query, parts.fragment))
+
+
+def normalize_remote_url(url: str, *, base_dir: str | None = None) -> str:
+    """A canonical key for a git remote: `host/org/repo` for network URLs, `file:///abs/path` for local ones.
+
+    User info, ports of the default kind, `.git` suffixes, trailing slashes and letter case of the host are
+    dropped, so that every spelling of one repository gives the same key. Relative local paths are resolved
+    against `base_dir`.
+    """
+    url = url.strip()
+    if not url:
+        return ""
+    if url.startswith("file://"):
+        return _local_key(urlsplit(url).path, base_dir)
+    if "://" in url:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+        path = parts.path
+    elif (match := _SCP_LIKE.match(url)) and not url.startswith(("/", ".")):
+        host = match["host"].lower()
+        path = match["path"]
+    else:
+        return _local_key(url, base_dir)
+    path = path.strip("/")
+    path = path.removesuffix(".git").removesuffix("/")
+    return f"{host}/{path}"
+
+
+def _local_key(path: str, base_dir: str | None) -> str:
+    resolved = Path(base_dir or ".", path).resolve() if not Path(path).is_absolute() else Path(path).resolve()
+    return f"file://{str(resolved).removesuffix('.git')}"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Push:
+    """What was pushed: a remote, a branch (or tag), a commit, and optionally the paths it changed."""
+
+    remote_url: str
+    branch: str = ""
+    tag: str = ""
+    commit: str
+    changed_paths: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Plan:
+    """The Flux objects that deploy a push, and how they hang together."""
+
+    sources: tuple[ObjectRef, ...] = ()
+    kustomizations: tuple[ObjectRef, ...] = ()
+    helm_releases: tuple[ObjectRef, ...] = ()
+    upstream: tuple[ObjectRef, ...] = ()
+    """Dependencies of the followed objects that come from elsewhere: they gate the push but do not deploy it."""
+    edges: tuple[tuple[ObjectRef, ObjectRef], ...] = ()
+    """(dependent, dependency) pairs: sourceRef, dependsOn and parent-applies-child, for display."""
+    touched: tuple[ObjectRef, ...] | None = None
+    """Kustomizations whose spec.path holds a changed path; None when the changed paths are unknown."""
+    cycles: tuple[tuple[ObjectRef, ...], ...] = ()
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def followed(self) -> tuple[ObjectRef, ...]:
+        """Everything the session follows, sources first, in a stable order."""
+        return self.sources + self.kustomizations + self.helm_releases
+
+    @property
+    def empty(self) -> bool:
+        return not self.sources
+
+
+def source_follows(source: FluxObject, push: Push, *, base_dir: str | None = None) -> bool:
+    """Whether a source fetches what this push updated: the same repository, and the pushed branch or tag."""
+    if source.kind == "OCIRepository":
+        # An artifact built by CI from this repo records the git URL and revision it came from.
+        if not source.origin_url:
+            return False
+        if normalize_remote_url(source.origin_url, base_dir=base_dir) != normalize_remote_url(
+            push.remote_url, base_dir=base_dir
+        ):
+            return False
+        pointer = source.origin_revision.rpartition("@")[0]
+        return not pointer or pointer in (push.branch, f"refs/heads/{push.branch}")
+    if source.kind != "GitRepository":
+        return False
+    if normalize_remote_url(source.url, base_dir=base_dir) != normalize_remote_url(push.remote_url, base_dir=base_dir):
+        return False
+    ref = source.git_ref
+    if ref is None or not any((ref.branch, ref.tag, ref.semver, ref.name, ref.commit)):
+        return push.branch == _DEFAULT_GIT_BRANCH
+    if ref.commit and not ref.name and not ref.branch:
+        return False  # pinned to one commit: no push moves it.
+    if ref.name:
+        return ref.name in (f"refs/heads/{push.branch}", f"refs/tags/{push.tag}")
+    if ref.tag:
+        return ref.tag == push.tag
+    if ref.semver:
+        return bool(push.tag)  # any new tag may satisfy a semver range; the source's revision decides.
+    return ref.branch == push.branch
+
+
+def plan_for_push(objects: Iterable[FluxObject], push: Push, *, base_dir: str | None = None) -> Plan:
+    """The monitoring plan for `push` over a snapshot of Flux objects."""
+    by_ref: dict[ObjectRef, FluxObject] = {obj.ref: obj for obj in objects}
+    sources = sorted(ref for ref, obj in by_ref.items() if source_follows(obj, push, base_dir=base_dir))
+    if not sources:
+        return Plan(notes=(f"no Flux source follows {redact_url(push.remote_url)} {push.branch or push.tag}",))
+    source_set = set(sources)
+    edges: set[tuple[ObjectRef, ObjectRef]] = set()
+    kustomizations = {
+        ref for ref, obj in by_ref.items() if obj.kind == "Kustomization" and obj.source_ref in source_set
+    }
+
+    # Everything that dependsOn a followed Kustomization waits for this push too, transitively.
+    dependents: dict[ObjectRef, set[ObjectRef]] = {}
+    for ref, obj in by_ref.items():
+        for dependency in obj.depends_on:
+            dependents.setdefault(dependency, set()).add(ref)
+            edges.add((ref, dependency))
+    kustomizations |= {ref for ref in _closure(kustomizations, dependents) if ref.kind == "Kustomization"}
+
+    helm_releases = set()
+    for ref, obj in by_ref.items():
+        if obj.kind == "HelmRelease" and (_chart_from(obj, by_ref, source_set) or obj.owner in kustomizations):
+            helm_releases.add(ref)
+    for ref in kustomizations:
+        for child in by_ref[ref].applied_flux_objects:
+            edges.add((child, ref))
+            if child.kind == "HelmRelease" and child in by_ref:
+                helm_releases.add(child)
+    helm_releases |= {ref for ref in _closure(helm_releases, dependents) if ref.kind == "HelmRelease"}
+
+    followed = set(sources) | kustomizations | helm_releases
+    for ref in followed:
+        source_ref = by_ref[ref].source_ref if ref in by_ref else None
+        if source_ref is not None and source_ref in by_ref:
+            edges.add((ref, source_ref))
+    upstream = {dep for dependent, dep in edges if dependent in followed and dep not in followed and dep in by_ref}
+    return Plan(
+        sources=tuple(sources),
+        kustomizations=tuple(sorted(kustomizations)),
+        helm_releases=tuple(sorted(helm_releases)),
+        upstream=tuple(sorted(upstream)),
+        edges=tuple(sorted(edge for edge in edges if edge[0] in followed)),
+        touched=_touched(kustomizations, by_ref, push.changed_paths),
+        cycles=_cycles({ref: [d for r, d in edges if r == ref and d.kind == ref.kind] for ref in followed}),
+    )
+
+
+def _closure(start: set[ObjectRef], dependents: Mapping[ObjectRef, set[ObjectRef]]) -> set[ObjectRef]:
+    """Everything reachable from `start` through the dependents map (cycles are safe: each node is seen once)."""
+    seen = set(start)
+    stack = list(start)
+    while stack:
+        for dependent in dependents.get(stack.pop(), ()):
+            if dependent not in seen:
+                seen.add(dependent)
+                stack.append(dependent)
+    return seen
+
+
+def _chart_from(release: FluxObject, by_ref: Mapping[ObjectRef, FluxObject], sources: set[ObjectRef]) -> bool:
+    """Whether a HelmRelease's chart is built from one of `sources`, directly or through a HelmChart."""
+    ref = release.source_ref
+    if ref is None:
+        return False
+    if ref in sources:
+        return True
+    chart = by_ref.get(ref) if ref.kind == "HelmChart" else None
+    return chart is not None and chart.source_ref in sources
+
+
+def _touched(
+    kustomizations: Iterable[ObjectRef],
+    by_ref: Mapping[ObjectRef, FluxObject],
+    changed: tuple[str, ...] | None,
+) -> tuple[ObjectRef, ...] | None:
+    """Kustomizations whose spec.path holds one of the changed paths (a hint: kustomize may reach further)."""
+    if changed is None:
+        return None
+    touched = []
+    for ref in sorted(kustomizations):
+        root = posixpath.normpath(by_ref[ref].path.strip() or ".").lstrip("/")
+        if root == "." or any(path == root or path.startswith(root + "/") for path in map(posixpath.normpath, changed)):
+            touched.append(ref)
+    return tuple(touched)
+
+
+def _cycles(graph: Mapping[ObjectRef, list[ObjectRef]]) -> tuple[tuple[ObjectRef, ...], ...]:
+    """Each dependency cycle once, found by depth-first search; Flux would wait on such a chain forever."""
+    cycles: list[tuple[ObjectRef, ...]] = []
+    state: dict[ObjectRef, int] = {}  # 1 = on the current path, 2 = done
+    path: list[ObjectRef] = []
+
+    def visit(node: ObjectRef) -> None:
+        state[node] = 1
+        path.append(node)
+        for dependency in sorted(graph.get(node, ())):
+            if state.get(dependency) == 1:
+                cycles.append(tuple(path[path.index(dependency) :]))
+            elif dependency not in state:
+                visit(dependency)
+        path.pop()
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node)
+    return tuple(cycles)

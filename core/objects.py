@@ -1,0 +1,262 @@
+"""Flux objects as frozen values, parsed once from raw Kubernetes bodies.
+
+Bodies arrive from the API, from `kubectl get -o yaml` or from tests, and any field may be missing or of the
+wrong type. Parsing tolerates all of that here, once, so that the verdict and discovery code never reads raw
+dicts. Only the fields the product reasons about are kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+SOURCE_GROUP = "source.toolkit.fluxcd.io"
+KUSTOMIZE_GROUP = "kustomize.toolkit.fluxcd.io"
+HELM_GROUP = "helm.toolkit.fluxcd.io"
+
+FLUX_KINDS: dict[str, str] = {
+    "GitRepository": SOURCE_GROUP,
+    "OCIRepository": SOURCE_GROUP,
+    "Bucket": SOURCE_GROUP,
+    "HelmRepository": SOURCE_GROUP,
+    "HelmChart": SOURCE_GROUP,
+    "Kustomization": KUSTOMIZE_GROUP,
+    "HelmRelease": HELM_GROUP,
+}
+"""Every kind the product understands, with its API group."""
+
+SOURCE_KINDS = frozenset(kind for kind, group in FLUX_KINDS.items() if group == SOURCE_GROUP)
+
+REQUESTED_AT_ANNOTATION = "reconcile.fluxcd.io/requestedAt"
+OWNER_NAME_LABEL = "kustomize.toolkit.fluxcd.io/name"
+OWNER_NAMESPACE_LABEL = "kustomize.toolkit.fluxcd.io/namespace"
+OCI_SOURCE_ANNOTATION = "org.opencontainers.image.source"
+OCI_REVISION_ANNOTATION = "org.opencontainers.image.revision"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True, order=True)
+class ObjectRef:
+    """Names one object: `Kustomization/flux-system/apps`."""
+
+    kind: str
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}/{self.namespace}/{self.name}" if self.namespace else f"{self.kind}/{self.name}"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Condition:
+    """One entry of status.conditions; `observed_generation` is None where the API predates it."""
+
+    type: str
+    status: str
+    reason: str = ""
+    message: str = ""
+    observed_generation: int | None = None
+    last_transition_time: str = ""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class GitRef:
+    """spec.ref of a GitRepository: what it follows."""
+
+    branch: str = ""
+    tag: str = ""
+    semver: str = ""
+    name: str = ""
+    commit: str = ""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class FluxObject:
+    """The parts of a Flux object that verdicts and discovery read."""
+
+    ref: ObjectRef
+    api_version: str
+    generation: int | None = None
+    observed_generation: int | None = None
+    suspended: bool = False
+    conditions: tuple[Condition, ...] = ()
+    labels: tuple[tuple[str, str], ...] = ()
+    requested_reconcile_at: str = ""
+    last_handled_reconcile_at: str = ""
+    # Sources.
+    url: str = ""
+    git_ref: GitRef | None = None
+    artifact_revision: str = ""
+    artifact_updated_at: str = ""
+    origin_url: str = ""
+    origin_revision: str = ""
+    # Consumers: Kustomization, HelmRelease, HelmChart.
+    source_ref: ObjectRef | None = None
+    path: str = ""
+    depends_on: tuple[ObjectRef, ...] = ()
+    last_applied_revision: str = ""
+    last_attempted_revision: str = ""
+    applied_flux_objects: tuple[ObjectRef, ...] = ()
+    """Flux objects in a Kustomization's inventory: the children it applies."""
+    chart_version: str = ""
+    """A HelmRelease's deployed chart version (status.history[0].chartVersion), which may carry a commit suffix."""
+
+    @property
+    def kind(self) -> str:
+        return self.ref.kind
+
+    def condition(self, condition_type: str) -> Condition | None:
+        """The condition of that type, if the controller has written one."""
+        return next((c for c in self.conditions if c.type == condition_type), None)
+
+    def label(self, key: str) -> str:
+        return dict(self.labels).get(key, "")
+
+    @property
+    def owner(self) -> ObjectRef | None:
+        """The Kustomization that applied this object, from the labels kustomize-controller sets."""
+        name = self.label(OWNER_NAME_LABEL)
+        if not name:
+            return None
+        return ObjectRef(kind="Kustomization", namespace=self.label(OWNER_NAMESPACE_LABEL), name=name)
+
+
+def is_flux_body(body: Mapping[str, Any]) -> bool:
+    """Whether a raw body is one of the Flux kinds this product understands."""
+    kind = body.get("kind")
+    group = str(body.get("apiVersion", "")).partition("/")[0]
+    return isinstance(kind, str) and FLUX_KINDS.get(kind) == group
+
+
+def parse_flux_object(body: Mapping[str, Any]) -> FluxObject:
+    """Parse a raw Flux body; raises ValueError when it is not a Flux object or has no name."""
+    if not is_flux_body(body):
+        raise ValueError(f"not a Flux object: apiVersion={body.get('apiVersion')!r} kind={body.get('kind')!r}")
+    metadata = _mapping(body.get("metadata"))
+    spec = _mapping(body.get("spec"))
+    status = _mapping(body.get("status"))
+    name = _text(metadata.get("name"))
+    if not name:
+        raise ValueError(f"{body.get('kind')} has no metadata.name")
+    namespace = _text(metadata.get("namespace"))
+    kind = str(body["kind"])
+    artifact = _mapping(status.get("artifact"))
+    artifact_metadata = _mapping(artifact.get("metadata"))
+    annotations = _mapping(metadata.get("annotations"))
+    return FluxObject(
+        ref=ObjectRef(kind=kind, namespace=namespace, name=name),
+        api_version=_text(body.get("apiVersion")),
+        generation=_int(metadata.get("generation")),
+        observed_generation=_int(status.get("observedGeneration")),
+        suspended=spec.get("suspend") is True,
+        conditions=tuple(_condition(c) for c in _list(status.get("conditions")) if isinstance(c, Mapping)),
+        labels=tuple(sorted((str(k), _text(v)) for k, v in _mapping(metadata.get("labels")).items())),
+        requested_reconcile_at=_text(annotations.get(REQUESTED_AT_ANNOTATION)),
+        last_handled_reconcile_at=_text(status.get("lastHandledReconcileAt")),
+        url=_text(spec.get("url")),
+        git_ref=_git_ref(spec.get("ref")) if kind == "GitRepository" else None,
+        artifact_revision=_text(artifact.get("revision")),
+        artifact_updated_at=_text(artifact.get("lastUpdateTime")),
+        origin_url=_text(artifact_metadata.get(OCI_SOURCE_ANNOTATION)),
+        origin_revision=_text(artifact_metadata.get(OCI_REVISION_ANNOTATION)),
+        source_ref=_source_ref(kind, spec, namespace),
+        path=_text(spec.get("path")),
+        depends_on=tuple(
+            _ref(kind, entry, namespace) for entry in _list(spec.get("dependsOn")) if isinstance(entry, Mapping)
+        ),
+        last_applied_revision=_text(status.get("lastAppliedRevision")),
+        last_attempted_revision=_text(status.get("lastAttemptedRevision")),
+        applied_flux_objects=_inventory(status.get("inventory")),
+        chart_version=_chart_version(status),
+    )
+
+
+def _source_ref(kind: str, spec: Mapping[str, Any], namespace: str) -> ObjectRef | None:
+    """Where the object's content comes from; a HelmRelease names its chart's source, old or new style."""
+    if kind == "HelmRelease":
+        chart_ref = _mapping(spec.get("chartRef"))
+        if chart_ref:
+            return _ref("", chart_ref, namespace)
+        spec = _mapping(_mapping(spec.get("chart")).get("spec"))
+    source = _mapping(spec.get("sourceRef"))
+    return _ref("", source, namespace) if source else None
+
+
+def _ref(default_kind: str, entry: Mapping[str, Any], default_namespace: str) -> ObjectRef:
+    """A reference as Flux writes them: the namespace defaults to the referring object's own."""
+    return ObjectRef(
+        kind=_text(entry.get("kind")) or default_kind,
+        namespace=_text(entry.get("namespace")) or default_namespace,
+        name=_text(entry.get("name")),
+    )
+
+
+def _inventory(raw: Any) -> tuple[ObjectRef, ...]:
+    """Flux children from inventory ids, which look like `<ns>_<name>_<group>_<kind>`."""
+    refs: list[ObjectRef] = []
+    for entry in _list(_mapping(raw).get("entries")):
+        parts = _text(_mapping(entry).get("id")).split("_")
+        if len(parts) != 4:
+            continue
+        namespace, name, group, kind = parts
+        if FLUX_KINDS.get(kind) == group:
+            refs.append(ObjectRef(kind=kind, namespace=namespace, name=name))
+    return tuple(refs)
+
+
+def _chart_version(status: Mapping[str, Any]) -> str:
+    history = _list(status.get("history"))
+    if history:
+        return _text(_mapping(history[0]).get("chartVersion"))
+    return ""
+
+
+def _git_ref(raw: Any) -> GitRef:
+    ref = _mapping(raw)
+    return GitRef(
+        branch=_text(ref.get("branch")),
+        tag=_text(ref.get("tag")),
+        semver=_text(ref.get("semver")),
+        name=_text(ref.get("name")),
+        commit=_text(ref.get("commit")),
+    )
+
+
+def _condition(raw: Mapping[str, Any]) -> Condition:
+    return Condition(
+        type=_text(raw.get("type")),
+        status=_text(raw.get("status")) or "Unknown",
+        reason=_text(raw.get("reason")),
+        message=_text(raw.get("message")),
+        observed_generation=_int(raw.get("observedGeneration")),
+        last_transition_time=_text(raw.get("lastTransitionTime")),
+    )
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _text(value: Any) -> str:
+    if value is None or isinstance(value, (Mapping, list)):
+        return ""
+    if isinstance(value, datetime):
+        # YAML turns an unquoted timestamp into a datetime; keep the RFC 3339 text the API would send.
+        return value.isoformat().replace("+00:00", "Z")
+    return str(value)
+
+
+def _int(value: Any) -> int | None:
+    # bool is an int subclass; a YAML `true` is never a generation.
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return None

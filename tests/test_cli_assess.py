@@ -1,0 +1,110 @@
+"""`fluxmon assess` as a user runs it: a real process, reading files or a pipe."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.flux_bodies import SHA_NEW, SHA_OLD, kustomization, ready
+
+FIXTURES = Path(__file__).parent / "fixtures" / "flux-examples.yaml"
+
+
+def fluxmon(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "fluxmon", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_json_lines_with_the_documented_keys() -> None:
+    result = fluxmon("assess", str(FIXTURES))
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["name"] for r in records] == [
+        "fleet",
+        "team-a",
+        "infrastructure",
+        "apps",
+        "cert-manager",
+        "redis",
+    ]
+    assert set(records[0]) == {"kind", "namespace", "name", "phase", "reason", "message", "revision"}
+    assert result.returncode == 1  # something failed
+    assert result.stderr == ""
+
+
+def test_kubectl_list_on_stdin_as_a_table() -> None:
+    # What `kubectl get kustomizations -A -o yaml` prints: a List of items.
+    listing = yaml.safe_dump(
+        {
+            "apiVersion": "v1",
+            "kind": "List",
+            "metadata": {"resourceVersion": ""},
+            "items": [
+                kustomization(
+                    "infrastructure", applied=f"main@sha1:{SHA_NEW}", conditions=ready(f"main@sha1:{SHA_NEW}")
+                ),
+                kustomization("apps", applied=f"main@sha1:{SHA_OLD}", conditions=ready(f"main@sha1:{SHA_OLD}")),
+            ],
+        }
+    )
+    result = fluxmon("assess", "--commit", SHA_NEW[:7], "--output", "table", "-", stdin=listing)
+    assert result.returncode == 0, result.stderr
+    header, infrastructure, apps = result.stdout.splitlines()
+    assert header.split() == ["NAMESPACE", "NAME", "REVISION", "SUSPENDED", "READY", "MESSAGE"]
+    assert infrastructure.split()[:5] == [
+        "flux-system",
+        "kustomization/infrastructure",
+        "main@sha1:7d1f6c2a",
+        "False",
+        "Ready",
+    ]
+    assert apps.split()[:5] == ["flux-system", "kustomization/apps", "main@sha1:0f9e8d7c", "False", "Pending"]
+
+
+def test_non_flux_objects_are_skipped_with_a_note() -> None:
+    text = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings, namespace: apps}\n"
+    result = fluxmon("assess", stdin=text)
+    assert result.returncode == 0
+    assert result.stdout == ""
+    assert result.stderr == "fluxmon: skipped v1 ConfigMap apps/settings: not a Flux object\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin", "expected"),
+    [
+        (["assess"], "kind: [\n", "fluxmon: Cannot read input: <stdin>: document 1: line 2, column 1:"),
+        (
+            ["assess", "/nonexistent.yaml"],
+            "",
+            "fluxmon: Cannot read input: cannot read /nonexistent.yaml: No such file",
+        ),
+        (["assess", "--commit", "xyz"], "", "fluxmon: Cannot read input: --commit: not a commit sha"),
+        (
+            ["assess"],
+            "apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata: {}\n",
+            "fluxmon: Cannot read input: <stdin>: Kustomization has no metadata.name",
+        ),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(args: list[str], stdin: str, expected: str) -> None:
+    result = fluxmon(*args, stdin=stdin)
+    assert result.returncode == 2
+    assert result.stderr.startswith(expected)
+    assert result.stderr.count("\n") == 1
+    assert "Traceback" not in result.stderr
+
+
+def test_help_lists_the_verbs() -> None:
+    result = fluxmon("--help")
+    assert result.returncode == 0
+    assert "assess" in result.stdout
