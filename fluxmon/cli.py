@@ -10,17 +10,22 @@ Every error a user can cause ends as one line on stderr, never as a traceback.
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from fluxmon import __version__
+from fluxmon.core import hookinstall
 from fluxmon.core.documents import iter_objects
 from fluxmon.core.errors import FluxmonError, InputError
+from fluxmon.core.gitpush import confirm_push
 from fluxmon.core.objects import FluxObject, is_flux_body, parse_flux_object
 from fluxmon.core.render import json_lines, table
 from fluxmon.core.revision import normalize_commit
+from fluxmon.core.spool import default_spool_dir, lock_holder
 from fluxmon.core.verdict import Phase, Verdict, verdict
 
 EXIT_OK = 0
@@ -72,6 +77,26 @@ def build_parser() -> argparse.ArgumentParser:
     assess.add_argument("--commit", metavar="SHA", help="judge relative to this pushed commit (7 to 40 hex)")
     assess.add_argument("--output", "-o", choices=("json", "table"), default="json", help="default: json lines")
     assess.set_defaults(command=run_assess)
+
+    hook = verbs.add_parser("hook", help="install, remove or inspect the git hooks that capture pushes")
+    hook_verbs = hook.add_subparsers(title="hook commands", metavar="ACTION", required=True)
+    for action, runner, text in (
+        ("install", run_hook_install, "install the hooks (idempotent; existing hooks are chained, not replaced)"),
+        ("uninstall", run_hook_uninstall, "remove the hooks and restore the ones they chained"),
+    ):
+        sub = hook_verbs.add_parser(action, help=text, description=text)
+        where = sub.add_mutually_exclusive_group()
+        where.add_argument("--repo", type=Path, metavar="DIR", help="the repository (default: the current one)")
+        where.add_argument("--global", dest="global_", action="store_true", help="for every repo of this user")
+        sub.set_defaults(command=runner)
+    status = hook_verbs.add_parser("status", help="what is installed where, and whether the tray app is running")
+    status.add_argument("--repo", type=Path, metavar="DIR", help="the repository (default: the current one)")
+    status.set_defaults(command=run_hook_status)
+    # Run by the pre-push hook in the background; not for people.
+    confirm = hook_verbs.add_parser("confirm")
+    confirm.add_argument("record", type=Path)
+    confirm.add_argument("--git-pid", type=int, required=True)
+    confirm.set_defaults(command=run_hook_confirm)
     return parser
 
 
@@ -119,3 +144,43 @@ def _describe(body: Mapping[str, Any]) -> str:
     metadata = metadata if isinstance(metadata, Mapping) else {}
     name = "/".join(str(part) for part in (metadata.get("namespace"), metadata.get("name")) if part)
     return f"{body.get('apiVersion')} {body.get('kind')} {name}".strip()
+
+
+def run_hook_install(args: argparse.Namespace) -> int:
+    for line in hookinstall.install(repo=args.repo, global_=args.global_):
+        print(line)
+    return EXIT_OK
+
+
+def run_hook_uninstall(args: argparse.Namespace) -> int:
+    for line in hookinstall.uninstall(repo=args.repo, global_=args.global_):
+        print(line)
+    return EXIT_OK
+
+
+def run_hook_status(args: argparse.Namespace) -> int:
+    for state in hookinstall.status(repo=args.repo):
+        if state.ours:
+            chained = f", chaining {state.chained.name}" if state.chained else ""
+            print(f"{state.name}: installed at {state.path}{chained}")
+        elif state.present:
+            print(f"{state.name}: {state.path} is another hook, not fluxmon's")
+        else:
+            print(f"{state.name}: not installed ({state.path})")
+    spool_dir = default_spool_dir()
+    holder = lock_holder(spool_dir)
+    if holder is None:
+        print(f"tray app: not running (sessions wait in {spool_dir})")
+    else:
+        print(f"tray app: running, pid {holder.pid}, since {holder.since} (reading {spool_dir})")
+    return EXIT_OK
+
+
+def run_hook_confirm(args: argparse.Namespace) -> int:
+    """The background half of pre-push: wait for git, then spool a session per confirmed ref."""
+    os.setsid()  # out of the terminal's process group, so a Ctrl-C after the push does not kill us
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    written = confirm_push(args.record, git_pid=args.git_pid, spool_dir=default_spool_dir())
+    for path in written:
+        logging.getLogger("fluxmon.hooks").info("spooled %s", path.name)
+    return EXIT_OK

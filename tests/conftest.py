@@ -1,4 +1,4 @@
-"""Suite-wide guards: no test may leak a thread."""
+"""Suite-wide guards: no test may leak a thread or a process."""
 
 from __future__ import annotations
 
@@ -6,6 +6,10 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+
+from tests.processes import become_subreaper, children, wait_for_children
+
+become_subreaper()
 
 
 @pytest.fixture(autouse=True)
@@ -18,3 +22,12 @@ def no_leaked_threads() -> Iterator[None]:
         thread.join(timeout=2)
     still_alive = [thread.name for thread in leaked if thread.is_alive()]
     assert not still_alive, f"test leaked threads: {still_alive}"
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_processes() -> Iterator[None]:
+    """Fail any test that leaves a process running; background work a test started must finish or be stopped."""
+    before = children()
+    yield
+    stuck = wait_for_children(timeout=10, ignore=before)
+    assert not stuck, f"test leaked processes: {stuck}"

@@ -1,0 +1,212 @@
+"""Settings: built-in defaults, the user's config.toml, and per-repo overrides, merged in that order.
+
+Precedence, lowest first:
+  1. defaults (below);
+  2. the user's `$XDG_CONFIG_HOME/fluxmon/config.toml`;
+  3. the repo's `.kiro/hooks/flux-reconciliation-monitor.yaml` (the seed design's file: `enabled`,
+     `config.timeout`, `config.verbosity`, `config.monitor_types`);
+  4. the repo's `.fluxmon.toml` (our own file, same keys as config.toml).
+A file that is invalid is reported (file and key) and skipped as a whole, so a typo never half-applies.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fluxmon.core.errors import ConfigError
+from fluxmon.core.objects import FLUX_KINDS
+
+SEED_REPO_CONFIG = Path(".kiro/hooks/flux-reconciliation-monitor.yaml")
+REPO_CONFIG = Path(".fluxmon.toml")
+VERBOSITIES = ("minimal", "normal", "verbose")
+NOTIFY_OUTCOMES = ("succeeded", "failed", "timed-out")
+MAX_CONFIG_BYTES = 256 * 1024
+
+_DURATION = re.compile(r"^(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+(?:\.\d+)?)s)?$")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Config:
+    """The effective settings for one push (or for the app, without repo overrides)."""
+
+    enabled: bool = True
+    context: str = ""
+    """kubeconfig context; empty means the kubeconfig's current context."""
+    timeout_seconds: float = 300.0
+    verbosity: str = "normal"
+    monitor_types: tuple[str, ...] = ("GitRepository", "OCIRepository", "Kustomization", "HelmRelease", "HelmChart")
+    reconcile: bool = True
+    """Annotate the source (and Kustomizations) after a push, so Flux fetches now, not at its next interval."""
+    notify_on: tuple[str, ...] = NOTIFY_OUTCOMES
+    ignore_remotes: tuple[str, ...] = ()
+    """Glob patterns over redacted remote URLs (`*github.com/acme/scratch*`) whose pushes are ignored."""
+    ignore_branches: tuple[str, ...] = ()
+    """Glob patterns over branch names (`wip/*`) whose pushes are ignored."""
+    warnings: tuple[str, ...] = field(default=(), compare=False)
+    """Problems found while loading, one line each; the files they name were skipped."""
+
+    def ignores(self, *, remote_url: str, branch: str) -> bool:
+        """Whether a push to this (redacted) remote and branch is to be left alone."""
+        return any(fnmatchcase(remote_url, pattern) for pattern in self.ignore_remotes) or any(
+            fnmatchcase(branch, pattern) for pattern in self.ignore_branches
+        )
+
+    def as_record(self) -> dict[str, Any]:
+        """The settings as plain JSON values, for the session file."""
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self) if f.name != "warnings"}
+
+
+def user_config_path(environ: Mapping[str, str] = os.environ) -> Path:
+    base = environ.get("XDG_CONFIG_HOME") or str(Path(environ.get("HOME", "~")).expanduser() / ".config")
+    return Path(base) / "fluxmon" / "config.toml"
+
+
+def load_config(*, repo: Path | None = None, environ: Mapping[str, str] = os.environ) -> Config:
+    """The merged settings; never raises for a bad file, which is reported in `Config.warnings` instead."""
+    config = Config()
+    layers: list[tuple[Path, Any]] = [(user_config_path(environ), _read_toml)]
+    if repo is not None:
+        layers += [(repo / SEED_REPO_CONFIG, _read_seed_yaml), (repo / REPO_CONFIG, _read_toml)]
+    warnings: list[str] = []
+    for path, reader in layers:
+        try:
+            values = reader(path)
+            if values is not None:
+                config = apply_settings(config, values, source=str(path))
+        except ConfigError as error:
+            warnings.append(f"{error.message}; using the settings without this file")
+    return replace(config, warnings=tuple(warnings))
+
+
+def apply_settings(config: Config, values: Mapping[str, Any], *, source: str) -> Config:
+    """Apply a table of settings to `config`; raises ConfigError naming `source` and the key at fault."""
+    changes: dict[str, Any] = {}
+    known = {f.name for f in fields(Config)} - {"warnings"}
+    for key, value in values.items():
+        name = key.replace("-", "_")
+        if name == "timeout":
+            name = "timeout_seconds"
+        if name not in known:
+            raise ConfigError(f"{source}: unknown key {key!r}")
+        changes[name] = _validated(name, value, source=f"{source}: {key}")
+    return replace(config, **changes)
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from `300`, `"90s"`, `"5m"` or `"1h30m"`; raises ValueError otherwise."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    elif isinstance(value, str) and (match := _DURATION.match(value.strip())) and value.strip():
+        seconds = int(match["h"] or 0) * 3600 + int(match["m"] or 0) * 60 + float(match["s"] or 0)
+    elif isinstance(value, str) and value.strip().isdigit():
+        seconds = float(value)
+    else:
+        raise ValueError(f"expected a duration such as 300, '90s', '5m' or '1h30m', got {value!r}")
+    if seconds <= 0:
+        raise ValueError("a duration must be positive")
+    return seconds
+
+
+def _validated(name: str, value: Any, *, source: str) -> Any:
+    try:
+        if name == "timeout_seconds":
+            return parse_duration(value)
+        if name in ("enabled", "reconcile"):
+            if not isinstance(value, bool):
+                raise ValueError("expected true or false")
+            return value
+        if name == "context":
+            if not isinstance(value, str):
+                raise ValueError("expected a string")
+            return value
+        if name == "verbosity":
+            if value not in VERBOSITIES:
+                raise ValueError(f"expected one of {', '.join(VERBOSITIES)}")
+            return value
+        items = _string_list(value)
+        if name == "monitor_types":
+            # Accept `kustomization`, `Kustomizations` as well as `Kustomization`.
+            by_lower = {kind.lower(): kind for kind in FLUX_KINDS}
+            unknown = [item for item in items if item.lower().removesuffix("s") not in by_lower]
+            if unknown:
+                raise ValueError(f"unknown kinds {unknown}; known: {', '.join(FLUX_KINDS)}")
+            return tuple(by_lower[item.lower().removesuffix("s")] for item in items)
+        if name == "notify_on":
+            unknown = [item for item in items if item not in NOTIFY_OUTCOMES]
+            if unknown:
+                raise ValueError(f"unknown outcomes {unknown}; known: {', '.join(NOTIFY_OUTCOMES)}")
+        return items
+    except ValueError as exc:
+        raise ConfigError(f"{source}: {exc}") from exc
+
+
+def _string_list(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ValueError("expected a list of strings")
+    return tuple(value)
+
+
+def _read_bounded(path: Path) -> str | None:
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(MAX_CONFIG_BYTES + 1)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES // 1024} KiB")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text") from exc
+
+
+def _read_toml(path: Path) -> Mapping[str, Any] | None:
+    text = _read_bounded(path)
+    if text is None:
+        return None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+
+
+def _read_seed_yaml(path: Path) -> Mapping[str, Any] | None:
+    """The seed design's per-repo file; only the keys it documented are honoured."""
+    text = _read_bounded(path)
+    if text is None:
+        return None
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from exc
+    if document is None:
+        return {}
+    if not isinstance(document, Mapping):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    section = document.get("config") or {}
+    if not isinstance(section, Mapping):
+        raise ConfigError(f"{path}: config: expected a mapping")
+    values: dict[str, Any] = {}
+    if "enabled" in document:
+        values["enabled"] = document["enabled"]
+    for key in ("timeout", "verbosity", "monitor_types"):
+        if key in section:
+            values[key] = section[key]
+    return values
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value

@@ -1,0 +1,342 @@
+"""Turning a `git push` into session files, once git has said whether the push went through.
+
+Git has no post-push hook. `pre-push` runs before the transfer, so it cannot know whether the push will be
+accepted. What it can do is leave a pending record and start this confirmer, which waits for the `git push`
+process to exit and then decides each pushed ref:
+
+- If the remote has a fetch refspec that maps the pushed ref to a remote-tracking ref, git updates that ref
+  after a successful push, and the `reference-transaction` hook logs the update. A logged update to the pushed
+  sha confirms the push; no update means it was rejected (or was a `--dry-run`), so no session is written.
+- Otherwise (a push to a URL, a tag, a refspec with no tracking ref) `git ls-remote` asks the remote. The pushed
+  sha there confirms it; another sha means rejected; no answer gives a session marked unconfirmed, which the
+  monitor confirms when the sha shows up in the Flux source.
+- Deletions deploy nothing and never become sessions.
+
+Every git call takes an argument list (never a shell string), and URLs are redacted before they are written.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fluxmon.core.config import Config, load_config
+from fluxmon.core.discovery import redact_url
+from fluxmon.core.errors import GitError
+from fluxmon.core.spool import MAX_CHANGED_PATHS, SCHEMA, write_session
+
+log = logging.getLogger("fluxmon.hooks")
+
+ZERO_SHA = "0" * 40
+GIT_TIMEOUT_SECONDS = 10.0
+LS_REMOTE_TIMEOUT_SECONDS = 15.0
+MAX_WAIT_FOR_PUSH_SECONDS = 3600.0
+"""A push that takes longer than an hour is left alone: its record is dropped as stale."""
+PENDING_MAGIC = "fluxmon-pending 1"
+
+
+def run_git(args: Sequence[str], *, cwd: Path, timeout: float = GIT_TIMEOUT_SECONDS) -> str:
+    """Run git with an argument list and return stdout; raises GitError with git's own message."""
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
+    try:
+        result = subprocess.run(
+            ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env, check=False
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise GitError(f"git {args[0]} timed out after {timeout:.0f}s") from exc
+    except OSError as exc:
+        raise GitError(f"cannot run git: {exc.strerror}") from exc
+    if result.returncode != 0:
+        message = redact_text(result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "")
+        raise GitError(f"git {args[0]} failed: {message or f'exit status {result.returncode}'}")
+    return result.stdout
+
+
+def redact_text(text: str) -> str:
+    """Redact every URL-looking word of a message (git errors quote the remote URL)."""
+    return " ".join(redact_url(word) if "://" in word else word for word in text.split(" "))
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PushedRef:
+    """One line of pre-push's stdin: `<local ref> <local sha> <remote ref> <remote sha>`."""
+
+    local_ref: str
+    local_sha: str
+    remote_ref: str
+    remote_sha: str
+
+    @property
+    def is_deletion(self) -> bool:
+        return self.local_sha.strip("0") == ""
+
+    @property
+    def kind(self) -> str:
+        if self.remote_ref.startswith("refs/heads/"):
+            return "branch"
+        if self.remote_ref.startswith("refs/tags/"):
+            return "tag"
+        return "ref"
+
+    @property
+    def short_name(self) -> str:
+        for prefix in ("refs/heads/", "refs/tags/"):
+            if self.remote_ref.startswith(prefix):
+                return self.remote_ref.removeprefix(prefix)
+        return self.remote_ref
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PendingPush:
+    """What pre-push recorded: the remote as git was given it, and the refs about to be pushed."""
+
+    remote: str
+    url: str
+    repo: Path
+    refs: tuple[PushedRef, ...]
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Decision:
+    """The confirmer's verdict on one pushed ref."""
+
+    ref: PushedRef
+    session: bool
+    confirmed: bool
+    confirmed_by: str
+    why: str
+
+
+def parse_pending(text: str) -> PendingPush:
+    """Parse a pending record; raises ValueError when it is not one (or is truncated)."""
+    lines = text.splitlines()
+    if not lines or lines[0] != PENDING_MAGIC:
+        raise ValueError("not a fluxmon pending record")
+    fields: dict[str, str] = {}
+    refs = []
+    for line in lines[1:]:
+        key, _, value = line.partition(" ")
+        if key == "ref":
+            parts = value.split()
+            if len(parts) == 4:
+                refs.append(PushedRef(local_ref=parts[0], local_sha=parts[1], remote_ref=parts[2], remote_sha=parts[3]))
+        elif key:
+            fields[key] = value
+    if not fields.get("remote") or not fields.get("repo"):
+        raise ValueError("pending record lacks remote or repo")
+    return PendingPush(remote=fields["remote"], url=fields.get("url", ""), repo=Path(fields["repo"]), refs=tuple(refs))
+
+
+def parse_transactions(text: str) -> dict[str, str]:
+    """`refname -> new sha` from the reference-transaction log (`<old> <new> <refname>` lines)."""
+    updates = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 3:
+            updates[parts[2]] = parts[1]
+    return updates
+
+
+def tracking_ref(remote_ref: str, refspecs: Sequence[str]) -> str | None:
+    """The remote-tracking ref a fetch refspec maps `remote_ref` to, as git does after a push; None if none."""
+    for spec in refspecs:
+        spec = spec.removeprefix("+")
+        if spec.startswith("^") or ":" not in spec:
+            continue
+        source, _, destination = spec.partition(":")
+        if "*" not in source:
+            if source == remote_ref and destination:
+                return destination
+            continue
+        prefix, _, suffix = source.partition("*")
+        if remote_ref.startswith(prefix) and remote_ref.endswith(suffix) and len(remote_ref) >= len(prefix + suffix):
+            middle = remote_ref[len(prefix) : len(remote_ref) - len(suffix)]
+            return destination.replace("*", middle, 1)
+    return None
+
+
+def decide(
+    push: PendingPush,
+    *,
+    refspecs: Sequence[str],
+    updates: Mapping[str, str],
+    ls_remote: Callable[[str], str | None],
+) -> list[Decision]:
+    """Decide each pushed ref (see the module docstring); `ls_remote(ref)` gives the sha there, or None."""
+    decisions = []
+    for ref in push.refs:
+        if ref.is_deletion:
+            decisions.append(Decision(ref=ref, session=False, confirmed=False, confirmed_by="", why="deletion"))
+            continue
+        tracked = tracking_ref(ref.remote_ref, refspecs)
+        if tracked is not None:
+            if updates.get(tracked) == ref.local_sha:
+                decisions.append(
+                    Decision(ref=ref, session=True, confirmed=True, confirmed_by="remote-tracking-ref", why=tracked)
+                )
+            else:
+                decisions.append(
+                    Decision(
+                        ref=ref,
+                        session=False,
+                        confirmed=False,
+                        confirmed_by="",
+                        why=f"git did not update {tracked}: the push was rejected, or a dry run",
+                    )
+                )
+            continue
+        remote_sha = ls_remote(ref.remote_ref)
+        if remote_sha == ref.local_sha:
+            decisions.append(Decision(ref=ref, session=True, confirmed=True, confirmed_by="ls-remote", why=""))
+        elif remote_sha is None:
+            decisions.append(
+                Decision(ref=ref, session=True, confirmed=False, confirmed_by="", why="remote did not answer ls-remote")
+            )
+        else:
+            decisions.append(
+                Decision(
+                    ref=ref,
+                    session=False,
+                    confirmed=False,
+                    confirmed_by="",
+                    why=f"the remote has {remote_sha[:8] or 'nothing'} at {ref.remote_ref}: rejected, or a dry run",
+                )
+            )
+    return decisions
+
+
+def session_record(
+    push: PendingPush,
+    decision: Decision,
+    *,
+    push_id: str,
+    remote_url: str,
+    config: Config,
+    git: Callable[[Sequence[str]], str],
+) -> dict[str, Any]:
+    """The session file's content for one confirmed ref (the schema is documented in docs/session-file.md)."""
+    ref = decision.ref
+    paths, count, forced = _changes(ref, git)
+    subject, _, author = _safe(lambda: git(["log", "-1", "--format=%s%x00%an <%ae>", ref.local_sha]), "").partition(
+        "\0"
+    )
+    return {
+        "schema": SCHEMA,
+        "id": f"{push_id}-{ref.kind}-{uuid.uuid4().hex[:8]}",
+        "push_id": push_id,
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "repo": str(push.repo),
+        "remote": {"name": push.remote if push.remote != push.url else "", "url": redact_url(remote_url)},
+        "ref": {
+            "kind": ref.kind,
+            "name": ref.short_name,
+            "remote_ref": ref.remote_ref,
+            "old": ref.remote_sha,
+            "new": ref.local_sha,
+            "forced": forced,
+        },
+        "confirmed": decision.confirmed,
+        "confirmed_by": decision.confirmed_by,
+        "changes": {"paths": paths, "count": count},
+        "commit": {"subject": subject.strip(), "author": author.strip()},
+        "config": config.as_record(),
+    }
+
+
+def _changes(ref: PushedRef, git: Callable[[Sequence[str]], str]) -> tuple[list[str] | None, int | None, bool | None]:
+    """Changed paths (capped), their count, and whether the push rewrote history; None where unknowable."""
+    if ref.remote_sha.strip("0") == "":
+        return None, None, False  # a new branch: there is no old tip to compare with
+    try:
+        listed = git(["diff", "--name-only", "--no-renames", ref.remote_sha, ref.local_sha]).splitlines()
+    except GitError:
+        return None, None, None  # the old tip is not in this clone (someone else pushed it)
+    try:
+        git(["merge-base", "--is-ancestor", ref.remote_sha, ref.local_sha])
+        forced = False
+    except GitError:
+        forced = True  # the old tip is not an ancestor of the new one: history was rewritten
+    paths = listed[:MAX_CHANGED_PATHS] if len(listed) <= MAX_CHANGED_PATHS else None
+    return paths, len(listed), forced
+
+
+def _safe(call: Callable[[], Any], default: Any) -> Any:
+    try:
+        return call()
+    except GitError:
+        return default
+
+
+def wait_for_exit(pid: int, timeout: float) -> bool:
+    """Block until process `pid` exits (via a pidfd, so no polling); False on timeout."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        return bool(poller.poll(timeout * 1000))
+    finally:
+        os.close(fd)
+
+
+def confirm_push(record_path: Path, *, git_pid: int, spool_dir: Path) -> list[Path]:
+    """The confirmer's whole job for one pending record; returns the session files written.
+
+    The record and its transaction log are removed at the end, whatever happened: a record left behind would
+    make the reference-transaction hook take its slow path on every later commit.
+    """
+    tx_path = record_path.with_suffix(".tx")
+    try:
+        wait_for_exit(git_pid, MAX_WAIT_FOR_PUSH_SECONDS)
+        push = parse_pending(record_path.read_text(encoding="utf-8"))
+        updates = parse_transactions(tx_path.read_text(encoding="utf-8")) if tx_path.exists() else {}
+
+        def git(args: Sequence[str]) -> str:
+            return run_git(args, cwd=push.repo)
+
+        is_named_remote = push.remote != push.url
+        refspecs = _safe(lambda: git(["config", "--get-all", f"remote.{push.remote}.fetch"]), "").split()
+        remote_url = push.url or _safe(lambda: git(["remote", "get-url", push.remote]).strip(), push.remote)
+
+        def ls_remote(remote_ref: str) -> str | None:
+            try:
+                output = run_git(
+                    ["ls-remote", push.remote, remote_ref], cwd=push.repo, timeout=LS_REMOTE_TIMEOUT_SECONDS
+                )
+            except GitError as error:
+                log.warning("%s", error.message)
+                return None
+            return output.split()[0] if output.strip() else ""
+
+        decisions = decide(push, refspecs=refspecs if is_named_remote else [], updates=updates, ls_remote=ls_remote)
+        config = load_config(repo=push.repo)
+        for warning in config.warnings:
+            log.warning("%s", warning)
+        written = []
+        push_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + f"-{os.getpid()}"
+        for decision in decisions:
+            if not decision.session:
+                log.info("no session for %s: %s", decision.ref.remote_ref, decision.why)
+                continue
+            if not config.enabled:
+                log.info("no session for %s: disabled by the repo's config", decision.ref.remote_ref)
+                continue
+            if config.ignores(remote_url=redact_url(remote_url), branch=decision.ref.short_name):
+                log.info("no session for %s: ignored by config", decision.ref.remote_ref)
+                continue
+            record = session_record(push, decision, push_id=push_id, remote_url=remote_url, config=config, git=git)
+            written.append(write_session(spool_dir, record))
+        return written
+    finally:
+        record_path.unlink(missing_ok=True)
+        tx_path.unlink(missing_ok=True)

@@ -1,0 +1,90 @@
+"""Settings: defaults, user config, the seed's per-repo YAML and our own per-repo TOML, in that order."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fluxmon.core.config import Config, load_config, parse_duration
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    return {"HOME": str(tmp_path / "home"), "XDG_CONFIG_HOME": str(tmp_path / "config")}
+
+
+def write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+
+
+def test_defaults_without_any_file(tmp_path: Path, env: dict[str, str]) -> None:
+    config = load_config(repo=tmp_path, environ=env)
+    assert config == Config()
+    assert config.warnings == ()
+
+
+def test_precedence_user_then_seed_yaml_then_repo_toml(tmp_path: Path, env: dict[str, str]) -> None:
+    write(
+        Path(env["XDG_CONFIG_HOME"]) / "fluxmon" / "config.toml",
+        'context = "prod"\ntimeout = "10m"\nverbosity = "minimal"\n',
+    )
+    write(
+        tmp_path / ".kiro/hooks/flux-reconciliation-monitor.yaml",
+        "name: Flux Reconciliation Monitor\nenabled: true\nconfig:\n  timeout: 120\n  verbosity: verbose\n"
+        "  monitor_types: [kustomization, HelmReleases]\n  unknown_seed_key: ignored\n",
+    )
+    write(tmp_path / ".fluxmon.toml", 'verbosity = "normal"\n')
+    config = load_config(repo=tmp_path, environ=env)
+    assert config.context == "prod"  # user file
+    assert config.timeout_seconds == 120  # seed file beats the user file
+    assert config.monitor_types == ("Kustomization", "HelmRelease")
+    assert config.verbosity == "normal"  # repo TOML beats both
+    assert config.warnings == ()
+
+
+def test_seed_file_can_disable_a_repo(tmp_path: Path, env: dict[str, str]) -> None:
+    write(tmp_path / ".kiro/hooks/flux-reconciliation-monitor.yaml", "enabled: false\n")
+    assert load_config(repo=tmp_path, environ=env).enabled is False
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ('timeout = "soon"\n', "timeout: expected a duration"),
+        ('verbosity = "loud"\n', "verbosity: expected one of minimal, normal, verbose"),
+        ("reconcile = 1\n", "reconcile: expected true or false"),
+        ('monitor_types = ["Deployment"]\n', "monitor_types: unknown kinds ['Deployment']"),
+        ('colour = "blue"\n', "unknown key 'colour'"),
+        ("timeout = \n", "Invalid value"),
+    ],
+)
+def test_an_invalid_file_is_named_with_its_key_and_skipped(
+    tmp_path: Path, env: dict[str, str], text: str, problem: str
+) -> None:
+    path = tmp_path / ".fluxmon.toml"
+    write(path, 'context = "kept-out"\n' + text)
+    config = load_config(repo=tmp_path, environ=env)
+    (warning,) = config.warnings
+    assert warning.startswith(f"{path}: ")
+    assert problem in warning
+    assert config.context == ""  # the whole file is skipped, not half-applied
+
+
+def test_ignore_patterns_match_remotes_and_branches() -> None:
+    config = Config(ignore_remotes=("*acme/scratch*",), ignore_branches=("wip/*",))
+    assert config.ignores(remote_url="git@github.com:acme/scratch.git", branch="main")
+    assert config.ignores(remote_url="git@github.com:acme/fleet.git", branch="wip/try")
+    assert not config.ignores(remote_url="git@github.com:acme/fleet.git", branch="main")
+
+
+@pytest.mark.parametrize(("value", "seconds"), [(300, 300), ("90s", 90), ("5m", 300), ("1h30m", 5400), ("45", 45)])
+def test_durations(value: object, seconds: float) -> None:
+    assert parse_duration(value) == seconds
+
+
+@pytest.mark.parametrize("value", ["", "5 minutes", -1, 0, True, "1d"])
+def test_bad_durations(value: object) -> None:
+    with pytest.raises(ValueError, match="duration"):
+        parse_duration(value)
