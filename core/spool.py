@@ -7,6 +7,8 @@ trusts nothing it finds: every file is checked (type, owner, size, JSON, schema)
 
 Layout of a spool directory (private to the user, 0700):
     <id>.json        a session request, waiting
+    .incoming/       where writers create files before renaming them in (a file written in place may be read
+                     half-written, and rejected)
     claimed/         files this instance has taken and not yet handed over (retried at the next start)
     rejected/        files that failed validation, kept for the user to look at
     .lock            held (flock) by the one instance that reads this spool; holds its pid
@@ -110,7 +112,11 @@ def write_session(spool_dir: Path, record: Mapping[str, Any]) -> Path:
     data = json.dumps(record, ensure_ascii=False, indent=1).encode("utf-8")
     if len(data) > MAX_SESSION_BYTES:
         raise SpoolError(f"session {session.id} is {len(data)} bytes, over the {MAX_SESSION_BYTES} limit")
-    temp = spool_dir / f".{session.id}.tmp"
+    # maildir-style: the file is written in an unwatched subfolder of the same filesystem and renamed in, so the
+    # reader sees it appear whole, and the observer reports one move-in at once (a rename inside the watched
+    # folder would be held back by watchdog for up to 0.5 s while it pairs the two halves of the move).
+    incoming = ensure_private_dir(spool_dir / ".incoming")
+    temp = incoming / f"{session.id}.tmp"
     final = spool_dir / f"{session.id}.json"
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     try:
@@ -263,14 +269,10 @@ class _SpoolEvents(FileSystemEventHandler):
             return
         if isinstance(event, FileMovedEvent):
             path = Path(os.fsdecode(event.dest_path))
-        elif isinstance(event, FileClosedEvent):
+        elif isinstance(event, (FileCreatedEvent, FileClosedEvent)):
+            # Writers rename whole files in (reported as created); a duplicate event finds the file already
+            # claimed and is dropped.
             path = Path(os.fsdecode(event.src_path))
-        elif isinstance(event, FileCreatedEvent):
-            # A regular file is taken when it is closed (a writer may still be filling it); a symlink or other
-            # odd file never closes, so it is taken now, to be rejected.
-            path = Path(os.fsdecode(event.src_path))
-            if path.is_file() and not path.is_symlink():
-                return
         else:
             return
         if path.name.endswith(".json") and not path.name.startswith("."):
@@ -370,11 +372,8 @@ class SpoolReader:
 
     def _consume(self, path: Path) -> None:
         claimed = self.spool_dir / "claimed" / path.name
-        if path != claimed:
-            try:
-                path.rename(claimed)
-            except FileNotFoundError:
-                return  # already taken: a duplicate event, or another instance won the rename
+        if path != claimed and not self._claim(path, claimed):
+            return
         try:
             session = parse_session(_decode(_read_checked(claimed)))
         except (ValueError, OSError) as exc:
@@ -382,6 +381,27 @@ class SpoolReader:
             return
         self._on_session(session)
         claimed.unlink(missing_ok=True)
+
+    @staticmethod
+    def _claim(path: Path, claimed: Path) -> bool:
+        """Take `path` into claimed/, atomically; False if someone else (or a duplicate event) took it first.
+
+        A hard link plus unlink, not a rename: a rename out of the watched folder is an unpaired IN_MOVED_FROM,
+        which watchdog holds for 0.5 s and which delays every event queued behind it.
+        """
+        try:
+            os.link(path, claimed, follow_symlinks=False)
+        except (FileNotFoundError, FileExistsError):
+            return False  # already taken: a duplicate event, or another reader linked it first
+        except OSError:
+            # Linking another user's file can be refused (fs.protected_hardlinks); such a file is rejected anyway.
+            try:
+                path.rename(claimed)
+            except FileNotFoundError:
+                return False
+            return True
+        path.unlink(missing_ok=True)
+        return True
 
     def _reject(self, path: Path, why: str) -> None:
         target = self.spool_dir / "rejected" / path.name
