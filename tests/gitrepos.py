@@ -48,6 +48,11 @@ class Repos:
         return self.root / "work"
 
     @property
+    def hooks(self) -> Path:
+        """The hooks folder git uses for the clone (core.hooksPath honoured)."""
+        return (self.work / self.git("rev-parse", "--git-path", "hooks").stdout.strip()).resolve()
+
+    @property
     def spool(self) -> Path:
         return Path(self.env["FLUXMON_SPOOL_DIR"])
 
@@ -91,11 +96,14 @@ class Repos:
         return [json.loads(path.read_text(encoding="utf-8")) for path in files]
 
 
-def make_repos(root: Path, *, install_hooks: bool = True) -> Repos:
+def make_repos(root: Path, *, install_hooks: bool = True, hooks_path: str = "") -> Repos:
+    """A bare remote and a clone with one pushed commit; `hooks_path` sets core.hooksPath in the clone."""
     repos = Repos(root=root, env=isolated_env(root))
     repos.git("init", "-q", "--bare", "-b", "main", str(repos.remote), cwd=root)
     repos.git("clone", "-q", str(repos.remote), str(repos.work), cwd=root)
     repos.git("checkout", "-q", "-b", "main")
+    if hooks_path:
+        repos.git("config", "core.hooksPath", hooks_path)
     repos.commit("clusters/production/kustomization.yaml", "resources: []\n", "initial fleet")
     repos.git("push", "-q", "origin", "main")
     if install_hooks:

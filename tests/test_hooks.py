@@ -13,9 +13,13 @@ from tests.gitrepos import Repos, make_repos
 SECRET = "s3cret-token"
 
 
-@pytest.fixture
-def repos(tmp_path: Path) -> Repos:
-    return make_repos(tmp_path)
+HOOKS_PATHS = pytest.mark.parametrize("hooks_path", ["", ".githooks"], ids=["git-dir-hooks", "core.hooksPath"])
+
+
+@pytest.fixture(params=["", ".githooks"], ids=["git-dir-hooks", "core.hooksPath"])
+def repos(tmp_path: Path, request: pytest.FixtureRequest) -> Repos:
+    """Every test that takes `repos` runs twice: with .git/hooks, and with core.hooksPath set."""
+    return make_repos(tmp_path, hooks_path=request.param)
 
 
 def test_a_push_becomes_exactly_one_session_file(repos: Repos) -> None:
@@ -124,9 +128,11 @@ def test_a_push_to_a_bare_url_is_confirmed_by_ls_remote(repos: Repos) -> None:
     assert (session["ref"]["new"], session["confirmed_by"]) == (sha, "ls-remote")
 
 
-def test_an_existing_user_hook_is_chained_and_can_still_refuse(tmp_path: Path) -> None:
-    bare = make_repos(tmp_path, install_hooks=False)
-    hook = bare.work / ".git" / "hooks" / "pre-push"
+@HOOKS_PATHS
+def test_an_existing_user_hook_is_chained_and_can_still_refuse(tmp_path: Path, hooks_path: str) -> None:
+    bare = make_repos(tmp_path, install_hooks=False, hooks_path=hooks_path)
+    hook = bare.hooks / "pre-push"
+    hook.parent.mkdir(parents=True, exist_ok=True)
     log = tmp_path / "user-hook.log"
     hook.write_text(f'#!/bin/sh\necho "$1 $2" >> {log}\ncat >> {log}\n[ ! -e {tmp_path}/refuse ]\n')
     hook.chmod(0o755)
