@@ -12,7 +12,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -92,6 +94,27 @@ def build_parser() -> argparse.ArgumentParser:
     status = hook_verbs.add_parser("status", help="what is installed where, and whether the tray app is running")
     status.add_argument("--repo", type=Path, metavar="DIR", help="the repository (default: the current one)")
     status.set_defaults(command=run_hook_status)
+    sim = verbs.add_parser(
+        "sim",
+        help="run a simulated Flux cluster that follows a local git repository",
+        description=(
+            "Start a Kubernetes-compatible API server on loopback with simulated Flux controllers, bootstrapped "
+            "on BARE_REPO like `flux bootstrap`; write a kubeconfig for it and run until Ctrl-C. "
+            "`fluxmon sim init-repo DIR` creates a sample fleet repository (and DIR.git, its bare remote)."
+        ),
+    )
+    sim.add_argument("--repo", type=Path, metavar="BARE_REPO", help="the bare repository the cluster follows")
+    sim.add_argument("--kubeconfig", type=Path, metavar="OUT", help="where to write the kubeconfig")
+    sim.add_argument("--port", type=int, default=0, help="API server port (default: any free one)")
+    sim.add_argument("--path", default="clusters/local", help="the path flux-system applies (default: %(default)s)")
+    sim.add_argument("--attach", type=Path, metavar="KUBECONFIG", help="run only the controllers, on that cluster")
+    sim.add_argument("--fast", action="store_true", help="test timings: every step takes milliseconds")
+    sim.set_defaults(command=run_sim)
+    sim_verbs = sim.add_subparsers(title="sim commands", metavar="ACTION")
+    init_repo = sim_verbs.add_parser("init-repo", help="create a sample GitOps fleet repository")
+    init_repo.add_argument("directory", type=Path, metavar="DIR")
+    init_repo.set_defaults(command=run_sim_init_repo)
+
     # Run by the pre-push hook in the background; not for people.
     confirm = hook_verbs.add_parser("confirm")
     confirm.add_argument("record", type=Path)
@@ -184,3 +207,63 @@ def run_hook_confirm(args: argparse.Namespace) -> int:
     for path in written:
         logging.getLogger("fluxmon.hooks").info("spooled %s", path.name)
     return EXIT_OK
+
+
+def run_sim(args: argparse.Namespace) -> int:
+    """`fluxmon sim`: serve until SIGINT or SIGTERM, then stop everything it started."""
+    from fluxmon.sim.client import KubeClient
+    from fluxmon.sim.cluster import SimCluster, bootstrap, install_crds
+    from fluxmon.sim.controllers import DEMO_TIMINGS, TEST_TIMINGS, FluxControllers
+
+    if args.repo is None:
+        raise InputError("--repo BARE_REPO is required (create one with `fluxmon sim init-repo DIR`)")
+    if not (args.repo / "HEAD").exists():
+        raise InputError(f"--repo {args.repo}: not a bare git repository")
+    timings = TEST_TIMINGS if args.fast else DEMO_TIMINGS
+    stop = _stop_on_signals()
+    if args.attach is not None:
+        client = KubeClient.from_kubeconfig(args.attach)
+        install_crds(client)
+        bootstrap(client, repo=args.repo, path=args.path)
+        controllers = FluxControllers(client, timings=timings)
+        controllers.start()
+        print(f"fluxmon sim: Flux controllers running against {args.attach}; Ctrl-C stops them", flush=True)
+        stop.wait()
+        controllers.stop()
+        return EXIT_OK
+    if args.kubeconfig is None:
+        raise InputError("--kubeconfig OUT is required (or --attach KUBECONFIG)")
+    cluster = SimCluster(repo=args.repo, kubeconfig=args.kubeconfig, path=args.path, port=args.port, timings=timings)
+    cluster.start()
+    print(
+        f"fluxmon sim: cluster ready at {cluster.server.url}, following {args.repo}; "
+        f"export KUBECONFIG={args.kubeconfig}",
+        flush=True,
+    )
+    stop.wait()
+    cluster.stop()
+    return EXIT_OK
+
+
+def run_sim_init_repo(args: argparse.Namespace) -> int:
+    from fluxmon.sim.samplerepo import init_repo
+
+    try:
+        remote = init_repo(args.directory)
+    except FileExistsError as exc:
+        raise InputError(str(exc)) from exc
+    print(f"created the sample fleet in {args.directory}, pushed to {remote}")
+    print(f"next: fluxmon sim --repo {remote} --kubeconfig {args.directory.parent / 'kubeconfig'}")
+    return EXIT_OK
+
+
+def _stop_on_signals() -> threading.Event:
+    """An event set by SIGINT or SIGTERM, so that long-running verbs shut down in order instead of dying."""
+    stop = threading.Event()
+
+    def handle(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, handle)
+    signal.signal(signal.SIGTERM, handle)
+    return stop

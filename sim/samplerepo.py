@@ -1,0 +1,238 @@
+"""`fluxmon sim init-repo`: a small but realistic GitOps fleet repository, and a bare remote for it.
+
+Layout (as `flux bootstrap` and the Flux example repos arrange it):
+    clusters/local/infrastructure.yaml   Kustomization infrastructure (wait: true)
+    clusters/local/apps.yaml             Kustomization apps, dependsOn infrastructure (wait: true)
+    infrastructure/                      namespaces and a HelmRepository
+    apps/                                a Deployment and Service, a HelmRelease from the HelmRepository, and a
+                                         HelmRelease whose chart is built from this repo (reconcileStrategy: Revision)
+    charts/podinfo/                      that chart
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+CLUSTER_PATH = "clusters/local"
+
+README = """# Sample fleet for Flux Push Monitor
+
+This repository is followed by the simulated cluster of `fluxmon sim` and `fluxmon demo`. The flux-system
+Kustomization applies `clusters/local/`. It holds two Kustomizations: `infrastructure`, and `apps`, which
+`dependsOn` infrastructure. Both wait for their workloads to become healthy.
+
+## Break things on purpose
+
+Each of these makes Flux fail for a different reason. Commit the change, push it, and watch fluxmon report it.
+Revert the change and push again to see the fix deployed.
+
+| change | what Flux reports |
+|---|---|
+| Break the YAML in `apps/web.yaml` (say, indent `replicas:` wrongly) | `apps` fails: `BuildFailed` |
+| Point `spec.path` in `clusters/local/apps.yaml` at a folder that does not exist | `apps` fails: `ArtifactFailed` |
+| Annotate the Deployment in `apps/web.yaml`: `sim.fluxmon.dev/simulate: unhealthy` | `apps`: `HealthCheckFailed` |
+| Annotate the HelmRelease in `apps/redis.yaml`: `sim.fluxmon.dev/simulate: fail` | `redis`: `InstallFailed` |
+| Add a resource of a kind the cluster does not know | `ReconciliationFailed` |
+
+The `sim.fluxmon.dev/simulate` annotations mean something only to the simulator. On a real cluster they are
+plain annotations.
+"""
+
+FILES: dict[str, str] = {
+    "README.md": README,
+    f"{CLUSTER_PATH}/infrastructure.yaml": """\
+apiVersion: kustomize.toolkit.fluxcd.io/v1
+kind: Kustomization
+metadata:
+  name: infrastructure
+  namespace: flux-system
+spec:
+  interval: 10m0s
+  path: ./infrastructure
+  prune: true
+  wait: true
+  timeout: 2m0s
+  sourceRef:
+    kind: GitRepository
+    name: flux-system
+""",
+    f"{CLUSTER_PATH}/apps.yaml": """\
+apiVersion: kustomize.toolkit.fluxcd.io/v1
+kind: Kustomization
+metadata:
+  name: apps
+  namespace: flux-system
+spec:
+  interval: 10m0s
+  dependsOn:
+    - name: infrastructure
+  path: ./apps
+  prune: true
+  wait: true
+  timeout: 2m0s
+  sourceRef:
+    kind: GitRepository
+    name: flux-system
+""",
+    "infrastructure/kustomization.yaml": """\
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+  - namespaces.yaml
+  - helmrepository.yaml
+""",
+    "infrastructure/namespaces.yaml": """\
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: apps
+---
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: data
+""",
+    "infrastructure/helmrepository.yaml": """\
+apiVersion: source.toolkit.fluxcd.io/v1
+kind: HelmRepository
+metadata:
+  name: bitnami
+  namespace: flux-system
+spec:
+  interval: 1h0m0s
+  url: https://charts.bitnami.com/bitnami
+""",
+    "apps/kustomization.yaml": """\
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+  - web.yaml
+  - redis.yaml
+  - podinfo.yaml
+""",
+    "apps/web.yaml": """\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: apps
+  labels:
+    app: web
+spec:
+  replicas: 2
+  selector:
+    matchLabels:
+      app: web
+  template:
+    metadata:
+      labels:
+        app: web
+    spec:
+      containers:
+        - name: web
+          image: ghcr.io/stefanprodan/podinfo:6.5.0
+          ports:
+            - containerPort: 9898
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+  namespace: apps
+spec:
+  selector:
+    app: web
+  ports:
+    - port: 80
+      targetPort: 9898
+""",
+    "apps/redis.yaml": """\
+apiVersion: helm.toolkit.fluxcd.io/v2
+kind: HelmRelease
+metadata:
+  name: redis
+  namespace: data
+spec:
+  interval: 30m
+  chart:
+    spec:
+      chart: redis
+      version: "20.x"
+      sourceRef:
+        kind: HelmRepository
+        name: bitnami
+        namespace: flux-system
+  install:
+    remediation:
+      retries: 2
+  upgrade:
+    remediation:
+      retries: 2
+  values:
+    architecture: standalone
+""",
+    "apps/podinfo.yaml": """\
+apiVersion: helm.toolkit.fluxcd.io/v2
+kind: HelmRelease
+metadata:
+  name: podinfo
+  namespace: apps
+spec:
+  interval: 30m
+  chart:
+    spec:
+      chart: ./charts/podinfo
+      reconcileStrategy: Revision
+      sourceRef:
+        kind: GitRepository
+        name: flux-system
+        namespace: flux-system
+  values:
+    replicaCount: 1
+""",
+    "charts/podinfo/Chart.yaml": """\
+apiVersion: v2
+name: podinfo
+description: The podinfo chart, built from this repository at each commit
+version: 6.0.3
+appVersion: 6.5.0
+""",
+    "charts/podinfo/values.yaml": "replicaCount: 1\n",
+}
+
+
+def init_repo(directory: Path, *, remote: Path | None = None) -> Path:
+    """Create the sample repo in `directory` (a work tree on `main`, one commit) and a bare `remote` it pushes to.
+
+    Returns the bare remote, which is what the simulated cluster follows.
+    """
+    if directory.exists() and any(directory.iterdir()):
+        raise FileExistsError(f"{directory} exists and is not empty")
+    remote = remote or directory.with_name(f"{directory.name}.git")
+    for name, content in FILES.items():
+        path = directory / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content, encoding="utf-8")
+    _git(directory.parent, "init", "-q", "--bare", "-b", "main", str(remote))
+    _git(directory, "init", "-q", "-b", "main")
+    _git(directory, "add", "-A")
+    _git(
+        directory,
+        "-c",
+        "user.name=fluxmon",
+        "-c",
+        "user.email=fluxmon@localhost",
+        "commit",
+        "-q",
+        "-m",
+        "Initial fleet: infrastructure, apps, podinfo chart",
+    )
+    _git(directory, "remote", "add", "origin", str(remote.resolve()))
+    _git(directory, "push", "-q", "-u", "origin", "main")
+    return remote
+
+
+def _git(cwd: Path, *args: str) -> None:
+    cwd.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
