@@ -127,7 +127,10 @@ class KubeClient:
             payload = response.read()
         finally:
             connection.close()
-        decoded = json.loads(payload) if payload else None
+        try:
+            decoded = json.loads(payload) if payload else None
+        except ValueError:
+            decoded = None  # a plain-text error page ("404 page not found" while a CRD is being established)
         if response.status >= 300:
             if isinstance(decoded, Mapping) and decoded.get("kind") == "Status":
                 raise ApiStatusError(response.status, decoded.get("reason", ""), decoded.get("message", ""))

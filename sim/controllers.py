@@ -191,6 +191,7 @@ class FluxControllers:
                 sha = gitsource.resolve(repo, ref)
             except gitsource.GitSourceError as error:
                 message = f"failed to checkout and determine revision: {error}"
+                self._event(key, obj, "Warning", "GitOperationFailed", message, revision="")
                 self._write_status(
                     key,
                     obj,
@@ -203,7 +204,6 @@ class FluxControllers:
                         ],
                     },
                 )
-                self._event(key, obj, "Warning", "GitOperationFailed", message, revision="")
                 self._settle(key, desired, now + self.timings.retry_seconds)
                 return
             revision = f"{pointer}@sha1:{sha}"
@@ -529,6 +529,8 @@ class FluxControllers:
     def _kustomization_failed(
         self, key: ObjKey, obj: dict[str, Any], step: _Step, failure: _Failed, now: float
     ) -> None:
+        # The Event first, then the status it explains: whoever sees the failure can find its Event.
+        self._event(key, obj, "Warning", failure.reason, failure.message, revision=step.revision)
         self._write_status(
             key,
             obj,
@@ -543,7 +545,6 @@ class FluxControllers:
                 ],
             },
         )
-        self._event(key, obj, "Warning", failure.reason, failure.message, revision=step.revision)
         self._settle(key, (step.revision, _generation(obj), _requested_at(obj)), now + self.timings.retry_seconds)
 
     # --- helm-controller -----------------------------------------------------------------------------------------
@@ -560,7 +561,7 @@ class FluxControllers:
             except _Failed as failure:
                 self._set_waiting(key, obj, failure.reason, failure.message)
                 return
-            desired = (version, _generation(obj), _requested_at(obj))
+            desired = (version, _generation(obj), _requested_at(obj), _simulated(obj))
             if not self._due(key, desired, now, status, tracks_revision=True):
                 return
             blocker = self._blocking_dependency(key, obj, version)
@@ -593,7 +594,7 @@ class FluxControllers:
             return
         del self._steps[key]
         chart, action, version = step.data["chart"], step.data["action"], step.revision
-        desired = (version, _generation(obj), _requested_at(obj))
+        desired = (version, _generation(obj), _requested_at(obj), _simulated(obj))
         release = f"{key[1]}/{key[2]}"
         annotations = obj["metadata"].get("annotations") or {}
         if annotations.get(SIMULATE_ANNOTATION) == "fail":
@@ -622,6 +623,7 @@ class FluxControllers:
             else:
                 conditions.insert(0, _condition(obj, "Reconciling", "True", "ProgressingWithRetry", message))
                 retry_at = now + self.timings.retry_seconds
+            self._event(key, obj, "Warning", reason, message, revision=version)
             self._write_status(
                 key,
                 obj,
@@ -635,7 +637,6 @@ class FluxControllers:
                     "conditions": conditions,
                 },
             )
-            self._event(key, obj, "Warning", reason, message, revision=version)
             self._settle(key, desired, retry_at)
             return
         history = list(status.get("history") or [])
@@ -744,6 +745,8 @@ class FluxControllers:
         if self._waiting.get(key) == message:
             return
         self._waiting[key] = message
+        if reason != "DependencyNotReady":
+            self._event(key, obj, "Warning", reason, message, revision="")
         self._write_status(
             key,
             obj,
@@ -752,8 +755,6 @@ class FluxControllers:
                 "conditions": [_condition(obj, "Ready", "False", reason, message)],
             },
         )
-        if reason != "DependencyNotReady":
-            self._event(key, obj, "Warning", reason, message, revision="")
 
     def _source_of(self, obj: dict[str, Any]) -> dict[str, Any] | None:
         ref = (obj.get("spec") or {}).get("sourceRef") or {}
@@ -917,6 +918,11 @@ def _concrete_version(constraint: str) -> str:
 
 def _generation(obj: dict[str, Any]) -> int:
     return int(obj["metadata"].get("generation", 1))
+
+
+def _simulated(obj: dict[str, Any]) -> str:
+    """The simulator's own annotation counts as a spec change, so that pushing it takes effect at once."""
+    return str((obj["metadata"].get("annotations") or {}).get(SIMULATE_ANNOTATION, ""))
 
 
 def _requested_at(obj: dict[str, Any]) -> str:

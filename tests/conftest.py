@@ -9,6 +9,8 @@ import pytest
 
 from tests.processes import become_subreaper, children, wait_for_children
 
+pytest_plugins = ["tests.clusters"]  # the `cluster` fixture: the simulated and the real API server
+
 become_subreaper()
 
 
