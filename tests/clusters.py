@@ -149,5 +149,7 @@ class FluxWatcher:
 
 
 def _summary(obj: dict[str, Any]) -> str:
-    ready = next((c for c in (obj.get("status") or {}).get("conditions") or [] if c["type"] == "Ready"), {})
+    ready: dict[str, Any] = next(
+        (c for c in (obj.get("status") or {}).get("conditions") or [] if c["type"] == "Ready"), {}
+    )
     return f"{ready.get('status')}/{ready.get('reason')}: {ready.get('message', '')[:120]}"

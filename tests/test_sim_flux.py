@@ -114,7 +114,7 @@ def test_a_good_push_is_applied_everywhere_in_dependency_order(fleet: Fleet) -> 
 
 def failed_with(fleet: Fleet, sha: str, name: str, reason: str) -> dict[str, Any]:
     objects = fleet.wait_phases(sha, {name: Phase.FAILED})
-    ready = next(c for c in objects[name]["status"]["conditions"] if c["type"] == "Ready")
+    ready: dict[str, Any] = next(c for c in objects[name]["status"]["conditions"] if c["type"] == "Ready")
     assert ready["reason"] == reason, ready
     return ready
 
