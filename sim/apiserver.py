@@ -103,12 +103,16 @@ Authorizer = Callable[[str, str, str, str, str], bool]
 class ApiError(Exception):
     """An error answered as a metav1.Status."""
 
-    def __init__(self, code: int, reason: str, message: str, *, details: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self, code: int, reason: str, message: str, *, details: Mapping[str, Any] | None = None, plain: bool = False
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.reason = reason
         self.message = message
         self.details = dict(details or {})
+        self.plain = plain
+        """Answered as plain text, not a Status: the real server does that for paths it does not route at all."""
 
     def status(self) -> dict[str, Any]:
         return {
@@ -121,6 +125,9 @@ class ApiError(Exception):
             "details": self.details,
             "code": self.code,
         }
+
+
+PAGE_NOT_FOUND = ApiError(404, "NotFound", "404 page not found", plain=True)
 
 
 def not_found(rtype: ResourceType, name: str) -> ApiError:
@@ -183,6 +190,8 @@ class SimApiServer:
         self._watch_generation = 0
         for name in DEFAULT_NAMESPACES:
             self.create(self.types[("", "namespaces")], "v1", "", {"metadata": {"name": name}})
+        # Like a real server's watch cache, history starts when the server does: older versions get 410.
+        self.compact()
 
     # --- lifecycle -------------------------------------------------------------------------------------------
 
@@ -234,8 +243,7 @@ class SimApiServer:
     def resolve(self, group: str, version: str, plural: str) -> ResourceType:
         rtype = self.types.get((group, plural))
         if rtype is None or version not in rtype.versions:
-            where = f"{group}/{version}" if group else version
-            raise ApiError(404, "NotFound", f"the server could not find the requested resource ({plural} in {where})")
+            raise PAGE_NOT_FOUND
         return rtype
 
     def get(self, rtype: ResourceType, version: str, namespace: str, name: str) -> dict[str, Any]:
@@ -792,13 +800,21 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             self._route(method, url.path, query, body, user)
         except ApiError as error:
-            self._send_json(error.code, error.status())
+            if error.plain:
+                self._send_text(error.code, error.message)
+            else:
+                self._send_json(error.code, error.status())
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
 
     def _read_body(self) -> Any:
         length = int(self.headers.get("Content-Length") or 0)
         if length > MAX_BODY_BYTES:
+            # Read what was sent (up to a bound) before answering, so the client sees the 413, not a reset.
+            remaining = min(length, 16 * MAX_BODY_BYTES)
+            while remaining > 0 and (chunk := self.rfile.read(min(remaining, 65536))):
+                remaining -= len(chunk)
+            self.close_connection = True
             raise ApiError(413, "RequestEntityTooLarge", "the request is too large")
         if not length:
             return None
@@ -826,12 +842,12 @@ class _Handler(BaseHTTPRequestHandler):
         elif len(parts) >= 3 and parts[0] == "apis":
             group, version, rest = parts[1], parts[2], parts[3:]
         else:
-            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+            raise PAGE_NOT_FOUND
         namespace = ""
         if len(rest) >= 3 and rest[0] == "namespaces" and (group, rest[2]) in api.types:
             namespace, rest = rest[1], rest[2:]
         if not rest:
-            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+            raise PAGE_NOT_FOUND
         rtype = api.resolve(group, version, rest[0])
         name = rest[1] if len(rest) > 1 else ""
         subresource = rest[2] if len(rest) > 2 else ""
@@ -913,6 +929,14 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
+
+    def _send_text(self, code: int, text: str) -> None:
+        data = f"{text}\n".encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
 
     def _send_json(self, code: int, payload: Any) -> None:
         data = json.dumps(payload).encode()

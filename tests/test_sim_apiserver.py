@@ -1,0 +1,189 @@
+"""The simulated API server on its own: kubectl against it, auth, bookmarks, timeouts and fault injection."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fluxmon.sim.apiserver import SimApiServer
+from fluxmon.sim.client import ApiStatusError, KubeClient
+from fluxmon.sim.cluster import install_crds
+from fluxmon.sim.kubeconfig import write_kubeconfig
+
+
+@pytest.fixture
+def server() -> Iterator[SimApiServer]:
+    api = SimApiServer()
+    api.start()
+    try:
+        client = KubeClient(api.url)
+        install_crds(client, only=("Kustomization",))
+        client.create(client.resource("v1", "Namespace"), "", {"metadata": {"name": "flux-system"}})
+        yield api
+    finally:
+        api.stop()
+
+
+def kustomization(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
+        "kind": "Kustomization",
+        "metadata": {"name": name},
+        "spec": {"path": "./apps", "interval": "10m"},
+    }
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed (Debian: kubernetes-client)")
+def test_kubectl_get_watch_and_annotate(server: SimApiServer, tmp_path: Path) -> None:
+    client = KubeClient(server.url)
+    kustomizations = client.resource("kustomize.toolkit.fluxcd.io/v1", "Kustomization")
+    client.create(kustomizations, "flux-system", kustomization("apps"))
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(write_kubeconfig(tmp_path / "kubeconfig", server=server.url)),
+        "HOME": str(tmp_path),
+    }
+    listed = subprocess.run(["kubectl", "get", "ks", "-A"], env=env, capture_output=True, text=True, timeout=60)
+    assert listed.returncode == 0, listed.stderr
+    assert "apps" in listed.stdout
+    watcher = subprocess.Popen(
+        [
+            "kubectl",
+            "get",
+            "kustomizations",
+            "-n",
+            "flux-system",
+            "-w",
+            "--output-watch-events",
+            "-o",
+            "custom-columns=EVENT:.type,NAME:.object.metadata.name,AT:.object.metadata.annotations",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert watcher.stdout is not None
+        first_lines = [watcher.stdout.readline() for _ in range(2)]  # header, then the current object
+        assert "ADDED" in first_lines[1], first_lines
+        annotated = subprocess.run(
+            [
+                "kubectl",
+                "annotate",
+                "--overwrite",
+                "-n",
+                "flux-system",
+                "kustomization",
+                "apps",
+                "reconcile.fluxcd.io/requestedAt=2026-11-25T10:00:00Z",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert annotated.returncode == 0, annotated.stderr
+        modified = watcher.stdout.readline()
+        assert "MODIFIED" in modified
+        assert "2026-11-25T10:00:00Z" in modified
+    finally:
+        watcher.terminate()
+        watcher.communicate(timeout=10)
+    assert client.get(kustomizations, "flux-system", "apps")["metadata"]["annotations"] == {
+        "reconcile.fluxcd.io/requestedAt": "2026-11-25T10:00:00Z"
+    }
+
+
+def test_tokens_and_the_authorizer_give_401_and_403() -> None:
+    def authorize(user: str, verb: str, group: str, resource: str, namespace: str) -> bool:
+        return user == "admin" or resource != "kustomizations"
+
+    api = SimApiServer(tokens={"admin-token": "admin", "dev-token": "dev"}, authorizer=authorize)
+    api.start()
+    try:
+        install_crds(KubeClient(api.url, token="admin-token"), only=("Kustomization",))
+        admin = KubeClient(api.url, token="admin-token")
+        kustomizations = admin.resource("kustomize.toolkit.fluxcd.io/v1", "Kustomization")
+        with pytest.raises(ApiStatusError) as unauthorized:
+            KubeClient(api.url, token="wrong").list(kustomizations)
+        assert (unauthorized.value.code, unauthorized.value.reason) == (401, "Unauthorized")
+        with pytest.raises(ApiStatusError) as forbidden:
+            KubeClient(api.url, token="dev-token").list(kustomizations)
+        assert (forbidden.value.code, forbidden.value.reason) == (403, "Forbidden")
+        assert forbidden.value.message == (
+            'kustomizations.kustomize.toolkit.fluxcd.io is forbidden: User "dev" cannot list resource '
+            '"kustomizations" in API group "kustomize.toolkit.fluxcd.io" at the cluster scope'
+        )
+        assert KubeClient(api.url, token="dev-token").list(admin.resource("v1", "Namespace"))["items"]
+    finally:
+        api.stop()
+
+
+def test_a_quiet_watch_gets_bookmarks_and_ends_at_its_timeout(server: SimApiServer) -> None:
+    client = KubeClient(server.url)
+    kustomizations = client.resource("kustomize.toolkit.fluxcd.io/v1", "Kustomization")
+    start = client.list(kustomizations)["metadata"]["resourceVersion"]
+    events = list(client.watch(kustomizations, resource_version=start, timeout_seconds=2))
+    assert events
+    assert {event["type"] for event in events} == {"BOOKMARK"}
+    assert events[-1]["object"]["metadata"]["resourceVersion"] == start
+
+
+def test_dropped_watches_end_and_compaction_gives_410(server: SimApiServer) -> None:
+    client = KubeClient(server.url)
+    kustomizations = client.resource("kustomize.toolkit.fluxcd.io/v1", "Kustomization")
+    start = client.list(kustomizations)["metadata"]["resourceVersion"]
+    seen: list[dict[str, Any]] = []
+    added = threading.Event()
+    ended = threading.Event()
+
+    def follow() -> None:
+        for event in client.watch(kustomizations, resource_version=start, timeout_seconds=60):
+            seen.append(event)
+            if event["type"] == "ADDED":
+                added.set()
+        ended.set()
+
+    thread = threading.Thread(target=follow, name="test-watch")
+    thread.start()
+    client.create(kustomizations, "flux-system", kustomization("a"))
+    assert added.wait(10), "the watch did not deliver the new object"
+    server.drop_watches()  # the watch is live (it delivered an event), so this must end it
+    assert ended.wait(10), "the watch did not end when the server dropped it"
+    thread.join(5)
+    assert [event["type"] for event in seen if event["type"] != "BOOKMARK"] == ["ADDED"]
+    server.compact()
+    (expired,) = list(client.watch(kustomizations, resource_version=start, timeout_seconds=5))
+    assert (expired["type"], expired["object"]["code"], expired["object"]["reason"]) == ("ERROR", 410, "Expired")
+
+
+def test_a_stopped_server_comes_back_on_the_same_port_with_its_objects(server: SimApiServer) -> None:
+    client = KubeClient(server.url)
+    kustomizations = client.resource("kustomize.toolkit.fluxcd.io/v1", "Kustomization")
+    client.create(kustomizations, "flux-system", kustomization("kept"))
+    url = server.url
+    server.stop()
+    with pytest.raises(ConnectionRefusedError):
+        client.list(kustomizations)
+    server.start()
+    assert server.url == url
+    assert [i["metadata"]["name"] for i in client.list(kustomizations)["items"]] == ["kept"]
+
+
+def test_oversized_and_malformed_bodies_are_refused(server: SimApiServer) -> None:
+    client = KubeClient(server.url)
+    configmaps = client.resource("v1", "ConfigMap")
+    with pytest.raises(ApiStatusError) as too_large:
+        client.create(configmaps, "flux-system", {"metadata": {"name": "big"}, "data": {"k": "x" * (4 * 1024 * 1024)}})
+    assert too_large.value.code == 413
+    with pytest.raises(ApiStatusError) as no_name:
+        client.create(configmaps, "flux-system", {"metadata": {}})
+    assert (no_name.value.code, no_name.value.reason) == (422, "Invalid")
