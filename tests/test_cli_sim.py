@@ -8,7 +8,9 @@ import sys
 import time
 from pathlib import Path
 
+from fluxmon.sim.apiserver import SimApiServer
 from fluxmon.sim.client import KubeClient
+from fluxmon.sim.kubeconfig import write_kubeconfig
 from tests.gitrepos import isolated_env
 
 
@@ -85,3 +87,58 @@ def test_init_repo_refuses_a_folder_with_content(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "exists and is not empty" in result.stderr
     assert (tmp_path / "fleet" / "mine.txt").read_text() == "keep me"
+
+
+def test_attach_runs_only_the_controllers_against_an_existing_server(tmp_path: Path) -> None:
+    env = isolated_env(tmp_path)
+    subprocess.run(
+        [sys.executable, "-m", "fluxmon", "sim", "init-repo", str(tmp_path / "fleet")],
+        env=env,
+        capture_output=True,
+        timeout=60,
+        check=True,
+    )
+    server = SimApiServer()
+    server.start()
+    try:
+        kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", server=server.url)
+        controllers = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "fluxmon",
+                "sim",
+                "--attach",
+                str(kubeconfig),
+                "--repo",
+                str(tmp_path / "fleet.git"),
+                "--fast",
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert controllers.stdout is not None
+            assert controllers.stdout.readline().startswith("fluxmon sim: Flux controllers running against")
+            client = KubeClient(server.url)
+            releases = client.resource("helm.toolkit.fluxcd.io/v2", "HelmRelease")
+            deadline = time.monotonic() + 30
+            ready: list[str] = []
+            while time.monotonic() < deadline and len(ready) < 2:
+                ready = [
+                    i["metadata"]["name"]
+                    for i in client.list(releases)["items"]
+                    if any(
+                        c["type"] == "Ready" and c["status"] == "True"
+                        for c in i.get("status", {}).get("conditions", [])
+                    )
+                ]
+            assert sorted(ready) == ["podinfo", "redis"]
+        finally:
+            controllers.send_signal(signal.SIGTERM)
+            _, stderr = controllers.communicate(timeout=30)
+        assert controllers.returncode == 0, stderr
+    finally:
+        server.stop()
