@@ -10,24 +10,34 @@ Every error a user can cause ends as one line on stderr, never as a traceback.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
+import queue
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from fluxmon import __version__
 from fluxmon.core import hookinstall
+from fluxmon.core.cache import KindStatus
+from fluxmon.core.config import Config, load_config, parse_duration
 from fluxmon.core.documents import iter_objects
-from fluxmon.core.errors import FluxmonError, InputError
-from fluxmon.core.gitpush import confirm_push
+from fluxmon.core.errors import FluxmonError, GitError, InputError
+from fluxmon.core.gitpush import confirm_push, run_git
+from fluxmon.core.kube import Cluster, ClusterError, ClusterUnreachable, FluxNotInstalled
+from fluxmon.core.manager import SessionManager
 from fluxmon.core.objects import FluxObject, is_flux_body, parse_flux_object
 from fluxmon.core.render import json_lines, table
 from fluxmon.core.revision import normalize_commit
+from fluxmon.core.session import SessionSnapshot, SessionSpec, SessionState
 from fluxmon.core.spool import default_spool_dir, lock_holder
+from fluxmon.core.store import snapshot_record
+from fluxmon.core.terminal import VERBOSITIES, progress_lines, tree, use_colour
 from fluxmon.core.verdict import Phase, Verdict, verdict
 
 EXIT_OK = 0
@@ -79,6 +89,33 @@ def build_parser() -> argparse.ArgumentParser:
     assess.add_argument("--commit", metavar="SHA", help="judge relative to this pushed commit (7 to 40 hex)")
     assess.add_argument("--output", "-o", choices=("json", "table"), default="json", help="default: json lines")
     assess.set_defaults(command=run_assess)
+
+    for name, runner, text in (
+        ("wait", run_wait, "block until Flux has deployed a commit (or failed); for terminals and CI"),
+        ("watch", run_watch, "follow a commit's deployment as a live tree"),
+    ):
+        follow = verbs.add_parser(
+            name,
+            help=text,
+            description=(
+                f"{text[0].upper()}{text[1:]}. The commit, remote and branch default to the repository's HEAD and "
+                "its upstream. Exit status: 0 deployed, 1 failed, 2 usage, config or cluster error, 3 timed out, "
+                "4 no Flux source follows this remote and branch."
+            ),
+        )
+        follow.add_argument("--repo", type=Path, default=Path(), metavar="DIR", help="the git repository (default: .)")
+        follow.add_argument("--remote", help="remote name or URL (default: the upstream's remote)")
+        follow.add_argument("--branch", help="branch (default: the upstream's branch)")
+        follow.add_argument("--commit", metavar="SHA", help="the pushed commit (default: HEAD)")
+        follow.add_argument("--timeout", metavar="DUR", help="e.g. 300, 90s, 5m (default: from config, 5m)")
+        follow.add_argument("--reconcile", action="store_true", help="ask Flux to fetch now (needs patch permission)")
+        follow.add_argument("--context", help="kubeconfig context (default: the current one)")
+        follow.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
+        if name == "wait":
+            follow.add_argument("--json", action="store_true", help="print one JSON snapshot per change on stdout")
+        else:
+            follow.add_argument("--verbosity", choices=VERBOSITIES, help="default: from config, normal")
+        follow.set_defaults(command=runner)
 
     hook = verbs.add_parser("hook", help="install, remove or inspect the git hooks that capture pushes")
     hook_verbs = hook.add_subparsers(title="hook commands", metavar="ACTION", required=True)
@@ -267,3 +304,148 @@ def _stop_on_signals() -> threading.Event:
     signal.signal(signal.SIGINT, handle)
     signal.signal(signal.SIGTERM, handle)
     return stop
+
+
+EXIT_TIMED_OUT = 3
+EXIT_NOT_DEPLOYED = 4
+FOLLOW_EXIT = {
+    SessionState.SUCCEEDED: EXIT_OK,
+    SessionState.FAILED: EXIT_FAILED,
+    SessionState.TIMED_OUT: EXIT_TIMED_OUT,
+    SessionState.NOT_DEPLOYED: EXIT_NOT_DEPLOYED,
+}
+
+
+def run_wait(args: argparse.Namespace) -> int:
+    """`fluxmon wait`: progress on stderr (flux style), JSON snapshots on stdout with --json."""
+    colour = use_colour(sys.stderr)
+    previous: SessionSnapshot | None = None
+
+    def show(snapshot: SessionSnapshot) -> None:
+        nonlocal previous
+        for line in progress_lines(previous, snapshot, colour=colour):
+            print(line, file=sys.stderr, flush=True)
+        if args.json:
+            print(json.dumps(snapshot_record(snapshot)), flush=True)
+        previous = snapshot
+
+    return _follow(args, show)
+
+
+def run_watch(args: argparse.Namespace) -> int:
+    """`fluxmon watch`: the session as a tree, redrawn in place on a TTY; the final tree stays on screen."""
+    live = sys.stdout.isatty()
+    colour = use_colour(sys.stdout)
+    verbosity = args.verbosity or load_config(repo=args.repo).verbosity
+    drawn = 0
+
+    def show(snapshot: SessionSnapshot) -> None:
+        nonlocal drawn
+        text = tree(snapshot, verbosity=verbosity, colour=colour)
+        if live:
+            sys.stdout.write(f"\033[{drawn}F\033[J" if drawn else "")
+            drawn = text.count("\n")
+        elif not snapshot.state.final:
+            return  # in a pipe, only the final tree: a log full of redraws helps nobody
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+    return _follow(args, show)
+
+
+def _follow(args: argparse.Namespace, show: Callable[[SessionSnapshot], None]) -> int:
+    """Build the session from the repo and flags, follow it until it ends, and map the outcome to an exit status."""
+    config = load_config(repo=args.repo if (args.repo / ".git").exists() else None)
+    for warning in config.warnings:
+        print(f"fluxmon: {warning}", file=sys.stderr)
+    try:
+        timeout = parse_duration(args.timeout) if args.timeout else config.timeout_seconds
+    except ValueError as exc:
+        raise InputError(f"--timeout: {exc}") from exc
+    spec = push_spec(args, config=config, timeout=timeout)
+    cluster = Cluster.connect(kubeconfig=args.kubeconfig, context=args.context or config.context or None)
+    updates: queue.Queue[SessionSnapshot] = queue.Queue()
+    manager = SessionManager(cluster, kinds=config.monitor_types)
+    manager.subscribe(updates.put)
+    manager.start()
+    try:
+        manager.add(spec)
+        deadline = time.monotonic() + timeout + FOLLOW_GRACE_SECONDS
+        snapshot: SessionSnapshot | None = None
+        while snapshot is None or not snapshot.state.final:
+            if time.monotonic() > deadline:
+                raise ClusterError("the session produced no result in time; the cluster may be unreachable")
+            try:
+                snapshot = updates.get(timeout=STATE_CHECK_SECONDS)
+                show(snapshot)
+            except queue.Empty:
+                pass
+            states = manager.cache.states()
+            missing = [state for state in states.values() if state.status is KindStatus.MISSING]
+            if missing and len(missing) == len(states):
+                # Nothing of Flux is served at all: waiting would only end in a timeout.
+                raise FluxNotInstalled(missing[0].message)
+    finally:
+        manager.stop()
+        cluster.close()
+    if snapshot.state is SessionState.TIMED_OUT:
+        unreachable = [s for s in manager.cache.states().values() if s.status is KindStatus.UNREACHABLE]
+        if unreachable and all(s.status is not KindStatus.SYNCED for s in manager.cache.states().values()):
+            raise ClusterUnreachable(unreachable[0].message)
+    return FOLLOW_EXIT.get(snapshot.state, EXIT_FAILED)
+
+
+STATE_CHECK_SECONDS = 0.5
+"""How often the CLI looks at the cluster's state while no snapshot arrives (to stop early when Flux is absent)."""
+FOLLOW_GRACE_SECONDS = 10.0
+"""How long past the session's own timeout the CLI waits for the final snapshot before giving up."""
+
+
+def push_spec(args: argparse.Namespace, *, config: Config, timeout: float) -> SessionSpec:
+    """The push to follow: flags first, then the repository's HEAD and its upstream."""
+    repo = args.repo.resolve()
+    in_repo = (repo / ".git").exists() or _is_git_dir(repo)
+    remote, branch = args.remote, args.branch
+    if in_repo and (remote is None or branch is None):
+        try:
+            upstream = run_git(["rev-parse", "--abbrev-ref", "--symbolic-full-name", "@{u}"], cwd=repo).strip()
+        except GitError:
+            upstream = ""
+        up_remote, _, up_branch = upstream.partition("/")
+        remote = remote or up_remote or "origin"
+        branch = branch or up_branch or run_git(["rev-parse", "--abbrev-ref", "HEAD"], cwd=repo).strip()
+    if not remote or not branch:
+        raise InputError("name the push: --remote and --branch (and --commit), or run inside its git repository")
+    url = remote
+    if in_repo and "://" not in remote and not remote.startswith(("/", ".")) and "@" not in remote:
+        url = run_git(["remote", "get-url", remote], cwd=repo).strip()
+    commit = args.commit
+    if commit is None:
+        if not in_repo:
+            raise InputError("--commit is required outside a git repository")
+        commit = run_git(["rev-parse", "HEAD"], cwd=repo).strip()
+    elif in_repo:
+        commit = run_git(["rev-parse", "--verify", f"{commit}^{{commit}}"], cwd=repo).strip()
+    try:
+        commit = normalize_commit(commit)
+    except ValueError as exc:
+        raise InputError(f"--commit: {exc}") from exc
+    subject = run_git(["log", "-1", "--format=%s", commit], cwd=repo).strip() if in_repo else ""
+    return SessionSpec(
+        id=f"cli-{os.getpid()}-{commit[:8]}",
+        remote_url=url,
+        branch=branch,
+        commit=commit,
+        subject=subject,
+        repo=str(repo) if in_repo else "",
+        timeout_seconds=timeout,
+        reconcile=args.reconcile,
+        monitor_types=config.monitor_types,
+    )
+
+
+def _is_git_dir(path: Path) -> bool:
+    try:
+        return run_git(["rev-parse", "--is-inside-work-tree"], cwd=path).strip() == "true"
+    except GitError:
+        return False

@@ -583,6 +583,7 @@ class SimApiServer:
     # --- discovery ---------------------------------------------------------------------------------------------
 
     def discovery(self, path: str) -> dict[str, Any] | None:
+        path = path.rstrip("/") or "/"  # clients ask for /apis/ as well as /apis
         if path == "/version":
             return dict(SERVER_VERSION)
         if path == "/api":

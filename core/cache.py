@@ -1,0 +1,251 @@
+"""One shared list+watch per Flux kind: the informer cache that every session reads.
+
+Polling each object costs N requests every interval and adds latency; a watch costs one long request per kind,
+whatever the number of objects and sessions, and reports a change within milliseconds.
+
+Per kind, a named thread lists, then watches from the list's resourceVersion (with bookmarks), and on a watch
+that ends resumes from the last version seen. 410 Gone lists again at once. Any other error backs off with
+jitter (retry_delay, a pure policy) and is reported as that kind's state; a kind that is missing or forbidden
+degrades that kind only.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Protocol
+
+from fluxmon.core.errors import FluxmonError
+from fluxmon.core.kube import (
+    ClusterError,
+    FluxEvent,
+    FluxNotInstalled,
+    Forbidden,
+    KindApi,
+    KindMissing,
+    Unauthorized,
+    WatchExpired,
+)
+from fluxmon.core.objects import FluxObject, ObjectRef, parse_flux_object
+
+log = logging.getLogger("fluxmon.cache")
+
+BACKOFF_BASE_SECONDS = 0.5
+BACKOFF_MAX_SECONDS = 30.0
+SLOW_RETRY_SECONDS = 30.0
+"""A missing or forbidden kind is asked about again this often: someone may install it or grant access."""
+STOP_TIMEOUT_SECONDS = 5.0
+
+
+class ClusterApi(Protocol):
+    """What the cache needs from the adapter (core.kube.Cluster); tests may give it anything that fits."""
+
+    context: str
+    server: str
+
+    def discover(self, kinds: tuple[str, ...]) -> dict[str, KindApi]: ...
+    def list_kind(self, api: KindApi) -> tuple[str, list[dict[str, Any]]]: ...
+    def watch(self, api: KindApi, resource_version: str) -> Iterator[dict[str, Any]]: ...
+    def cut_watches(self) -> None: ...
+    def events(self, ref: ObjectRef, *, limit: int = 20) -> list[FluxEvent]: ...
+    def request_reconcile(self, api: KindApi, ref: ObjectRef, token: str) -> None: ...
+
+
+class KindStatus(StrEnum):
+    SYNCING = "syncing"
+    SYNCED = "synced"
+    MISSING = "missing"
+    FORBIDDEN = "forbidden"
+    UNREACHABLE = "unreachable"
+    UNAUTHORIZED = "unauthorized"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class KindState:
+    """How well the cache knows one kind, and why not, in a sentence for the user."""
+
+    kind: str
+    status: KindStatus
+    message: str = ""
+
+
+def retry_delay(error: FluxmonError, attempt: int, *, rand: Callable[[], float] = random.random) -> float:
+    """How long to wait before trying again after `error` (the `attempt`-th failure in a row).
+
+    Connection trouble backs off exponentially with full jitter, so that many clients do not retry in step;
+    a missing or forbidden kind will not change soon, so it is asked about slowly.
+    """
+    if isinstance(error, WatchExpired):
+        return 0.0
+    if isinstance(error, (KindMissing, FluxNotInstalled, Forbidden, Unauthorized)):
+        return SLOW_RETRY_SECONDS
+    ceiling = min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * float(2 ** max(attempt - 1, 0)))
+    return ceiling / 2 + rand() * ceiling / 2
+
+
+def state_for(kind: str, error: FluxmonError) -> KindState:
+    statuses: dict[type[FluxmonError], KindStatus] = {
+        KindMissing: KindStatus.MISSING,
+        FluxNotInstalled: KindStatus.MISSING,
+        Forbidden: KindStatus.FORBIDDEN,
+        Unauthorized: KindStatus.UNAUTHORIZED,
+    }
+    return KindState(kind=kind, status=statuses.get(type(error), KindStatus.UNREACHABLE), message=error.message)
+
+
+class ClusterCache:
+    """The informer cache. `start()` spawns one thread per kind; `stop()` cuts the watches and joins them."""
+
+    def __init__(
+        self,
+        cluster: ClusterApi,
+        kinds: tuple[str, ...],
+        *,
+        on_change: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.cluster = cluster
+        self.kinds = kinds
+        self._on_change = on_change
+        self._objects: dict[str, dict[ObjectRef, FluxObject]] = {kind: {} for kind in kinds}
+        self._states: dict[str, KindState] = {kind: KindState(kind=kind, status=KindStatus.SYNCING) for kind in kinds}
+        self._apis: dict[str, KindApi] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.changed = threading.Condition(self._lock)
+        """Notified after every change; `wait_until` waits on it."""
+
+    # --- lifecycle -----------------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._stop.clear()
+        for kind in self.kinds:
+            thread = threading.Thread(
+                target=self._run, args=(kind, self._stop), name=f"fluxmon-watch-{kind.lower()}", daemon=True
+            )
+            self._threads.append(thread)
+            thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.cluster.cut_watches()
+        with self._lock:
+            self.changed.notify_all()
+        for thread in self._threads:
+            thread.join(STOP_TIMEOUT_SECONDS)
+        self._threads.clear()
+
+    # --- reading -------------------------------------------------------------------------------------------------
+
+    def objects(self) -> dict[ObjectRef, FluxObject]:
+        with self._lock:
+            return {ref: obj for by_ref in self._objects.values() for ref, obj in by_ref.items()}
+
+    def states(self) -> dict[str, KindState]:
+        with self._lock:
+            return dict(self._states)
+
+    def api_for(self, kind: str) -> KindApi | None:
+        with self._lock:
+            return self._apis.get(kind)
+
+    def settled(self) -> bool:
+        """Whether every kind is known: synced, or definitely missing or forbidden."""
+        with self._lock:
+            return all(state.status is not KindStatus.SYNCING for state in self._states.values())
+
+    def wait_until(self, predicate: Callable[[], bool], timeout: float) -> bool:
+        """Wait (on changes, with a timeout) until `predicate()` holds."""
+        with self._lock:
+            return self.changed.wait_for(predicate, timeout)
+
+    # --- the per-kind loop ---------------------------------------------------------------------------------------
+
+    def _run(self, kind: str, stop: threading.Event) -> None:
+        attempt = 0
+        while not stop.is_set():
+            try:
+                api = self._resolve(kind)
+                resource_version = self._list(kind, api)
+                attempt = 0
+                while not stop.is_set():
+                    # A watch ends when the server's timeoutSeconds runs out: resume from the last version seen.
+                    resource_version = self._watch(kind, api, resource_version)
+            except WatchExpired:
+                log.info("%s: watch expired (410); listing again", kind)
+                continue  # the history is gone: list again, at once
+            except ClusterError as error:
+                if stop.is_set():
+                    return
+                attempt += 1
+                self._set_state(state_for(kind, error))
+                delay = retry_delay(error, attempt)
+                log.info("%s: %s; retrying in %.1fs", kind, error.message, delay)
+                stop.wait(delay)
+            except Exception:
+                # One error boundary per loop: a bug here must not kill the watch for good.
+                log.exception("%s: unexpected error in the watch loop", kind)
+                stop.wait(BACKOFF_MAX_SECONDS)
+
+    def _resolve(self, kind: str) -> KindApi:
+        with self._lock:
+            api = self._apis.get(kind)
+        if api is not None:
+            return api
+        found = self.cluster.discover((kind,))
+        if kind not in found:
+            raise KindMissing(
+                f"{kind} is not served in context {self.cluster.context!r}: its Flux controller is not installed"
+            )
+        with self._lock:
+            self._apis[kind] = found[kind]
+        return found[kind]
+
+    def _list(self, kind: str, api: KindApi) -> str:
+        resource_version, items = self.cluster.list_kind(api)
+        parsed = {}
+        for body in items:
+            try:
+                obj = parse_flux_object(body)
+            except ValueError:
+                continue
+            parsed[obj.ref] = obj
+        with self._lock:
+            self._objects[kind] = parsed
+            self._states[kind] = KindState(kind=kind, status=KindStatus.SYNCED)
+            self.changed.notify_all()
+        self._on_change()
+        return resource_version
+
+    def _watch(self, kind: str, api: KindApi, resource_version: str) -> str:
+        for event in self.cluster.watch(api, resource_version):
+            body = event.get("object") or {}
+            resource_version = str((body.get("metadata") or {}).get("resourceVersion") or resource_version)
+            if event.get("type") == "BOOKMARK":
+                continue
+            try:
+                obj = parse_flux_object(body)
+            except ValueError:
+                continue
+            with self._lock:
+                if event.get("type") == "DELETED":
+                    self._objects[kind].pop(obj.ref, None)
+                else:
+                    self._objects[kind][obj.ref] = obj
+                if self._states[kind].status is not KindStatus.SYNCED:
+                    self._states[kind] = KindState(kind=kind, status=KindStatus.SYNCED)
+                self.changed.notify_all()
+            self._on_change()
+        return resource_version
+
+    def _set_state(self, state: KindState) -> None:
+        with self._lock:
+            if self._states.get(state.kind) == state:
+                return
+            self._states[state.kind] = state
+            self.changed.notify_all()
+        self._on_change()

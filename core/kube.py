@@ -1,0 +1,377 @@
+"""The one adapter to Kubernetes: the only module that imports the `kubernetes` package (import-linter checks).
+
+Everything the client can raise is translated here, once, into the project's errors (core.errors), each with a
+title and a message a user can act on: a missing or invalid kubeconfig, an unknown context, an unreachable
+cluster, an expired token, missing RBAC permissions (naming the verbs and resources), Flux not installed. What
+leaves this module is plain data: raw bodies as dicts, and watch events as dicts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import urllib3
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+from kubernetes.client.exceptions import ApiException
+from kubernetes.config.config_exception import ConfigException
+
+from fluxmon.core.errors import FluxmonError
+from fluxmon.core.objects import FLUX_KINDS, REQUESTED_AT_ANNOTATION, ObjectRef
+
+CONNECT_TIMEOUT_SECONDS = 5.0
+REQUEST_TIMEOUT_SECONDS = 15.0
+WATCH_TIMEOUT_SECONDS = 60
+"""The server ends each watch after this long (timeoutSeconds); the client read timeout is a little longer."""
+
+PLURALS = {
+    "GitRepository": "gitrepositories",
+    "OCIRepository": "ocirepositories",
+    "Bucket": "buckets",
+    "HelmRepository": "helmrepositories",
+    "HelmChart": "helmcharts",
+    "Kustomization": "kustomizations",
+    "HelmRelease": "helmreleases",
+}
+
+
+class ClusterError(FluxmonError):
+    """Something between us and the cluster failed; subclasses say what, and what to do."""
+
+    title = "Cluster error"
+
+
+class KubeconfigError(ClusterError):
+    title = "kubeconfig problem"
+
+
+class ClusterUnreachable(ClusterError):
+    title = "Cluster unreachable"
+
+
+class Unauthorized(ClusterError):
+    title = "Not logged in to the cluster"
+
+
+class Forbidden(ClusterError):
+    title = "Missing permissions"
+
+
+class FluxNotInstalled(ClusterError):
+    title = "Flux is not installed"
+
+
+class KindMissing(ClusterError):
+    """One Flux kind is not served (for example no helm-controller); the others keep working."""
+
+    title = "Flux kind not installed"
+
+
+class WatchExpired(ClusterError):
+    """410 Gone: the watch's resourceVersion is too old; list again."""
+
+    title = "Watch expired"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class KindApi:
+    """Where a Flux kind is served on this cluster (the version is discovered, not assumed)."""
+
+    kind: str
+    group: str
+    version: str
+    plural: str
+
+    @property
+    def qualified(self) -> str:
+        return f"{self.plural}.{self.group}"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class FluxEvent:
+    """A core/v1 Event on a Flux object: the controllers' best error text lives here."""
+
+    type: str
+    reason: str
+    message: str
+    revision: str
+    timestamp: str
+    count: int
+
+
+def kubeconfig_path(explicit: str | None = None, environ: Mapping[str, str] = os.environ) -> Path:
+    """`--kubeconfig`, else the first file in $KUBECONFIG, else ~/.kube/config."""
+    if explicit:
+        return Path(explicit).expanduser()
+    if environ.get("KUBECONFIG"):
+        return Path(environ["KUBECONFIG"].split(os.pathsep)[0]).expanduser()
+    return Path(environ.get("HOME", "~")).expanduser() / ".kube" / "config"
+
+
+class Cluster:
+    """One cluster, through the official client. Thread-safe; counts its requests for the benchmarks."""
+
+    def __init__(self, api_client: k8s.ApiClient, *, context: str, server: str) -> None:
+        self._api = api_client
+        self.context = context
+        self.server = server
+        self._custom = k8s.CustomObjectsApi(api_client)
+        self._core = k8s.CoreV1Api(api_client)
+        self._streams: set[Any] = set()
+        self._lock = threading.Lock()
+        self.requests = 0
+
+    @classmethod
+    def connect(cls, *, kubeconfig: str | None = None, context: str | None = None) -> Cluster:
+        """Load credentials from a kubeconfig (or, inside a pod, the service account); no request is made yet."""
+        path = kubeconfig_path(kubeconfig)
+        if not path.exists():
+            if os.environ.get("KUBERNETES_SERVICE_HOST") and not kubeconfig:
+                configuration = k8s.Configuration()
+                k8s_config.load_incluster_config(client_configuration=configuration)
+                return cls(k8s.ApiClient(configuration), context="in-cluster", server=configuration.host)
+            raise KubeconfigError(
+                f"no kubeconfig at {path}; point --kubeconfig or KUBECONFIG at one, or run `fluxmon demo` to try "
+                f"fluxmon on a simulated cluster"
+            )
+        try:
+            contexts, current = k8s_config.list_kube_config_contexts(config_file=str(path))
+        except (ConfigException, OSError, ValueError, TypeError) as exc:
+            raise KubeconfigError(f"{path} is not a valid kubeconfig: {exc}") from exc
+        names = [c["name"] for c in contexts or []]
+        chosen = context or (current or {}).get("name", "")
+        if chosen not in names:
+            available = ", ".join(names) or "none"
+            raise KubeconfigError(f"{path} has no context {chosen!r} (its contexts: {available})")
+        configuration = k8s.Configuration()
+        try:
+            k8s_config.load_kube_config(config_file=str(path), context=chosen, client_configuration=configuration)
+        except (ConfigException, OSError, ValueError, TypeError) as exc:
+            raise KubeconfigError(f"{path}, context {chosen!r}: {exc}") from exc
+        configuration.retries = False  # we retry ourselves, with backoff, and report what happens
+        return cls(k8s.ApiClient(configuration), context=chosen, server=configuration.host)
+
+    def close(self) -> None:
+        self.cut_watches()
+        self._api.close()
+
+    # --- discovery ---------------------------------------------------------------------------------------------
+
+    def discover(self, kinds: tuple[str, ...]) -> dict[str, KindApi]:
+        """Where each Flux kind is served; raises FluxNotInstalled when no Flux API group is served at all."""
+        groups = self._call(
+            "discover the API groups", "get", "/apis", lambda: k8s.ApisApi(self._api).get_api_versions()
+        )
+        served = {group.name: group for group in groups.groups}
+        found: dict[str, KindApi] = {}
+        for kind in kinds:
+            group = served.get(FLUX_KINDS[kind])
+            if group is None:
+                continue
+            versions = [group.preferred_version.version] + [
+                v.version for v in group.versions if v.version != group.preferred_version.version
+            ]
+            for version in versions:
+                listing = self._call(
+                    f"discover {group.name}/{version}",
+                    "get",
+                    f"/apis/{group.name}/{version}",
+                    lambda g=group.name, v=version: self._custom.get_api_resources(g, v),
+                )
+                if any(r.kind == kind and "/" not in r.name for r in listing.resources):
+                    found[kind] = KindApi(kind=kind, group=group.name, version=version, plural=PLURALS[kind])
+                    break
+        if not found:
+            raise FluxNotInstalled(
+                f"Flux is not installed in context {self.context!r}: the API server at {self.server} serves none "
+                f"of the Flux API groups ({', '.join(sorted(set(FLUX_KINDS.values())))}). Install it with "
+                f"`flux install`, or pick another context with --context."
+            )
+        return found
+
+    # --- reading -----------------------------------------------------------------------------------------------
+
+    def list_kind(self, api: KindApi) -> tuple[str, list[dict[str, Any]]]:
+        """All objects of a kind across namespaces, and the list's resourceVersion."""
+        body = self._call(
+            f"list {api.qualified}",
+            "list",
+            api.qualified,
+            lambda: self._custom.list_cluster_custom_object(
+                api.group, api.version, api.plural, _request_timeout=(CONNECT_TIMEOUT_SECONDS, REQUEST_TIMEOUT_SECONDS)
+            ),
+        )
+        return str(body["metadata"]["resourceVersion"]), list(body.get("items") or [])
+
+    def watch(self, api: KindApi, resource_version: str) -> Iterator[dict[str, Any]]:
+        """Watch events from `resource_version` (bookmarks asked for) until the server ends the watch.
+
+        Both timeouts are set: the server's timeoutSeconds ends a quiet watch, and the client's read timeout
+        catches a connection that died silently. cut_watches() ends it at once from another thread.
+        """
+        response = self._call(
+            f"watch {api.qualified}",
+            "watch",
+            api.qualified,
+            lambda: self._custom.list_cluster_custom_object(
+                api.group,
+                api.version,
+                api.plural,
+                watch=True,
+                resource_version=resource_version,
+                allow_watch_bookmarks=True,
+                timeout_seconds=WATCH_TIMEOUT_SECONDS,
+                _preload_content=False,
+                _request_timeout=(CONNECT_TIMEOUT_SECONDS, WATCH_TIMEOUT_SECONDS + 10),
+            ),
+        )
+        with self._lock:
+            self._streams.add(response)
+        try:
+            buffer = b""
+            for chunk in response.stream(amt=None, decode_content=False):
+                buffer += chunk
+                while b"\n" in buffer:
+                    line, buffer = buffer.split(b"\n", 1)
+                    if not line.strip():
+                        continue
+                    event = json.loads(line)
+                    if event.get("type") == "ERROR":
+                        status = event.get("object") or {}
+                        if status.get("code") == 410:
+                            raise WatchExpired(f"{api.qualified}: {status.get('message', 'resource version too old')}")
+                        raise self._translate_status(status, "watch", api.qualified)
+                    yield event
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise ClusterUnreachable(f"the watch of {api.qualified} on {self.server} was cut: {exc}") from exc
+        finally:
+            with self._lock:
+                self._streams.discard(response)
+            response.release_conn()
+
+    def cut_watches(self) -> None:
+        """End every open watch now (Watch.stop() would wait for the next event)."""
+        with self._lock:
+            streams = list(self._streams)
+        for response in streams:
+            try:
+                response.shutdown()
+            except (OSError, AttributeError):
+                response.close()
+
+    def events(self, ref: ObjectRef, *, limit: int = 20) -> list[FluxEvent]:
+        """The object's recent core/v1 Events, newest first."""
+        selector = f"involvedObject.kind={ref.kind},involvedObject.name={ref.name}"
+        response = self._call(
+            f"list events of {ref}",
+            "list",
+            "events",
+            lambda: self._core.list_namespaced_event(
+                ref.namespace,
+                field_selector=selector,
+                _preload_content=False,
+                _request_timeout=(CONNECT_TIMEOUT_SECONDS, REQUEST_TIMEOUT_SECONDS),
+            ),
+        )
+        items = json.loads(response.data).get("items") or []
+        events = [
+            FluxEvent(
+                type=str(item.get("type", "")),
+                reason=str(item.get("reason", "")),
+                message=str(item.get("message", "")),
+                revision=next(
+                    (
+                        v
+                        for k, v in ((item.get("metadata") or {}).get("annotations") or {}).items()
+                        if k.endswith("/revision")
+                    ),
+                    "",
+                ),
+                timestamp=str(item.get("lastTimestamp") or item.get("eventTime") or item.get("firstTimestamp") or ""),
+                count=int(item.get("count") or 1),
+            )
+            for item in items
+        ]
+        return sorted(events, key=lambda event: event.timestamp, reverse=True)[:limit]
+
+    # --- writing -----------------------------------------------------------------------------------------------
+
+    def request_reconcile(self, api: KindApi, ref: ObjectRef, token: str) -> None:
+        """What `flux reconcile` does: merge-patch reconcile.fluxcd.io/requestedAt with a new token."""
+        patch = {"metadata": {"annotations": {REQUESTED_AT_ANNOTATION: token}}}
+        self._call(
+            f"annotate {ref}",
+            "patch",
+            api.qualified,
+            lambda: self._custom.patch_namespaced_custom_object(
+                api.group,
+                api.version,
+                ref.namespace,
+                api.plural,
+                ref.name,
+                patch,
+                _request_timeout=(CONNECT_TIMEOUT_SECONDS, REQUEST_TIMEOUT_SECONDS),
+            ),
+        )
+
+    # --- error translation -------------------------------------------------------------------------------------
+
+    def _call(self, action: str, verb: str, resource: str, call: Any) -> Any:
+        with self._lock:
+            self.requests += 1
+        try:
+            return call()
+        except ApiException as exc:
+            raise self._translate_api_exception(exc, action, verb, resource) from exc
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise ClusterUnreachable(
+                f"cannot reach the API server of context {self.context!r} at {self.server}: {_reason(exc)}"
+            ) from exc
+
+    def _translate_api_exception(self, exc: ApiException, action: str, verb: str, resource: str) -> ClusterError:
+        status: dict[str, Any] = {}
+        try:
+            status = json.loads(exc.body) if exc.body else {}
+        except (ValueError, TypeError):
+            status = {}
+        status.setdefault("code", exc.status)
+        status.setdefault("message", exc.reason or "")
+        return self._translate_status(status, verb, resource, action=action)
+
+    def _translate_status(
+        self, status: Mapping[str, Any], verb: str, resource: str, *, action: str = ""
+    ) -> ClusterError:
+        code = status.get("code")
+        message = str(status.get("message", ""))
+        if code == 401:
+            return Unauthorized(
+                f"the API server at {self.server} rejected the credentials of context {self.context!r} (401): "
+                f"the token may have expired; log in again and retry"
+            )
+        if code == 403:
+            verbs = "get, list and watch" if verb in ("list", "watch", "get") else verb
+            return Forbidden(
+                f"context {self.context!r} may not {verb} {resource}: fluxmon needs {verbs} on {resource} "
+                f"(cluster-wide){' and patch to trigger reconciles' if verb == 'patch' else ''}. "
+                f"The README lists the minimal ClusterRole. Server said: {message}"
+            )
+        if code == 404:
+            return KindMissing(
+                f"{resource} is not served by the API server at {self.server} ({message or 'not found'})"
+            )
+        if code == 410:
+            return WatchExpired(f"{resource}: {message}")
+        return ClusterError(f"{action or verb} failed on {self.server}: {code} {message}".strip())
+
+
+def _reason(exc: BaseException) -> str:
+    """The innermost reason of a urllib3 error (`Connection refused`), without its long wrapping."""
+    reason = getattr(exc, "reason", None) or exc
+    text = str(reason)
+    return text.rpartition(": ")[2] if "Errno" in text else text

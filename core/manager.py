@@ -1,0 +1,254 @@
+"""The session manager: every active session, one shared cluster cache, one worker thread.
+
+The worker wakes on every cache change (and at the next deadline), evaluates each active session (a pure
+function), and hands changed snapshots to the subscribers. It also does the session's I/O: asking Flux to
+reconcile now instead of at its next interval, and fetching the Events of an object that failed. Subscribers are
+called on the worker thread and must only enqueue (the UI drains its own queue).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from fluxmon.core.cache import ClusterApi, ClusterCache
+from fluxmon.core.errors import FluxmonError
+from fluxmon.core.kube import Forbidden
+from fluxmon.core.objects import ObjectRef
+from fluxmon.core.session import Session, SessionSnapshot, SessionSpec, SessionState
+from fluxmon.core.store import SessionStore
+from fluxmon.core.verdict import Phase
+
+log = logging.getLogger("fluxmon.sessions")
+
+IDLE_WAKE_SECONDS = 1.0
+"""The worker wakes at least this often, so that timeouts fire on time when nothing changes."""
+NUDGE_AFTER_SECONDS = 5.0
+"""A Kustomization that has not started on the pushed commit this long after its source has it gets nudged."""
+STOP_TIMEOUT_SECONDS = 5.0
+
+Subscriber = Callable[[SessionSnapshot], None]
+
+
+@dataclass
+class _Triggers:
+    """The reconcile requests made for one session, so that each is made (and reported) once."""
+
+    source_token: str = ""
+    source_done: bool = False
+    source_ready_at: float | None = None
+    nudged: set[ObjectRef] | None = None
+    forbidden_noted: bool = False
+
+
+class SessionManager:
+    """`start()`, `add()` sessions, `subscribe()` to snapshots, `stop()`."""
+
+    def __init__(
+        self,
+        cluster: ClusterApi,
+        *,
+        kinds: tuple[str, ...] = ("GitRepository", "OCIRepository", "Kustomization", "HelmRelease"),
+        store: SessionStore | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.cluster = cluster
+        self.cache = ClusterCache(cluster, kinds, on_change=self._wake_up)
+        self.store = store
+        self._clock = clock
+        self._sessions: dict[str, Session] = {}
+        self._triggers: dict[str, _Triggers] = {}
+        self._signatures: dict[str, tuple[object, ...]] = {}
+        self._subscribers: list[Subscriber] = []
+        self._lock = threading.RLock()
+        self._finished = threading.Condition(self._lock)
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # --- lifecycle ---------------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self.store is not None:
+            for spec in self.store.load_active():
+                self._sessions[spec.id] = Session(spec)  # resumed: its timeout still counts from the push
+        self.cache.start()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, args=(self._stop,), name="fluxmon-sessions", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Producers first (the cache), then the worker. Active sessions stay in the store, to be resumed."""
+        self.cache.stop()
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(STOP_TIMEOUT_SECONDS)
+            self._thread = None
+
+    # --- the API -------------------------------------------------------------------------------------------------
+
+    def subscribe(self, subscriber: Subscriber) -> None:
+        with self._lock:
+            self._subscribers.append(subscriber)
+
+    def add(self, spec: SessionSpec) -> None:
+        """Follow a new push; an older session on the same remote and branch is superseded."""
+        with self._lock:
+            for session in self._sessions.values():
+                if session.spec.follow_key == spec.follow_key and session.final_state is None:
+                    session.final_state = SessionState.SUPERSEDED
+            self._sessions[spec.id] = Session(spec)
+            if self.store is not None:
+                self.store.save_active(spec)
+        self._wake_up()
+
+    def cancel(self, session_id: str) -> None:
+        with self._lock:
+            session = self._sessions.get(session_id)
+            if session is not None and session.final_state is None:
+                session.final_state = SessionState.CANCELLED
+        self._wake_up()
+
+    def snapshots(self) -> list[SessionSnapshot]:
+        with self._lock:
+            return [s.snapshot for s in self._sessions.values() if s.snapshot is not None]
+
+    def wait_final(self, session_id: str, timeout: float) -> SessionSnapshot | None:
+        """Block until the session reaches a final state (or `timeout` passes); returns its last snapshot."""
+
+        def done() -> bool:
+            snapshot = self._sessions[session_id].snapshot
+            return snapshot is not None and snapshot.state.final
+
+        with self._finished:
+            self._finished.wait_for(done, timeout)
+            return self._sessions[session_id].snapshot
+
+    # --- the worker ----------------------------------------------------------------------------------------------
+
+    def _wake_up(self) -> None:
+        self._wake.set()
+
+    def _run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            self._wake.wait(IDLE_WAKE_SECONDS)
+            self._wake.clear()
+            if stop.is_set():
+                return
+            try:
+                self._pass()
+            except Exception:
+                # One error boundary for the loop body: a bug in one pass must not end every session.
+                log.exception("evaluating sessions failed")
+
+    def _pass(self) -> None:
+        objects = self.cache.objects()
+        states = self.cache.states()
+        now = self._clock()
+        with self._lock:
+            active = [s for s in self._sessions.values() if s.snapshot is None or not s.snapshot.state.final]
+        for session in active:
+            snapshot = session.advance(objects, states, now)
+            if not snapshot.state.final:
+                self._trigger_reconciles(session, snapshot, now)
+            if self._fetch_events(session, snapshot):
+                snapshot = session.advance(objects, states, now)
+            self._publish(session, snapshot)
+
+    def _publish(self, session: Session, snapshot: SessionSnapshot) -> None:
+        signature = _signature(snapshot)
+        with self._lock:
+            if self._signatures.get(snapshot.id) == signature:
+                return
+            self._signatures[snapshot.id] = signature
+            subscribers = list(self._subscribers)
+            if snapshot.state.final:
+                if self.store is not None:
+                    self.store.finish(snapshot)
+                self._finished.notify_all()
+        for subscriber in subscribers:
+            try:
+                subscriber(snapshot)
+            except Exception:
+                log.exception("a snapshot subscriber failed")
+
+    def _trigger_reconciles(self, session: Session, snapshot: SessionSnapshot, now: float) -> None:
+        """`flux reconcile --with-source`, as needed: the source at once, lagging Kustomizations later."""
+        if not session.spec.reconcile:
+            return
+        triggers = self._triggers.setdefault(session.spec.id, _Triggers(nudged=set()))
+        objects = self.cache.objects()
+        sources = [r for r in snapshot.resources if r.role == "source"]
+        for source in sources:
+            obj = objects.get(source.ref)
+            handled = (
+                obj is not None
+                and bool(triggers.source_token)
+                and obj.last_handled_reconcile_at == triggers.source_token
+            )
+            if handled and not triggers.source_done:
+                triggers.source_done = True
+                session.note(f"{source.ref.kind}/{source.ref.name} took the reconcile request")
+            if not triggers.source_token and source.phase is not Phase.READY:
+                triggers.source_token = _token()
+                self._request(session, triggers, source.ref, triggers.source_token)
+        if sources and all(s.phase is Phase.READY for s in sources):
+            triggers.source_ready_at = triggers.source_ready_at or now
+            if now - triggers.source_ready_at >= NUDGE_AFTER_SECONDS and triggers.nudged is not None:
+                lagging = [
+                    r.ref
+                    for r in snapshot.resources
+                    if r.role == "kustomization" and r.phase is Phase.PENDING and r.ref not in triggers.nudged
+                ]
+                for ref in lagging:
+                    triggers.nudged.add(ref)
+                    self._request(session, triggers, ref, _token())
+
+    def _request(self, session: Session, triggers: _Triggers, ref: ObjectRef, token: str) -> None:
+        api = self.cache.api_for(ref.kind)
+        if api is None:
+            return
+        try:
+            self.cluster.request_reconcile(api, ref, token)
+            session.note(f"requested a reconcile of {ref.kind}/{ref.name}")
+        except Forbidden:
+            if not triggers.forbidden_noted:
+                triggers.forbidden_noted = True
+                session.note(f"no permission to patch {api.qualified}: waiting for Flux's own interval instead")
+        except FluxmonError as error:
+            log.info("reconcile request for %s failed: %s", ref, error.message)
+
+    def _fetch_events(self, session: Session, snapshot: SessionSnapshot) -> bool:
+        """Fetch the Events of newly failed objects (once per object and reason); True if any were added."""
+        added = False
+        for resource in snapshot.resources:
+            if resource.phase is not Phase.FAILED or resource.ref in session.events:
+                continue
+            try:
+                session.events[resource.ref] = tuple(self.cluster.events(resource.ref))
+                added = True
+            except FluxmonError as error:
+                session.events[resource.ref] = ()
+                log.info("could not read the events of %s: %s", resource.ref, error.message)
+        return added
+
+
+def _signature(snapshot: SessionSnapshot) -> tuple[object, ...]:
+    """What a user can see change; timestamps alone do not make a new snapshot worth sending."""
+    return (
+        snapshot.state,
+        snapshot.message,
+        snapshot.notes,
+        tuple((r.ref, r.phase, r.reason, r.message, r.revision, len(r.events)) for r in snapshot.resources),
+    )
+
+
+def _token() -> str:
+    """An RFC 3339 timestamp with nanoseconds, as `flux reconcile` writes into requestedAt."""
+    now = datetime.now(UTC)
+    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{time.time_ns() % 1_000_000_000:09d}Z"

@@ -1,0 +1,387 @@
+"""A deploy session: one pushed commit, followed until Flux has applied it everywhere, failed, or run out of time.
+
+The decisions are pure: `evaluate()` takes the session's spec, a snapshot of the cluster cache and the clock,
+and returns an immutable SessionSnapshot. The manager (core.manager) owns the threads and calls it on every
+change. States, as DESIGN §5 has them:
+
+    waiting-for-source -> reconciling -> succeeded | failed | timed-out | superseded | cancelled | not-deployed
+
+Fail fast: a followed object that failed at the pushed commit fails the session at once, while the rest is still
+followed for the details. An object that carries no trace of the commit (a HelmRelease from a HelmRepository)
+counts as deployed once its parent Kustomization has applied the push and it is Ready at its generation.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+
+from fluxmon.core.cache import KindState, KindStatus
+from fluxmon.core.discovery import Plan, Push, normalize_remote_url, plan_for_push, redact_url
+from fluxmon.core.hints import Hint, hint_for
+from fluxmon.core.kube import FluxEvent
+from fluxmon.core.objects import FluxObject, ObjectRef
+from fluxmon.core.revision import short_revision
+from fluxmon.core.verdict import Phase, Verdict, verdict
+
+
+class SessionState(StrEnum):
+    WAITING_FOR_SOURCE = "waiting-for-source"
+    RECONCILING = "reconciling"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMED_OUT = "timed-out"
+    SUPERSEDED = "superseded"
+    CANCELLED = "cancelled"
+    NOT_DEPLOYED = "not-deployed"
+
+    @property
+    def final(self) -> bool:
+        return self not in (SessionState.WAITING_FOR_SOURCE, SessionState.RECONCILING)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SessionSpec:
+    """What to follow: a pushed commit on a remote and branch, and how."""
+
+    id: str
+    remote_url: str
+    branch: str = ""
+    tag: str = ""
+    commit: str
+    subject: str = ""
+    repo: str = ""
+    changed_paths: tuple[str, ...] | None = None
+    timeout_seconds: float = 300.0
+    reconcile: bool = False
+    monitor_types: tuple[str, ...] = ("GitRepository", "OCIRepository", "Kustomization", "HelmRelease")
+    confirmed: bool = True
+    created_at: float = field(default_factory=time.time)
+    """Wall-clock seconds; the timeout counts from here, also across restarts."""
+
+    @property
+    def push(self) -> Push:
+        return Push(
+            remote_url=self.remote_url,
+            branch=self.branch,
+            tag=self.tag,
+            commit=self.commit,
+            changed_paths=self.changed_paths,
+        )
+
+    @property
+    def follow_key(self) -> tuple[str, str]:
+        """Sessions with the same key follow the same thing: a newer one supersedes an older one."""
+        return (normalize_remote_url(self.remote_url, base_dir=self.repo or None), self.branch or self.tag)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ResourceStatus:
+    """One followed object, as the details window and the terminal show it."""
+
+    ref: ObjectRef
+    role: str
+    """`source`, `kustomization`, `helmrelease`, or `upstream` (a dependency that this push does not deploy)."""
+    phase: Phase
+    reason: str
+    message: str
+    revision: str
+    since: float
+    """When (wall clock) it entered its current phase, as far as this session has seen."""
+    seconds_in_phase: Mapping[str, float]
+    depends_on: tuple[tuple[ObjectRef, Phase], ...] = ()
+    hint: Hint | None = None
+    events: tuple[FluxEvent, ...] = ()
+
+    @property
+    def error(self) -> str:
+        """The best error text: the newest Warning event that says more, else the condition's message."""
+        warning = next((e for e in self.events if e.type == "Warning" and e.message), None)
+        return warning.message if warning and len(warning.message) > len(self.message) else self.message
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SessionSnapshot:
+    """The whole session at one moment; immutable, so it can cross threads and be compared."""
+
+    id: str
+    state: SessionState
+    message: str
+    commit: str
+    branch: str
+    remote: str
+    subject: str
+    repo: str
+    started_at: float
+    updated_at: float
+    ended_at: float | None
+    resources: tuple[ResourceStatus, ...]
+    notes: tuple[str, ...] = ()
+    failed: ObjectRef | None = None
+    confirmed: bool = True
+
+    @property
+    def short_commit(self) -> str:
+        return self.commit[:7]
+
+    @property
+    def elapsed(self) -> float:
+        return (self.ended_at or self.updated_at) - self.started_at
+
+    def count(self, *phases: Phase) -> int:
+        return sum(1 for resource in self.resources if resource.phase in phases and resource.role != "upstream")
+
+
+@dataclass
+class _Timeline:
+    """Per object: the phase it is in, since when, and the time spent in each phase so far."""
+
+    phase: Phase
+    since: float
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+class Session:
+    """One session's mutable bookkeeping (timelines, fetched events); `evaluate` does the judging."""
+
+    def __init__(self, spec: SessionSpec) -> None:
+        self.spec = spec
+        self.timelines: dict[ObjectRef, _Timeline] = {}
+        self.events: dict[ObjectRef, tuple[FluxEvent, ...]] = {}
+        self.notes: list[str] = []
+        self.snapshot: SessionSnapshot | None = None
+        self.final_state: SessionState | None = None
+        """Set from outside (superseded, cancelled)."""
+
+    def note(self, text: str) -> None:
+        if text not in self.notes:
+            self.notes.append(text)
+
+    def advance(
+        self, objects: Mapping[ObjectRef, FluxObject], states: Mapping[str, KindState], now: float
+    ) -> SessionSnapshot:
+        """Evaluate, update the timelines, and return the new snapshot (final states stick)."""
+        if self.snapshot is not None and self.snapshot.state.final:
+            return self.snapshot
+        snapshot = evaluate(self.spec, objects, states, now=now, events=self.events, notes=tuple(self.notes))
+        if self.final_state is not None:
+            snapshot = replace(snapshot, state=self.final_state, message=_final_message(self.final_state), ended_at=now)
+        resources = []
+        for resource in snapshot.resources:
+            timeline = self.timelines.get(resource.ref)
+            if timeline is None:
+                timeline = self.timelines[resource.ref] = _Timeline(phase=resource.phase, since=now)
+            elif timeline.phase != resource.phase:
+                timeline.seconds[timeline.phase.value] = timeline.seconds.get(timeline.phase.value, 0.0) + (
+                    now - timeline.since
+                )
+                timeline.phase, timeline.since = resource.phase, now
+            seconds = dict(timeline.seconds)
+            seconds[timeline.phase.value] = seconds.get(timeline.phase.value, 0.0) + (now - timeline.since)
+            resources.append(replace(resource, since=timeline.since, seconds_in_phase=seconds))
+        self.snapshot = replace(snapshot, resources=tuple(resources))
+        return self.snapshot
+
+
+def _final_message(state: SessionState) -> str:
+    return {
+        SessionState.SUPERSEDED: "superseded by a newer push to the same branch",
+        SessionState.CANCELLED: "cancelled",
+    }.get(state, state.value)
+
+
+ROLE_ORDER = {"source": 0, "kustomization": 1, "helmrelease": 2, "upstream": 3}
+
+
+def evaluate(
+    spec: SessionSpec,
+    objects: Mapping[ObjectRef, FluxObject],
+    states: Mapping[str, KindState],
+    *,
+    now: float,
+    events: Mapping[ObjectRef, tuple[FluxEvent, ...]] | None = None,
+    notes: tuple[str, ...] = (),
+) -> SessionSnapshot:
+    """Judge the session from a snapshot of the cluster; pure: same inputs, same snapshot."""
+    events = events or {}
+    watched = {ref: obj for ref, obj in objects.items() if ref.kind in spec.monitor_types}
+    plan = plan_for_push(watched.values(), spec.push, base_dir=spec.repo or None)
+    all_notes = list(notes) + _kind_notes(spec, states)
+    if plan.cycles:
+        all_notes += [f"dependency cycle: {' -> '.join(str(r) for r in cycle)}" for cycle in plan.cycles]
+    verdicts = _verdicts(plan, watched, spec.commit)
+    resources = tuple(
+        sorted(
+            (_resource(ref, role, verdicts[ref], watched, plan, verdicts, events, now) for ref, role in _roles(plan)),
+            key=lambda r: (ROLE_ORDER[r.role], r.ref),
+        )
+    )
+    state, message, failed = _judge(spec, plan, verdicts, states, now)
+    return SessionSnapshot(
+        id=spec.id,
+        state=state,
+        message=message,
+        commit=spec.commit,
+        branch=spec.branch or spec.tag,
+        remote=redact_url(spec.remote_url),
+        subject=spec.subject,
+        repo=spec.repo,
+        started_at=spec.created_at,
+        updated_at=now,
+        ended_at=now if state.final else None,
+        resources=resources,
+        notes=tuple(all_notes),
+        failed=failed,
+        confirmed=spec.confirmed,
+    )
+
+
+def _roles(plan: Plan) -> list[tuple[ObjectRef, str]]:
+    return (
+        [(ref, "source") for ref in plan.sources]
+        + [(ref, "kustomization") for ref in plan.kustomizations]
+        + [(ref, "helmrelease") for ref in plan.helm_releases]
+        + [(ref, "upstream") for ref in plan.upstream]
+    )
+
+
+def _verdicts(plan: Plan, objects: Mapping[ObjectRef, FluxObject], commit: str) -> dict[ObjectRef, Verdict]:
+    verdicts = {ref: verdict(objects[ref], commit) for ref in (*plan.followed, *plan.upstream) if ref in objects}
+    # No trace of the commit: deployed once the parent that applies it has applied the push (DESIGN §3).
+    for ref in plan.helm_releases:
+        result = verdicts.get(ref)
+        if result is None or result.target_matched is not None or result.phase is not Phase.READY:
+            continue
+        parent = objects[ref].owner
+        parent_verdict = verdicts.get(parent) if parent else None
+        if parent_verdict is not None and parent_verdict.phase is not Phase.READY:
+            verdicts[ref] = replace(
+                result,
+                phase=Phase.PENDING,
+                reason="ParentNotApplied",
+                message=f"waiting for {parent} to apply the pushed commit",
+            )
+    return verdicts
+
+
+def _resource(
+    ref: ObjectRef,
+    role: str,
+    result: Verdict,
+    objects: Mapping[ObjectRef, FluxObject],
+    plan: Plan,
+    verdicts: Mapping[ObjectRef, Verdict],
+    events: Mapping[ObjectRef, tuple[FluxEvent, ...]],
+    now: float,
+) -> ResourceStatus:
+    depends = tuple(
+        (dependency, verdicts[dependency].phase)
+        for dependent, dependency in plan.edges
+        if dependent == ref and dependency in verdicts and dependency.kind == ref.kind
+    )
+    troubled = result.phase in (Phase.FAILED, Phase.SUSPENDED, Phase.WAITING)
+    return ResourceStatus(
+        ref=ref,
+        role=role,
+        phase=result.phase,
+        reason=result.reason,
+        message=result.message,
+        revision=result.revision,
+        since=now,
+        seconds_in_phase={},
+        depends_on=depends,
+        hint=hint_for(ref, result.reason) if troubled else None,
+        events=events.get(ref, ()),
+    )
+
+
+def _judge(
+    spec: SessionSpec,
+    plan: Plan,
+    verdicts: Mapping[ObjectRef, Verdict],
+    states: Mapping[str, KindState],
+    now: float,
+) -> tuple[SessionState, str, ObjectRef | None]:
+    target = spec.commit[:7]
+    timed_out = now - spec.created_at >= spec.timeout_seconds
+    source_states = [states[k] for k in ("GitRepository", "OCIRepository") if k in states]
+    # No verdict before every kind has been read at least once: a HelmRelease not listed yet is not "ready".
+    syncing = [kind for kind in spec.monitor_types if kind in states and states[kind].status is KindStatus.SYNCING]
+    if syncing and not timed_out:
+        return SessionState.WAITING_FOR_SOURCE, f"reading the cluster ({', '.join(syncing)})", None
+    if plan.empty:
+        settled = all(s.status is not KindStatus.SYNCING for s in states.values())
+        reachable = any(s.status is KindStatus.SYNCED for s in source_states)
+        if settled and reachable:
+            where = spec.branch or spec.tag
+            return SessionState.NOT_DEPLOYED, f"no Flux source follows {redact_url(spec.remote_url)} {where}", None
+        reason = next((s.message for s in source_states if s.message), "reading the cluster")
+        if timed_out:
+            return SessionState.TIMED_OUT, f"timed out: {reason}", None
+        return SessionState.WAITING_FOR_SOURCE, reason, None
+
+    # Fail fast, in the order Flux works: sources, then Kustomizations, then HelmReleases.
+    for ref in plan.followed:
+        result = verdicts.get(ref)
+        if result is not None and result.phase is Phase.FAILED:
+            first_line = result.message.strip().splitlines()[0] if result.message.strip() else ""
+            return (
+                SessionState.FAILED,
+                f"{ref.kind} {ref.namespace}/{ref.name} failed: {result.reason}: {first_line}",
+                ref,
+            )
+
+    sources_at_target = [ref for ref in plan.sources if ref in verdicts and verdicts[ref].phase is Phase.READY]
+    pending = [
+        ref for ref in plan.followed if ref in verdicts and verdicts[ref].phase not in (Phase.READY, Phase.SUSPENDED)
+    ]
+    if not pending and sources_at_target:
+        suspended = [ref for ref in plan.followed if verdicts[ref].phase is Phase.SUSPENDED]
+        done = f"{target} deployed: {len(plan.followed) - len(suspended)} resources ready"
+        if suspended:
+            done += f"; not applied where suspended: {', '.join(str(r) for r in suspended)}"
+        return SessionState.SUCCEEDED, done, None
+
+    state = SessionState.RECONCILING if sources_at_target else SessionState.WAITING_FOR_SOURCE
+    if timed_out:
+        return SessionState.TIMED_OUT, _partial_report(spec, plan, verdicts, sources_at_target), None
+    if not sources_at_target:
+        source = plan.sources[0]
+        result = verdicts.get(source)
+        where = short_revision(result.revision) if result and result.revision else "nothing yet"
+        return state, f"waiting for {source} to fetch {target} (it has {where})", None
+    return state, f"{len(plan.followed) - len(pending)} of {len(plan.followed)} resources at {target}", None
+
+
+def _partial_report(
+    spec: SessionSpec, plan: Plan, verdicts: Mapping[ObjectRef, Verdict], sources: list[ObjectRef]
+) -> str:
+    """What was done and what was still pending, and why, when time ran out."""
+    minutes = spec.timeout_seconds / 60
+    if not sources:
+        source = plan.sources[0]
+        has = verdicts[source].revision if source in verdicts else ""
+        unconfirmed = "" if spec.confirmed else " (the push was never confirmed: did it reach the remote?)"
+        return (
+            f"timed out after {minutes:g}m: {source} never fetched {spec.commit[:7]} (it has "
+            f"{short_revision(has) or 'nothing'}){unconfirmed}; is source-controller running? "
+            f"Try: flux reconcile source git {source.name} -n {source.namespace}"
+        )
+    ready = [ref for ref in plan.followed if ref in verdicts and verdicts[ref].phase is Phase.READY]
+    waiting = [
+        f"{ref.kind}/{ref.name} ({verdicts[ref].phase.value}: {verdicts[ref].reason or 'no status'})"
+        for ref in plan.followed
+        if ref in verdicts and verdicts[ref].phase is not Phase.READY
+    ]
+    return f"timed out after {minutes:g}m: {len(ready)} ready, still pending: {', '.join(waiting)}"
+
+
+def _kind_notes(spec: SessionSpec, states: Mapping[str, KindState]) -> list[str]:
+    troubled = (KindStatus.FORBIDDEN, KindStatus.UNAUTHORIZED, KindStatus.UNREACHABLE)
+    return [
+        f"{state.kind}: {state.message}"
+        for kind, state in sorted(states.items())
+        if kind in spec.monitor_types and state.status in troubled
+    ]

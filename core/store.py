@@ -1,0 +1,138 @@
+"""Where sessions are kept: the active ones (resumed after a restart) and a history of finished ones.
+
+Layout under `$XDG_STATE_HOME/fluxmon` (default ~/.local/state/fluxmon), private to the user:
+    active/<id>.json     the spec of each session still being followed
+    history.jsonl        one record per finished session, newest last, trimmed to HISTORY_LIMIT
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Any
+
+from fluxmon.core.session import SessionSnapshot, SessionSpec
+from fluxmon.core.spool import ensure_private_dir
+
+log = logging.getLogger("fluxmon.store")
+
+HISTORY_LIMIT = 200
+
+
+def default_state_dir(environ: Mapping[str, str] = os.environ) -> Path:
+    base = environ.get("XDG_STATE_HOME") or str(Path(environ.get("HOME", "~")).expanduser() / ".local" / "state")
+    return Path(base) / "fluxmon"
+
+
+def spec_record(spec: SessionSpec) -> dict[str, Any]:
+    record = asdict(spec)
+    record["changed_paths"] = list(spec.changed_paths) if spec.changed_paths is not None else None
+    record["monitor_types"] = list(spec.monitor_types)
+    return record
+
+
+def spec_from_record(record: Mapping[str, Any]) -> SessionSpec:
+    known = {f.name for f in fields(SessionSpec)}
+    values = {k: v for k, v in record.items() if k in known}
+    if values.get("changed_paths") is not None:
+        values["changed_paths"] = tuple(values["changed_paths"])
+    if values.get("monitor_types"):
+        values["monitor_types"] = tuple(values["monitor_types"])
+    return SessionSpec(**values)
+
+
+def snapshot_record(snapshot: SessionSnapshot) -> dict[str, Any]:
+    """The stable JSON shape of a snapshot (`fluxmon wait --json`, the history file)."""
+    return {
+        "id": snapshot.id,
+        "state": snapshot.state.value,
+        "message": snapshot.message,
+        "commit": snapshot.commit,
+        "branch": snapshot.branch,
+        "remote": snapshot.remote,
+        "subject": snapshot.subject,
+        "repo": snapshot.repo,
+        "started_at": snapshot.started_at,
+        "ended_at": snapshot.ended_at,
+        "elapsed_seconds": round(snapshot.elapsed, 3),
+        "failed": str(snapshot.failed) if snapshot.failed else None,
+        "notes": list(snapshot.notes),
+        "resources": [
+            {
+                "kind": r.ref.kind,
+                "namespace": r.ref.namespace,
+                "name": r.ref.name,
+                "role": r.role,
+                "phase": r.phase.value,
+                "reason": r.reason,
+                "message": r.message,
+                "revision": r.revision,
+                "seconds_in_phase": {k: round(v, 3) for k, v in r.seconds_in_phase.items()},
+                "depends_on": [{"ref": str(ref), "phase": phase.value} for ref, phase in r.depends_on],
+                "error": r.error,
+                "hint": asdict(r.hint) if r.hint else None,
+            }
+            for r in snapshot.resources
+        ],
+    }
+
+
+class SessionStore:
+    """Active specs and the finished history, as files; every write is atomic (temp file, rename)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def save_active(self, spec: SessionSpec) -> None:
+        self._ready()
+        _atomic_write(self.directory / "active" / f"{spec.id}.json", json.dumps(spec_record(spec)))
+
+    def load_active(self) -> list[SessionSpec]:
+        specs = []
+        for path in sorted((self.directory / "active").glob("*.json")):
+            try:
+                specs.append(spec_from_record(json.loads(path.read_text(encoding="utf-8"))))
+            except (OSError, ValueError, TypeError) as exc:
+                log.warning("skipping unreadable session %s: %s", path.name, exc)
+        return specs
+
+    def finish(self, snapshot: SessionSnapshot) -> None:
+        """Move a finished session from active to the history."""
+        self._ready()
+        with (self.directory / "history.jsonl").open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(snapshot_record(snapshot)) + "\n")
+        (self.directory / "active" / f"{snapshot.id}.json").unlink(missing_ok=True)
+        self._trim()
+
+    def history(self, limit: int = 10) -> list[dict[str, Any]]:
+        """The newest finished sessions first."""
+        path = self.directory / "history.jsonl"
+        if not path.exists():
+            return []
+        records = []
+        for line in path.read_text(encoding="utf-8").splitlines()[-limit:]:
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                continue
+        return list(reversed(records))
+
+    def _ready(self) -> None:
+        ensure_private_dir(self.directory)
+        ensure_private_dir(self.directory / "active")
+
+    def _trim(self) -> None:
+        path = self.directory / "history.jsonl"
+        lines = path.read_text(encoding="utf-8").splitlines()
+        if len(lines) > 2 * HISTORY_LIMIT:
+            _atomic_write(path, "\n".join(lines[-HISTORY_LIMIT:]) + "\n")
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    temp = path.with_name(f".{path.name}.tmp")
+    temp.write_text(text, encoding="utf-8")
+    temp.replace(path)
