@@ -395,6 +395,7 @@ def _follow(args: argparse.Namespace, show: Callable[[SessionSnapshot], None]) -
     return FOLLOW_EXIT.get(snapshot.state, EXIT_FAILED)
 
 
+FULL_SHA_LENGTH = 40
 STATE_CHECK_SECONDS = 0.5
 """How often the CLI looks at the cluster's state while no snapshot arrives (to stop early when Flux is absent)."""
 FOLLOW_GRACE_SECONDS = 10.0
@@ -425,12 +426,20 @@ def push_spec(args: argparse.Namespace, *, config: Config, timeout: float) -> Se
             raise InputError("--commit is required outside a git repository")
         commit = run_git(["rev-parse", "HEAD"], cwd=repo).strip()
     elif in_repo:
-        commit = run_git(["rev-parse", "--verify", f"{commit}^{{commit}}"], cwd=repo).strip()
+        try:
+            commit = run_git(["rev-parse", "--verify", f"{commit}^{{commit}}"], cwd=repo).strip()
+        except GitError:
+            # Not in this clone (a shallow CI checkout, say): a full sha is still usable as it is.
+            if len(commit) != FULL_SHA_LENGTH:
+                raise InputError(f"--commit {commit}: not found in {repo}; give the full 40-hex sha") from None
     try:
         commit = normalize_commit(commit)
     except ValueError as exc:
         raise InputError(f"--commit: {exc}") from exc
-    subject = run_git(["log", "-1", "--format=%s", commit], cwd=repo).strip() if in_repo else ""
+    try:
+        subject = run_git(["log", "-1", "--format=%s", commit], cwd=repo).strip() if in_repo else ""
+    except GitError:
+        subject = ""
     return SessionSpec(
         id=f"cli-{os.getpid()}-{commit[:8]}",
         remote_url=url,

@@ -179,7 +179,9 @@ class SimApiServer:
         self.store = Store()
         self.types: dict[tuple[str, str], ResourceType] = {t.key: t for t in BUILTIN_TYPES}
         self.tokens = dict(tokens or {})
-        """Bearer token -> user name; empty means no authentication is required."""
+        """Bearer token -> user name."""
+        self.allow_anonymous = not self.tokens
+        """Requests without a token act as system:admin (the default when no tokens are configured)."""
         self.authorizer = authorizer
         self.requests = 0
         """Requests served, for the benchmarks."""
@@ -827,9 +829,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _authenticate(self) -> str:
         api = self.server.api
-        if not api.tokens:
-            return "system:admin"
         header = self.headers.get("Authorization", "")
+        if not header and api.allow_anonymous:
+            return "system:admin"
         user = api.tokens.get(header.removeprefix("Bearer ").strip()) if header.startswith("Bearer ") else None
         if user is None:
             raise ApiError(401, "Unauthorized", "Unauthorized")

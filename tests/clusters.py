@@ -37,6 +37,7 @@ class Cluster:
     admin: KubeClient
     kubeconfig: Path
     ca_data: bytes = b""
+    admin_token: str = ""
     limited_token: str = ""
     sim: SimApiServer | None = None
 
@@ -71,6 +72,7 @@ def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cluster]
             admin=KubeClient(real.url, token=real.admin_token, ca_data=real.ca_data),
             kubeconfig=kubeconfig,
             ca_data=real.ca_data,
+            admin_token=real.admin_token,
             limited_token=real.limited_token,
         )
 

@@ -9,7 +9,8 @@ import pytest
 
 from tests.processes import become_subreaper, children, wait_for_children
 
-pytest_plugins = ["tests.clusters"]  # the `cluster` fixture: the simulated and the real API server
+# `cluster`: the simulated and the real API server; `fleet`: the sample fleet with Flux controllers on it.
+pytest_plugins = ["tests.clusters", "tests.fleet"]
 
 become_subreaper()
 

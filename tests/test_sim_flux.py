@@ -2,96 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import pytest
-
 from fluxmon.core.verdict import Phase
-from fluxmon.sim.cluster import bootstrap, install_crds
-from fluxmon.sim.controllers import TEST_TIMINGS, FluxControllers
-from fluxmon.sim.samplerepo import init_repo
-from tests.clusters import Cluster, FluxWatcher
-from tests.gitrepos import isolated_env
-
-KUSTOMIZATIONS = ("Kustomization/flux-system", "Kustomization/infrastructure", "Kustomization/apps")
-RELEASES = ("HelmRelease/podinfo", "HelmRelease/redis")
-
-
-@dataclass
-class Fleet:
-    """The sample fleet repo, pushed to a bare remote that the cluster's Flux follows."""
-
-    work: Path
-    env: dict[str, str]
-    cluster: Cluster
-    watcher: FluxWatcher
-
-    def git(self, *args: str) -> str:
-        return subprocess.run(
-            ["git", *args], cwd=self.work, env=self.env, capture_output=True, text=True, check=True, timeout=60
-        ).stdout.strip()
-
-    def push(self, change: Callable[[Path], None], message: str) -> str:
-        """Commit `change` to the work tree, push it, and ask Flux to fetch at once (`flux reconcile source git`)."""
-        change(self.work)
-        self.git("add", "-A")
-        self.git("commit", "-q", "-m", message)
-        self.git("push", "-q", "origin", "main")
-        self.reconcile_source()
-        return self.git("rev-parse", "HEAD")
-
-    def reconcile_source(self) -> None:
-        source = self.cluster.admin.resource("source.toolkit.fluxcd.io/v1", "GitRepository")
-        token = time.strftime("%Y-%m-%dT%H:%M:%S") + f".{time.time_ns() % 10**9:09d}Z"
-        self.cluster.admin.patch(
-            source,
-            "flux-system",
-            "flux-system",
-            {"metadata": {"annotations": {"reconcile.fluxcd.io/requestedAt": token}}},
-        )
-
-    def wait_phases(self, target: str, expected: dict[str, Phase]) -> dict[str, Any]:
-        return self.watcher.wait_for(
-            lambda objects: all(
-                name in objects and self.watcher.phase(name, target) == phase for name, phase in expected.items()
-            ),
-            what=f"{expected} at {target[:8]}",
-        )
-
-
-@pytest.fixture
-def fleet(cluster: Cluster, tmp_path: Path) -> Iterator[Fleet]:
-    env = isolated_env(tmp_path)
-    bare = init_repo(tmp_path / "fleet")
-    install_crds(cluster.admin)
-    bootstrap(cluster.admin, repo=bare, path="clusters/local")
-    controllers = FluxControllers(cluster.admin, timings=TEST_TIMINGS)
-    controllers.start()
-    watcher = FluxWatcher(client=cluster.client(cluster.admin._token))
-    watcher.start()
-    fleet = Fleet(work=tmp_path / "fleet", env=env, cluster=cluster, watcher=watcher)
-    try:
-        head = fleet.git("rev-parse", "HEAD")
-        fleet.wait_phases(head, dict.fromkeys(KUSTOMIZATIONS + RELEASES, Phase.READY))
-        yield fleet
-    finally:
-        watcher.stop()
-        controllers.stop()
-
-
-def edit(path: str, old: str, new: str) -> Callable[[Path], None]:
-    def change(work: Path) -> None:
-        file = work / path
-        text = file.read_text()
-        assert old in text, f"{old!r} not in {path}"
-        file.write_text(text.replace(old, new, 1))
-
-    return change
+from tests.fleet import BROKEN_YAML, KUSTOMIZATIONS, Fleet, edit
 
 
 def test_a_good_push_is_applied_everywhere_in_dependency_order(fleet: Fleet) -> None:
@@ -120,7 +34,7 @@ def failed_with(fleet: Fleet, sha: str, name: str, reason: str) -> dict[str, Any
 
 
 def test_broken_yaml_fails_the_build(fleet: Fleet) -> None:
-    sha = fleet.push(edit("apps/web.yaml", "  replicas: 2", "  replicas: 2\n    oops: [unclosed"), "Break web")
+    sha = fleet.push(BROKEN_YAML, "Break web")
     ready = failed_with(fleet, sha, "Kustomization/apps", "BuildFailed")
     assert "kustomize build failed" in ready["message"]
     assert "apps/web.yaml" in ready["message"]
@@ -170,7 +84,7 @@ def test_a_failing_helm_upgrade_retries_then_stalls(fleet: Fleet) -> None:
 
 
 def test_failures_are_recorded_as_warning_events(fleet: Fleet) -> None:
-    sha = fleet.push(edit("apps/web.yaml", "  replicas: 2", "  replicas: 2\n    oops: [unclosed"), "Break web")
+    sha = fleet.push(BROKEN_YAML, "Break web")
     failed_with(fleet, sha, "Kustomization/apps", "BuildFailed")
     events = fleet.cluster.admin.list(
         fleet.cluster.admin.resource("v1", "Event"),
