@@ -49,7 +49,9 @@ class ClusterApi(Protocol):
 
     def discover(self, kinds: tuple[str, ...]) -> dict[str, KindApi]: ...
     def list_kind(self, api: KindApi) -> tuple[str, list[dict[str, Any]]]: ...
-    def watch(self, api: KindApi, resource_version: str) -> Iterator[dict[str, Any]]: ...
+    def watch(
+        self, api: KindApi, resource_version: str, *, stop: threading.Event | None = None
+    ) -> Iterator[dict[str, Any]]: ...
     def cut_watches(self) -> None: ...
     def events(self, ref: ObjectRef, *, limit: int = 20) -> list[FluxEvent]: ...
     def request_reconcile(self, api: KindApi, ref: ObjectRef, token: str) -> None: ...
@@ -174,7 +176,7 @@ class ClusterCache:
                 attempt = 0
                 while not stop.is_set():
                     # A watch ends when the server's timeoutSeconds runs out: resume from the last version seen.
-                    resource_version = self._watch(kind, api, resource_version)
+                    resource_version = self._watch(kind, api, resource_version, stop)
             except WatchExpired:
                 log.info("%s: watch expired (410); listing again", kind)
                 continue  # the history is gone: list again, at once
@@ -221,8 +223,8 @@ class ClusterCache:
         self._on_change()
         return resource_version
 
-    def _watch(self, kind: str, api: KindApi, resource_version: str) -> str:
-        for event in self.cluster.watch(api, resource_version):
+    def _watch(self, kind: str, api: KindApi, resource_version: str, stop: threading.Event) -> str:
+        for event in self.cluster.watch(api, resource_version, stop=stop):
             body = event.get("object") or {}
             resource_version = str((body.get("metadata") or {}).get("resourceVersion") or resource_version)
             if event.get("type") == "BOOKMARK":

@@ -209,7 +209,9 @@ class Cluster:
         )
         return str(body["metadata"]["resourceVersion"]), list(body.get("items") or [])
 
-    def watch(self, api: KindApi, resource_version: str) -> Iterator[dict[str, Any]]:
+    def watch(
+        self, api: KindApi, resource_version: str, *, stop: threading.Event | None = None
+    ) -> Iterator[dict[str, Any]]:
         """Watch events from `resource_version` (bookmarks asked for) until the server ends the watch.
 
         Both timeouts are set: the server's timeoutSeconds ends a quiet watch, and the client's read timeout
@@ -233,6 +235,9 @@ class Cluster:
         )
         with self._lock:
             self._streams.add(response)
+        if stop is not None and stop.is_set():
+            # Stopped while this watch was being opened, after cut_watches() looked: end it here.
+            response.shutdown()
         try:
             buffer = b""
             for chunk in response.stream(amt=None, decode_content=False):

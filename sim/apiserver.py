@@ -190,6 +190,8 @@ class SimApiServer:
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._watch_generation = 0
+        self._expire_generation = 0
+        self.open_watches = 0
         for name in DEFAULT_NAMESPACES:
             self.create(self.types[("", "namespaces")], "v1", "", {"metadata": {"name": name}})
         # Like a real server's watch cache, history starts when the server does: older versions get 410.
@@ -238,6 +240,17 @@ class SimApiServer:
         """Cut every open watch stream, as a load balancer or an API server restart would."""
         with self.store.lock:
             self._watch_generation += 1
+            self.store.lock.notify_all()
+
+    def wait_for_watches(self, count: int, timeout: float) -> bool:
+        """Wait until at least `count` watches are open (tests use it before cutting or expiring them)."""
+        with self.store.lock:
+            return self.store.lock.wait_for(lambda: self.open_watches >= count, timeout)
+
+    def expire_watches(self) -> None:
+        """End every open watch with ERROR 410 Expired, as a real server does to watchers it can no longer serve."""
+        with self.store.lock:
+            self._expire_generation += 1
             self.store.lock.notify_all()
 
     # --- the API, as Python (the HTTP handler and tests both call these) -------------------------------------
@@ -395,6 +408,7 @@ class SimApiServer:
         deadline = time.monotonic() + timeout_seconds
         with self.store.lock:
             generation = self._watch_generation
+            expiry = self._expire_generation
             if resource_version in ("", "0"):
                 # "Start at most recent": the current objects as ADDED, then changes from here.
                 since = self.store.rv
@@ -411,6 +425,31 @@ class SimApiServer:
         yield from initial
         if initial and initial[-1]["type"] == "ERROR":
             return
+        with self.store.lock:
+            self.open_watches += 1
+            self.store.lock.notify_all()
+        try:
+            yield from self._follow(
+                rtype, version, namespace, since, generation, expiry, deadline, labels, fields_, bookmarks
+            )
+        finally:
+            with self.store.lock:
+                self.open_watches -= 1
+
+    def _follow(
+        self,
+        rtype: ResourceType,
+        version: str,
+        namespace: str,
+        since: int,
+        generation: int,
+        expiry: int,
+        deadline: float,
+        labels: Any,
+        fields_: Any,
+        bookmarks: bool,
+    ) -> Iterator[dict[str, Any]]:
+        """The events of a watch after its initial state, until it ends."""
         last_bookmark = time.monotonic()
         while True:
             pending: list[dict[str, Any]] = []
@@ -420,7 +459,7 @@ class SimApiServer:
                     now = time.monotonic()
                     if self._stopping.is_set() or generation != self._watch_generation or now >= deadline:
                         return
-                    if since < self.store.oldest_rv:
+                    if since < self.store.oldest_rv or expiry != self._expire_generation:
                         # The history this watch needs is gone (compaction): the client must list again.
                         pending.append(_expired(since, self.store.oldest_rv))
                         finished = True

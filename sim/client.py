@@ -74,7 +74,8 @@ class KubeClient:
                 self._ssl.load_verify_locations(cadata=ca_data.decode())
         self._discovery: dict[tuple[str, str], Resource] = {}
         self._discovery_lock = threading.Lock()
-        self._watches: set[http.client.HTTPConnection] = set()
+        self._watches: set[Any] = set()
+        """The sockets of open watches."""
         self._watches_lock = threading.Lock()
 
     @classmethod
@@ -200,7 +201,13 @@ class KubeClient:
         self.request("DELETE", resource.path(namespace, name))
 
     def watch(
-        self, resource: Resource, *, resource_version: str, timeout_seconds: int = 60, namespace: str = ""
+        self,
+        resource: Resource,
+        *,
+        resource_version: str,
+        timeout_seconds: int = 60,
+        namespace: str = "",
+        stop: threading.Event | None = None,
     ) -> Iterator[dict[str, Any]]:
         """Stream watch events until the server ends the watch; the caller handles ERROR (410) events."""
         query = {
@@ -210,9 +217,16 @@ class KubeClient:
             "timeoutSeconds": str(timeout_seconds),
         }
         connection = self._connection(timeout_seconds + 10.0)
-        with self._watches_lock:
-            self._watches.add(connection)
         try:
+            connection.connect()
+        except OSError:
+            return  # the server is away: the caller lists and watches again
+        sock = connection.sock  # kept: http.client may drop connection.sock once the response owns it
+        with self._watches_lock:
+            self._watches.add(sock)
+        try:
+            if stop is not None and stop.is_set():
+                return  # stopped while this watch was being opened, after close_watches() looked
             connection.request("GET", resource.path(namespace) + "?" + urlencode(query), headers=self._headers())
             response = connection.getresponse()
             if response.status >= 300:
@@ -228,13 +242,12 @@ class KubeClient:
             return  # cut by close_watches(), or the server went away: the caller lists and watches again
         finally:
             with self._watches_lock:
-                self._watches.discard(connection)
+                self._watches.discard(sock)
             connection.close()
 
     def close_watches(self) -> None:
         """Cut every open watch at once, so that a stopping controller does not wait for a server timeout."""
         with self._watches_lock:
-            for connection in self._watches:
-                if connection.sock is not None:
-                    with contextlib.suppress(OSError):
-                        connection.sock.shutdown(socket.SHUT_RDWR)
+            for sock in self._watches:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)

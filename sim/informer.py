@@ -51,7 +51,7 @@ class Informer:
                 resource_version = self._list()
                 # Watch from the list's version; a watch that ends (timeout, cut) resumes from the last event seen.
                 while not stop.is_set():
-                    resource_version = self._watch(resource_version)
+                    resource_version = self._watch(resource_version, stop)
             except _Expired:
                 continue  # 410: the history is gone; list again
             except (ApiStatusError, OSError, ValueError) as error:
@@ -66,9 +66,9 @@ class Informer:
         self.on_change()
         return str(listing["metadata"]["resourceVersion"])
 
-    def _watch(self, resource_version: str) -> str:
+    def _watch(self, resource_version: str, stop: threading.Event) -> str:
         for event in self.client.watch(
-            self.resource, resource_version=resource_version, timeout_seconds=WATCH_TIMEOUT_SECONDS
+            self.resource, resource_version=resource_version, timeout_seconds=WATCH_TIMEOUT_SECONDS, stop=stop
         ):
             kind = event.get("type")
             obj = event.get("object") or {}

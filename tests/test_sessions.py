@@ -1,0 +1,273 @@
+"""The session manager in-process, on the real adapter over real HTTP: supersede, 410, resume; and pure rules."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fluxmon.core.cache import KindState, KindStatus, retry_delay
+from fluxmon.core.kube import Cluster, ClusterUnreachable, Forbidden, KindApi, KindMissing, WatchExpired
+from fluxmon.core.manager import SessionManager
+from fluxmon.core.objects import ObjectRef, parse_flux_object
+from fluxmon.core.session import SessionSnapshot, SessionSpec, SessionState, evaluate
+from fluxmon.core.store import SessionStore
+from fluxmon.core.terminal import progress_lines, tree
+from fluxmon.core.verdict import Phase
+from tests.fleet import SCALE_WEB, Fleet, edit
+from tests.flux_bodies import SHA_NEW, SHA_OLD, condition, git_repository, helm_release, kustomization, ready
+
+SNAPSHOT_TIMEOUT_SECONDS = 30.0
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.snapshots: queue.Queue[SessionSnapshot] = queue.Queue()
+
+    def until(self, session_id: str, state: SessionState) -> SessionSnapshot:
+        """The first snapshot of `session_id` in `state` that follows some resources (the cache has been read)."""
+        deadline = time.monotonic() + SNAPSHOT_TIMEOUT_SECONDS
+        while True:
+            snapshot = self.snapshots.get(timeout=max(deadline - time.monotonic(), 0.01))
+            if snapshot.id == session_id and snapshot.state is state and (snapshot.resources or state.final):
+                return snapshot
+
+
+class CountingCluster(Cluster):
+    """The real adapter, counting lists per kind (a relist after 410 shows up here)."""
+
+    lists: dict[str, int]
+
+    def list_kind(self, api: KindApi) -> tuple[str, list[dict[str, Any]]]:
+        self.lists[api.kind] = self.lists.get(api.kind, 0) + 1
+        return super().list_kind(api)
+
+
+def connect(fleet: Fleet) -> CountingCluster:
+    base = Cluster.connect(kubeconfig=str(fleet.cluster.kubeconfig))
+    cluster = CountingCluster.__new__(CountingCluster)
+    cluster.__dict__.update(base.__dict__)
+    cluster.lists = {}
+    return cluster
+
+
+def spec_for(fleet: Fleet, sha: str, *, session_id: str, **extra: Any) -> SessionSpec:
+    return SessionSpec(
+        id=session_id,
+        remote_url=fleet.git("remote", "get-url", "origin"),
+        branch="main",
+        commit=sha,
+        repo=str(fleet.work),
+        **extra,
+    )
+
+
+@pytest.mark.parametrize("cluster", ["sim"], indirect=True)
+def test_a_newer_push_supersedes_the_older_session(fleet: Fleet) -> None:
+    fleet.controllers.stop()  # hold both pushes in flight
+    first = fleet.commit_and_push(SCALE_WEB, "first")
+    second = fleet.commit_and_push(edit("apps/web.yaml", "replicas: 3", "replicas: 4"), "second")
+    cluster = connect(fleet)
+    recorder = Recorder()
+    manager = SessionManager(cluster)
+    manager.subscribe(recorder.snapshots.put)
+    manager.start()
+    try:
+        manager.add(spec_for(fleet, first, session_id="first"))
+        recorder.until("first", SessionState.WAITING_FOR_SOURCE)
+        manager.add(spec_for(fleet, second, session_id="second", reconcile=True))
+        superseded = recorder.until("first", SessionState.SUPERSEDED)
+        assert superseded.message == "superseded by a newer push to the same branch"
+        fleet.controllers.start()
+        assert recorder.until("second", SessionState.SUCCEEDED).commit == second
+    finally:
+        manager.stop()
+        cluster.close()
+
+
+@pytest.mark.parametrize("cluster", ["sim"], indirect=True)
+def test_410_mid_watch_lists_again_and_carries_on(fleet: Fleet) -> None:
+    assert fleet.cluster.sim is not None
+    fleet.controllers.stop()
+    sha = fleet.commit_and_push(SCALE_WEB, "Scale web")
+    cluster = connect(fleet)
+    recorder = Recorder()
+    manager = SessionManager(cluster)
+    manager.subscribe(recorder.snapshots.put)
+    baseline = fleet.cluster.sim.open_watches
+    manager.start()
+    try:
+        manager.add(spec_for(fleet, sha, session_id="s", reconcile=True))
+        recorder.until("s", SessionState.WAITING_FOR_SOURCE)
+        assert fleet.cluster.sim.wait_for_watches(baseline + len(manager.cache.kinds), timeout=10)
+        lists_before = dict(cluster.lists)
+        fleet.cluster.sim.expire_watches()  # every open watch ends with ERROR 410 Expired
+        fleet.controllers.start()
+        assert recorder.until("s", SessionState.SUCCEEDED).commit == sha
+        assert all(cluster.lists[kind] > lists_before[kind] for kind in ("GitRepository", "Kustomization"))
+    finally:
+        manager.stop()
+        cluster.close()
+
+
+@pytest.mark.parametrize("cluster", ["sim"], indirect=True)
+def test_a_restart_resumes_active_sessions_and_keeps_the_history(fleet: Fleet, tmp_path: Path) -> None:
+    fleet.controllers.stop()
+    sha = fleet.commit_and_push(SCALE_WEB, "Scale web")
+    store = SessionStore(tmp_path / "state")
+    cluster = connect(fleet)
+    before = SessionManager(cluster, store=store)
+    before.start()
+    before.add(spec_for(fleet, sha, session_id="kept", reconcile=True))
+    before.stop()  # the app quits mid-session
+    cluster.close()
+    assert [spec.id for spec in store.load_active()] == ["kept"]
+
+    cluster = connect(fleet)
+    recorder = Recorder()
+    after = SessionManager(cluster, store=store)
+    after.subscribe(recorder.snapshots.put)
+    after.start()
+    try:
+        fleet.controllers.start()
+        fleet.reconcile_source()
+        assert recorder.until("kept", SessionState.SUCCEEDED).commit == sha
+    finally:
+        after.stop()
+        cluster.close()
+    assert store.load_active() == []
+    (record,) = store.history()
+    assert (record["id"], record["state"]) == ("kept", "succeeded")
+
+
+# --- pure rules --------------------------------------------------------------------------------------------------
+
+SYNCED = {
+    kind: KindState(kind=kind, status=KindStatus.SYNCED)
+    for kind in ("GitRepository", "OCIRepository", "Kustomization", "HelmRelease")
+}
+SPEC = SessionSpec(
+    id="s",
+    remote_url="ssh://git@github.com/acme/fleet",
+    branch="main",
+    commit=SHA_NEW,
+    created_at=1000.0,
+    timeout_seconds=300,
+)
+NEW, OLD = f"main@sha1:{SHA_NEW}", f"main@sha1:{SHA_OLD}"
+
+
+def objects(*bodies: dict[str, Any]) -> dict[ObjectRef, Any]:
+    parsed = [parse_flux_object(body) for body in bodies]
+    return {obj.ref: obj for obj in parsed}
+
+
+def labelled_release(parent: str) -> dict[str, Any]:
+    return helm_release(
+        "redis",
+        chart_version="20.4.0",
+        conditions=[condition("Ready", "True", "InstallSucceeded", "ok")],
+        labels={"kustomize.toolkit.fluxcd.io/name": parent, "kustomize.toolkit.fluxcd.io/namespace": "flux-system"},
+    )
+
+
+def test_no_verdict_before_every_kind_has_been_read() -> None:
+    states = {**SYNCED, "HelmRelease": KindState(kind="HelmRelease", status=KindStatus.SYNCING)}
+    world = objects(git_repository(revision=NEW), kustomization("apps", applied=NEW, conditions=ready(NEW)))
+    snapshot = evaluate(SPEC, world, states, now=1001.0)
+    assert snapshot.state is SessionState.WAITING_FOR_SOURCE
+    assert snapshot.message == "reading the cluster (HelmRelease)"
+    assert evaluate(SPEC, world, SYNCED, now=1001.0).state is SessionState.SUCCEEDED
+
+
+def test_a_release_with_no_trace_of_the_commit_waits_for_its_parent() -> None:
+    applying = objects(
+        git_repository(revision=NEW),
+        kustomization("apps", applied=OLD, conditions=ready(OLD)),
+        labelled_release("apps"),
+    )
+    snapshot = evaluate(SPEC, applying, SYNCED, now=1001.0)
+    redis = next(r for r in snapshot.resources if r.ref.name == "redis")
+    assert (redis.phase, redis.reason) == (Phase.PENDING, "ParentNotApplied")
+    applied = objects(
+        git_repository(revision=NEW),
+        kustomization("apps", applied=NEW, conditions=ready(NEW)),
+        labelled_release("apps"),
+    )
+    assert evaluate(SPEC, applied, SYNCED, now=1001.0).state is SessionState.SUCCEEDED
+
+
+def test_the_source_must_fetch_before_anything_counts() -> None:
+    world = objects(git_repository(revision=OLD), kustomization("apps", applied=OLD, conditions=ready(OLD)))
+    snapshot = evaluate(SPEC, world, SYNCED, now=1001.0)
+    assert snapshot.state is SessionState.WAITING_FOR_SOURCE
+    assert snapshot.message == (
+        "waiting for GitRepository/flux-system/fleet to fetch 7d1f6c2 (it has main@sha1:0f9e8d7c)"
+    )
+
+
+def test_a_stalled_source_fails_the_push() -> None:
+    source = git_repository(
+        revision=OLD,
+        conditions=[
+            condition("Stalled", "True", "InvalidURL", "invalid URL"),
+            condition("Ready", "False", "InvalidURL", "invalid URL"),
+        ],
+    )
+    snapshot = evaluate(SPEC, objects(source), SYNCED, now=1001.0)
+    assert snapshot.state is SessionState.FAILED
+    assert snapshot.failed == ObjectRef(kind="GitRepository", namespace="flux-system", name="fleet")
+
+
+def test_forbidden_kinds_are_noted() -> None:
+    states = {**SYNCED, "HelmRelease": KindState(kind="HelmRelease", status=KindStatus.FORBIDDEN, message="no")}
+    world = objects(git_repository(revision=NEW), kustomization("apps", applied=NEW, conditions=ready(NEW)))
+    assert evaluate(SPEC, world, states, now=1001.0).notes == ("HelmRelease: no",)
+
+
+@pytest.mark.parametrize(
+    ("error", "attempt", "low", "high"),
+    [
+        (WatchExpired("gone"), 1, 0.0, 0.0),
+        (ClusterUnreachable("down"), 1, 0.25, 0.5),
+        (ClusterUnreachable("down"), 4, 2.0, 4.0),
+        (ClusterUnreachable("down"), 50, 15.0, 30.0),
+        (Forbidden("no"), 1, 30.0, 30.0),
+        (KindMissing("no"), 7, 30.0, 30.0),
+    ],
+)
+def test_retry_policy_backs_off_with_jitter(error: Any, attempt: int, low: float, high: float) -> None:
+    assert retry_delay(error, attempt, rand=lambda: 0.0) == low
+    assert retry_delay(error, attempt, rand=lambda: 1.0) == high
+
+
+def test_progress_lines_and_tree_in_the_flux_style() -> None:
+    world = objects(git_repository(revision=NEW), kustomization("apps", applied=NEW, conditions=ready(NEW)))
+    done = evaluate(SPEC, world, SYNCED, now=1002.5)
+    lines = progress_lines(None, done)
+    assert lines[0] == "► following 7d1f6c2 (no subject) on ssh://git@github.com/acme/fleet main"
+    assert "✔ GitRepository/flux-system/fleet ready at main@sha1:7d1f6c2a" in lines
+    assert lines[-1] == "✔ 7d1f6c2 deployed: 2 resources ready (2.5s)"
+    drawn = tree(done).splitlines()
+    assert drawn[-2] == "2 ready · 0 progressing · 0 failed · 0 pending"
+    assert "\033[" not in "".join(drawn)  # no colour unless asked
+
+
+def test_stop_joins_every_thread(fleet: Fleet) -> None:
+    cluster = connect(fleet)
+    manager = SessionManager(cluster)
+    manager.start()
+    assert {t.name for t in threading.enumerate() if t.name.startswith("fluxmon-")} == {
+        "fluxmon-sessions",
+        "fluxmon-watch-gitrepository",
+        "fluxmon-watch-ocirepository",
+        "fluxmon-watch-kustomization",
+        "fluxmon-watch-helmrelease",
+    }
+    manager.stop()
+    cluster.close()
+    assert [t.name for t in threading.enumerate() if t.name.startswith("fluxmon-")] == []
