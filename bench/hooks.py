@@ -41,7 +41,10 @@ def push_times(repos: Repos, count: int) -> list[float]:
 
 
 def commit_times(repos: Repos, count: int) -> list[float]:
-    return [timed(lambda i=i: repos.git("commit", "-q", "--allow-empty", "-m", f"c{i}")) for i in range(count)]
+    def commit(index: int) -> float:
+        return timed(lambda: repos.git("commit", "-q", "--allow-empty", "-m", f"c{index}"))
+
+    return [commit(index) for index in range(count)]
 
 
 def spool_latencies(root: Path, count: int) -> list[float]:

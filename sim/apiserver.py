@@ -783,6 +783,7 @@ class _Server(ThreadingHTTPServer):
 
     daemon_threads = True
     block_on_close = True
+    request_queue_size = 128  # socketserver's default of 5 refuses connections under a burst of clients
 
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], api: SimApiServer) -> None:
         self.api = api
