@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from enum import StrEnum
 
 from fluxmon.core.cache import KindState, KindStatus
@@ -24,6 +25,7 @@ from fluxmon.core.hints import Hint, hint_for
 from fluxmon.core.kube import FluxEvent
 from fluxmon.core.objects import FluxObject, ObjectRef
 from fluxmon.core.revision import short_revision
+from fluxmon.core.spool import SessionRequest
 from fluxmon.core.verdict import Phase, Verdict, verdict
 
 
@@ -42,6 +44,9 @@ class SessionState(StrEnum):
         return self not in (SessionState.WAITING_FOR_SOURCE, SessionState.RECONCILING)
 
 
+DEFAULT_MONITOR_TYPES = ("GitRepository", "OCIRepository", "Kustomization", "HelmRelease")
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class SessionSpec:
     """What to follow: a pushed commit on a remote and branch, and how."""
@@ -56,7 +61,7 @@ class SessionSpec:
     changed_paths: tuple[str, ...] | None = None
     timeout_seconds: float = 300.0
     reconcile: bool = False
-    monitor_types: tuple[str, ...] = ("GitRepository", "OCIRepository", "Kustomization", "HelmRelease")
+    monitor_types: tuple[str, ...] = DEFAULT_MONITOR_TYPES
     confirmed: bool = True
     created_at: float = field(default_factory=time.time)
     """Wall-clock seconds; the timeout counts from here, also across restarts."""
@@ -385,3 +390,28 @@ def _kind_notes(spec: SessionSpec, states: Mapping[str, KindState]) -> list[str]
         for kind, state in sorted(states.items())
         if kind in spec.monitor_types and state.status in troubled
     ]
+
+
+def spec_from_request(request: SessionRequest, *, default_timeout: float = 300.0) -> SessionSpec:
+    """The session for a push the hooks spooled, with the settings the hook recorded for that repo."""
+    config = request.config
+    try:
+        created = datetime.strptime(request.created_at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        created = time.time()
+    kinds = config.get("monitor_types")
+    return SessionSpec(
+        id=request.id,
+        remote_url=request.remote_url,
+        branch=request.branch,
+        tag=request.ref_name if request.ref_kind == "tag" else "",
+        commit=request.new_sha,
+        subject=request.subject,
+        repo=request.repo,
+        changed_paths=request.changed_paths,
+        timeout_seconds=float(config.get("timeout_seconds") or default_timeout),
+        reconcile=bool(config.get("reconcile", True)),
+        monitor_types=tuple(kinds) if isinstance(kinds, list) and kinds else DEFAULT_MONITOR_TYPES,
+        confirmed=request.confirmed,
+        created_at=created,
+    )

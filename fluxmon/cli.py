@@ -117,6 +117,19 @@ def build_parser() -> argparse.ArgumentParser:
             follow.add_argument("--verbosity", choices=VERBOSITIES, help="default: from config, normal")
         follow.set_defaults(command=runner)
 
+    demo = verbs.add_parser(
+        "demo",
+        help="run everything on this machine with a simulated cluster: three real pushes, followed live",
+        description=(
+            "Create a sample GitOps repo and a bare remote in a temporary folder, install the hooks, start the "
+            "simulated Flux cluster, and follow three real pushes: a good change, a broken manifest, the fix."
+        ),
+    )
+    demo.add_argument("--headless", action="store_true", help="the terminal view (the tray is not built yet)")
+    demo.add_argument("--keep", action="store_true", help="keep following your own pushes until Ctrl-C")
+    demo.add_argument("--fast", action="store_true", help="test timings: every step takes milliseconds")
+    demo.set_defaults(command=run_demo_command)
+
     hook = verbs.add_parser("hook", help="install, remove or inspect the git hooks that capture pushes")
     hook_verbs = hook.add_subparsers(title="hook commands", metavar="ACTION", required=True)
     for action, runner, text in (
@@ -458,3 +471,11 @@ def _is_git_dir(path: Path) -> bool:
         return run_git(["rev-parse", "--is-inside-work-tree"], cwd=path).strip() == "true"
     except GitError:
         return False
+
+
+def run_demo_command(args: argparse.Namespace) -> int:
+    from fluxmon.demo import run_demo
+
+    if not args.headless:
+        print("fluxmon demo: the tray app is not built yet; showing the terminal view (--headless)", file=sys.stderr)
+    return run_demo(keep=args.keep, fast=args.fast)

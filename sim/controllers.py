@@ -331,7 +331,7 @@ class FluxControllers:
         desired = (revision, _generation(obj), _requested_at(obj))
         if not self._due(key, desired, now, obj.get("status") or {}, tracks_revision=True):
             return
-        if not revision or not _is_ready(source):
+        if not revision:  # as kustomize-controller: an artifact is needed, not a Ready source (it may be fetching)
             source_ref = spec.get("sourceRef") or {}
             kind = source_ref.get("kind", "GitRepository")
             name = f"{kind}/{source_ref.get('namespace') or key[1]}/{source_ref.get('name')}"
@@ -687,7 +687,7 @@ class FluxControllers:
         if kind not in ("HelmRepository", "GitRepository"):
             raise _Failed("ArtifactFailed", f"the simulator cannot fetch charts from {kind or 'spec.chartRef'} sources")
         source = self._informers[kind].get(namespace, source_ref.get("name", ""))
-        if source is None or not _is_ready(source):
+        if source is None or not ((source.get("status") or {}).get("artifact") or {}).get("revision"):
             raise _Failed(
                 "ArtifactFailed",
                 f"HelmChart '{namespace}/{key[1]}-{key[2]}' is not ready: "

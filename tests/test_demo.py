@@ -1,0 +1,37 @@
+"""`fluxmon demo --headless` as a newcomer runs it: the whole pipeline, three real pushes, nothing left behind."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.gitrepos import isolated_env
+
+
+def test_the_demo_deploys_fails_and_deploys_the_fix(tmp_path: Path) -> None:
+    env = {**isolated_env(tmp_path), "TMPDIR": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-m", "fluxmon", "demo", "--headless", "--fast"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert out.count("► the hooks recorded the push of") == 3  # hooks -> spool -> reader, for real
+    finals = [line for line in out.splitlines() if line.startswith(("✔ ", "✗ ")) and "demo finished" not in line]
+    assert (
+        [line.split(":")[0] for line in finals]
+        == [  # the final line under each push's tree
+            f"✔ {finals[0][2:9]} deployed",
+            "✗ Kustomization flux-system/apps failed",
+            f"✔ {finals[2][2:9]} deployed",
+        ]
+    )
+    assert "BuildFailed: kustomize build failed" in finals[1]
+    assert out.rstrip().endswith("✔ demo finished: 3 of 3 pushes ended as expected")
+    assert not list(tmp_path.glob("fluxmon-demo-*")), "the demo left its temporary folder behind"
+    assert "Traceback" not in result.stderr
