@@ -212,16 +212,7 @@ class FluxControllers:
                 self._settle(key, desired, now + self._interval(spec))
                 return
             message = f"building artifact: new upstream revision '{revision}'"
-            self._write_status(
-                key,
-                obj,
-                {
-                    "conditions": [
-                        _condition(obj, "Reconciling", "True", "Progressing", message),
-                        _condition(obj, "Ready", "Unknown", "Progressing", message),
-                    ],
-                },
-            )
+            self._progressing(key, obj, message)
             self._steps[key] = _Step(
                 "fetch", now + self.timings.fetch_seconds, revision, now, {"repo": repo, "sha": sha}
             )
@@ -299,21 +290,11 @@ class FluxControllers:
                 step.data.update(applied)
                 if spec.get("wait") or spec.get("healthChecks"):
                     timeout = _duration_text(spec.get("timeout") or spec.get("interval") or "5m")
-                    self._write_status(
+                    self._progressing(
                         key,
                         obj,
-                        {
-                            "conditions": [
-                                _condition(
-                                    obj,
-                                    "Reconciling",
-                                    "True",
-                                    "Progressing",
-                                    f"Running health checks for revision {step.revision} with a timeout of {timeout}",
-                                ),
-                                _condition(obj, "Ready", "Unknown", "Progressing", "Reconciliation in progress"),
-                            ],
-                        },
+                        f"Running health checks for revision {step.revision} with a timeout of {timeout}",
+                        ready_message="Reconciliation in progress",
                     )
                     wait = self.timings.health_timeout_seconds if applied["unhealthy"] else self.timings.health_seconds
                     self._steps[key] = _Step("health", now + wait, step.revision, step.started, step.data)
@@ -344,21 +325,11 @@ class FluxControllers:
             return
         self._waiting.pop(key, None)
         timeout = _duration_text(spec.get("timeout") or spec.get("interval") or "5m")
-        self._write_status(
+        self._progressing(
             key,
             obj,
-            {
-                "conditions": [
-                    _condition(
-                        obj,
-                        "Reconciling",
-                        "True",
-                        "Progressing",
-                        f"Building manifests for revision {revision} with a timeout of {timeout}",
-                    ),
-                    _condition(obj, "Ready", "Unknown", "Progressing", "Reconciliation in progress"),
-                ],
-            },
+            f"Building manifests for revision {revision} with a timeout of {timeout}",
+            ready_message="Reconciliation in progress",
         )
         self._steps[key] = _Step("build", now + self.timings.build_seconds, revision, now, {"source": source})
 
@@ -570,21 +541,11 @@ class FluxControllers:
                 return
             self._waiting.pop(key, None)
             action = "upgrade" if status.get("history") else "install"
-            self._write_status(
+            self._progressing(
                 key,
                 obj,
-                {
-                    "conditions": [
-                        _condition(
-                            obj,
-                            "Reconciling",
-                            "True",
-                            "Progressing",
-                            f"Running '{action}' action with timeout of {_duration_text(spec.get('timeout') or '5m')}",
-                        ),
-                        _condition(obj, "Ready", "Unknown", "Progressing", "Reconciliation in progress"),
-                    ],
-                },
+                f"Running '{action}' action with timeout of {_duration_text(spec.get('timeout') or '5m')}",
+                ready_message="Reconciliation in progress",
             )
             self._steps[key] = _Step(
                 "install", now + self.timings.install_seconds, version, now, {"chart": chart, "action": action}
@@ -767,6 +728,14 @@ class FluxControllers:
         seconds = parse_go_duration(str(spec.get("interval") or "10m"))
         cap = self.timings.max_interval_seconds
         return min(seconds, cap) if cap is not None else seconds
+
+    def _progressing(self, key: ObjKey, obj: dict[str, Any], message: str, *, ready_message: str = "") -> None:
+        """Reconciling=True (Progressing) and Ready=Unknown, as every controller writes while it works."""
+        conditions = [
+            _condition(obj, "Reconciling", "True", "Progressing", message),
+            _condition(obj, "Ready", "Unknown", "Progressing", ready_message or message),
+        ]
+        self._write_status(key, obj, {"conditions": conditions})
 
     def _write_status(self, key: ObjKey, obj: dict[str, Any], status: dict[str, Any]) -> None:
         kind, namespace, name = key

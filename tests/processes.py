@@ -10,9 +10,10 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
-import select
 import signal
 from pathlib import Path
+
+from fluxmon.core.gitpush import wait_for_exit as exited
 
 PR_SET_CHILD_SUBREAPER = 36
 
@@ -43,17 +44,8 @@ def describe(pid: int) -> str:
 
 def wait_for_exit(pid: int, timeout: float) -> bool:
     """Wait (on a pidfd) for a child to exit, then reap it; False if it is still running after `timeout`."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return True
-    try:
-        poller = select.poll()
-        poller.register(fd, select.POLLIN)
-        if not poller.poll(timeout * 1000):
-            return False
-    finally:
-        os.close(fd)
+    if not exited(pid, timeout):
+        return False
     with contextlib.suppress(ChildProcessError):  # already reaped by its own Popen object
         os.waitpid(pid, os.WNOHANG)
     return True

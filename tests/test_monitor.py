@@ -193,13 +193,9 @@ def test_the_cluster_lost_mid_session_and_back(fleet: Fleet) -> None:
     assert "deployed" in following.stderr[-1]
 
 
-def test_an_unreachable_cluster_is_a_cluster_error(tmp_path: Path) -> None:
-    server = SimApiServer()
-    server.start()
-    url = server.url
-    server.stop()  # nothing listens there any more
-    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", server=url)
-    result = subprocess.run(
+def wait_outside_a_repo(kubeconfig: Path, cwd: Path, *overrides: str, timeout: str) -> subprocess.CompletedProcess[str]:
+    """`fluxmon wait` on a made-up push; later flags in `overrides` win, as argparse keeps the last value."""
+    return subprocess.run(
         [
             sys.executable,
             "-m",
@@ -214,13 +210,24 @@ def test_an_unreachable_cluster_is_a_cluster_error(tmp_path: Path) -> None:
             "--commit",
             "7d1f6c2a9b8e4d3c2b1a09f8e7d6c5b4a3928170",
             "--timeout",
-            "2s",
+            timeout,
+            *overrides,
         ],
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
+        cwd=cwd,
     )
+
+
+def test_an_unreachable_cluster_is_a_cluster_error(tmp_path: Path) -> None:
+    server = SimApiServer()
+    server.start()
+    url = server.url
+    server.stop()  # nothing listens there any more
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", server=url)
+    result = wait_outside_a_repo(kubeconfig, tmp_path, timeout="2s")
     assert result.returncode == 2
     assert result.stderr.splitlines()[-1].startswith(
         f"fluxmon: Cluster unreachable: cannot reach the API server of context 'fluxmon-sim' at {url}"
@@ -232,28 +239,7 @@ def test_flux_not_installed_is_said_at_once(tmp_path: Path) -> None:
     server.start()
     try:
         kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", server=server.url)
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "fluxmon",
-                "wait",
-                "--kubeconfig",
-                str(kubeconfig),
-                "--remote",
-                "/x",
-                "--branch",
-                "main",
-                "--commit",
-                "7d1f6c2a9b8e4d3c2b1a09f8e7d6c5b4a3928170",
-                "--timeout",
-                "5m",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        result = wait_outside_a_repo(kubeconfig, tmp_path, timeout="5m")
     finally:
         server.stop()
     assert result.returncode == 2
@@ -276,26 +262,7 @@ def test_flux_not_installed_is_said_at_once(tmp_path: Path) -> None:
 )
 def test_bad_setup_is_one_clear_line(tmp_path: Path, args: list[str], expected: str) -> None:
     kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", server="http://127.0.0.1:9")
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "fluxmon",
-            "wait",
-            "--remote",
-            "/x",
-            "--branch",
-            "main",
-            *(["--commit", "7d1f6c2a9b8e4d3c2b1a09f8e7d6c5b4a3928170"] if "--commit" not in args else []),
-            *(["--kubeconfig", str(kubeconfig)] if "--kubeconfig" not in args else []),
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=tmp_path,
-    )
+    result = wait_outside_a_repo(kubeconfig, tmp_path, *args, timeout="5m")
     assert result.returncode == 2
     assert expected in result.stderr
     assert "Traceback" not in result.stderr
