@@ -131,19 +131,21 @@ def verdict(obj: FluxObject, target: str | None = None) -> Verdict:
             return judged(Phase.WAITING, ready.reason, ready.message, matched=matched)
         if reconciling and reconciling.status == "True" and reconciling.reason != PROGRESSING_WITH_RETRY:
             return judged(Phase.PROGRESSING, reconciling.reason or "Progressing", ready.message, matched=matched)
-        # The attempt failed. If it was an attempt at an older commit, the pushed one has not been tried yet.
+        # The attempt failed. If it was at an older commit (or at none: the source had no artifact yet), the
+        # pushed commit has not been tried.
         if (
             target
             and trace is not None
             and obj.kind in ("Kustomization", "HelmRelease")
-            and trace.attempted
             and not revision_matches(trace.attempted, target)
         ):
+            tried = (
+                f"the last attempt, at {short_revision(trace.attempted)}," if trace.attempted else "the last attempt"
+            )
             return judged(
                 Phase.PENDING,
                 ready.reason,
-                f"the last attempt, at {short_revision(trace.attempted)}, failed; the pushed commit has not been "
-                f"tried yet: {ready.message}",
+                f"{tried} failed; the pushed commit has not been tried yet: {ready.message}",
                 matched=False,
             )
         return judged(Phase.FAILED, ready.reason or "Failed", ready.message, matched=matched)

@@ -10,6 +10,7 @@ Every error a user can cause ends as one line on stderr, never as a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -388,11 +389,9 @@ def _follow(args: argparse.Namespace, show: Callable[[SessionSnapshot], None]) -
         while snapshot is None or not snapshot.state.final:
             if time.monotonic() > deadline:
                 raise ClusterError("the session produced no result in time; the cluster may be unreachable")
-            try:
+            with contextlib.suppress(queue.Empty):  # no news: look at the cluster's state below all the same
                 snapshot = updates.get(timeout=STATE_CHECK_SECONDS)
                 show(snapshot)
-            except queue.Empty:
-                pass
             states = manager.cache.states()
             missing = [state for state in states.values() if state.status is KindStatus.MISSING]
             if missing and len(missing) == len(states):

@@ -25,7 +25,7 @@ from typing import TextIO
 from fluxmon.core import hookinstall
 from fluxmon.core.kube import Cluster
 from fluxmon.core.manager import SessionManager
-from fluxmon.core.session import SessionSnapshot, SessionState, spec_from_request
+from fluxmon.core.session import SessionSnapshot, SessionSpec, SessionState, spec_from_request
 from fluxmon.core.spool import SessionRequest, SpoolReader
 from fluxmon.core.store import SessionStore
 from fluxmon.core.terminal import progress_lines, tree, use_colour
@@ -95,6 +95,21 @@ def run_demo(*, keep: bool, fast: bool, out: TextIO = sys.stdout) -> int:
         say(f"► simulated cluster at {cluster_sim.server.url} (KUBECONFIG={workdir / 'kubeconfig'})")
         pipeline = _Pipeline(workdir, colour=colour, say=say)
         pipeline.start()
+        initial = SessionSpec(
+            id="initial",
+            remote_url=str(bare),
+            branch="main",
+            commit=_head(work),
+            repo=str(work),
+            subject="the initial fleet",
+            timeout_seconds=SESSION_TIMEOUT_SECONDS,
+        )
+        pipeline.manager.add(initial)
+        first = pipeline.next_final()
+        say(
+            f"► the cluster has {'deployed' if first.state is SessionState.SUCCEEDED else first.state.value} "
+            f"the initial fleet: {first.message}"
+        )
         outcomes = []
         for number, step in enumerate(SCRIPT, start=1):
             say(f"\n► push {number} of {len(SCRIPT)}: {step.title}")
@@ -172,6 +187,12 @@ def _printer(out: TextIO) -> Callable[[str], None]:
 def _edit(path: Path, old: str, new: str) -> None:
     text = path.read_text(encoding="utf-8")
     path.write_text(text.replace(old, new, 1), encoding="utf-8")
+
+
+def _head(work: Path) -> str:
+    return subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=work, check=True, capture_output=True, text=True, timeout=60
+    ).stdout.strip()
 
 
 def _git(cwd: Path, *args: str) -> None:

@@ -89,7 +89,7 @@ class Informer:
 
 
 class _Expired(Exception):
-    pass
+    """The watch got 410 Gone: its resourceVersion is too old, so the cache must list again."""
 
 
 def _key(obj: dict[str, Any]) -> tuple[str, str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -187,3 +188,58 @@ def test_oversized_and_malformed_bodies_are_refused(server: SimApiServer) -> Non
     with pytest.raises(ApiStatusError) as no_name:
         client.create(configmaps, "flux-system", {"metadata": {}})
     assert (no_name.value.code, no_name.value.reason) == (422, "Invalid")
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed (Debian: kubernetes-client)")
+def test_kubectl_get_piped_into_assess(server: SimApiServer, tmp_path: Path) -> None:
+    client = KubeClient(server.url)
+    kustomizations = client.resource("kustomize.toolkit.fluxcd.io/v1", "Kustomization")
+    client.create(kustomizations, "flux-system", kustomization("apps"))
+    revision = "main@sha1:7d1f6c2a9b8e4d3c2b1a09f8e7d6c5b4a3928170"
+    client.patch_status(
+        kustomizations,
+        "flux-system",
+        "apps",
+        {
+            "observedGeneration": 1,
+            "lastAppliedRevision": revision,
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "True",
+                    "reason": "ReconciliationSucceeded",
+                    "message": f"Applied revision: {revision}",
+                    "observedGeneration": 1,
+                }
+            ],
+        },
+    )
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(write_kubeconfig(tmp_path / "kubeconfig", server=server.url)),
+        "HOME": str(tmp_path),
+    }
+    listing = subprocess.run(
+        ["kubectl", "get", "kustomizations", "-A", "-o", "yaml"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    assessed = subprocess.run(
+        [sys.executable, "-m", "fluxmon", "assess", "--output", "table", "--commit", "7d1f6c2"],
+        input=listing,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert assessed.returncode == 0, assessed.stderr
+    assert assessed.stdout.splitlines()[1].split()[:5] == [
+        "flux-system",
+        "kustomization/apps",
+        "main@sha1:7d1f6c2a",
+        "False",
+        "Ready",
+    ]

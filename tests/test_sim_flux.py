@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from fluxmon.core.verdict import Phase
@@ -103,3 +104,49 @@ def test_suspended_kustomizations_are_left_alone(fleet: Fleet) -> None:
     sha = fleet.push(edit("apps/web.yaml", "replicas: 2", "replicas: 4"), "Scale while suspended")
     fleet.wait_phases(sha, {"Kustomization/infrastructure": Phase.READY, "Kustomization/apps": Phase.SUSPENDED})
     assert fleet.watcher.objects()["Kustomization/apps"]["status"]["lastAppliedRevision"] != f"main@sha1:{sha}"
+
+
+MEMCACHED = """\
+apiVersion: helm.toolkit.fluxcd.io/v2
+kind: HelmRelease
+metadata:
+  name: memcached
+  namespace: data
+  annotations:
+    sim.fluxmon.dev/simulate: fail
+spec:
+  interval: 30m
+  chart:
+    spec:
+      chart: memcached
+      version: "7.x"
+      sourceRef:
+        kind: HelmRepository
+        name: bitnami
+        namespace: flux-system
+"""
+
+
+def test_a_failing_helm_install_stalls_with_retries_exceeded(fleet: Fleet) -> None:
+    def add_memcached(work: Path) -> None:
+        (work / "apps" / "memcached.yaml").write_text(MEMCACHED)
+        edit("apps/kustomization.yaml", "  - podinfo.yaml", "  - podinfo.yaml\n  - memcached.yaml")(work)
+
+    fleet.push(add_memcached, "Add memcached")
+    objects = fleet.watcher.wait_for(
+        lambda objs: (
+            "HelmRelease/memcached" in objs
+            and any(
+                c["type"] == "Stalled"
+                for c in (objs["HelmRelease/memcached"].get("status") or {}).get("conditions", [])
+            )
+        ),
+        what="memcached stalled",
+    )
+    conditions = {c["type"]: c for c in objects["HelmRelease/memcached"]["status"]["conditions"]}
+    assert conditions["Ready"]["reason"] == "InstallFailed"
+    assert conditions["Ready"]["message"].startswith("Helm install failed for release data/memcached with chart")
+    assert (conditions["Stalled"]["reason"], conditions["Stalled"]["message"]) == (
+        "RetriesExceeded",
+        "Failed to install after 1 attempt(s)",
+    )

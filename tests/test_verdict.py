@@ -353,3 +353,14 @@ def test_verdict_covers_every_phase() -> None:
         judge(kustomization("a", observed=None)).phase,
     }
     assert produced == set(Phase)
+
+
+def test_a_failure_before_any_attempt_is_pending_for_this_push() -> None:
+    # A fresh bootstrap: the source has no artifact yet, so the Kustomization has tried no revision at all.
+    body = kustomization(
+        "flux-system",
+        conditions=[condition("Ready", "False", "ArtifactFailed", "Source artifact not found, retrying in 30s")],
+    )
+    result = judge(body)
+    assert (result.phase, result.reason) == (Phase.PENDING, "ArtifactFailed")
+    assert judge(body, target=None).phase is Phase.FAILED
