@@ -66,7 +66,6 @@ def spec_for(fleet: Fleet, sha: str, *, session_id: str, **extra: Any) -> Sessio
     )
 
 
-@pytest.mark.parametrize("cluster", ["sim"], indirect=True)
 def test_a_newer_push_supersedes_the_older_session(fleet: Fleet) -> None:
     fleet.controllers.stop()  # hold both pushes in flight
     first = fleet.commit_and_push(SCALE_WEB, "first")
@@ -114,7 +113,6 @@ def test_410_mid_watch_lists_again_and_carries_on(fleet: Fleet) -> None:
         cluster.close()
 
 
-@pytest.mark.parametrize("cluster", ["sim"], indirect=True)
 def test_a_restart_resumes_active_sessions_and_keeps_the_history(fleet: Fleet, tmp_path: Path) -> None:
     fleet.controllers.stop()
     sha = fleet.commit_and_push(SCALE_WEB, "Scale web")
