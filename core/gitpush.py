@@ -110,9 +110,9 @@ class Decision:
 
     ref: PushedRef
     session: bool
-    confirmed: bool
-    confirmed_by: str
-    why: str
+    confirmed: bool = False
+    confirmed_by: str = ""
+    why: str = ""
 
 
 def parse_pending(text: str) -> PendingPush:
@@ -171,46 +171,32 @@ def decide(
     ls_remote: Callable[[str], str | None],
 ) -> list[Decision]:
     """Decide each pushed ref (see the module docstring); `ls_remote(ref)` gives the sha there, or None."""
-    decisions = []
-    for ref in push.refs:
-        if ref.is_deletion:
-            decisions.append(Decision(ref=ref, session=False, confirmed=False, confirmed_by="", why="deletion"))
-            continue
-        tracked = tracking_ref(ref.remote_ref, refspecs)
-        if tracked is not None:
-            if updates.get(tracked) == ref.local_sha:
-                decisions.append(
-                    Decision(ref=ref, session=True, confirmed=True, confirmed_by="remote-tracking-ref", why=tracked)
-                )
-            else:
-                decisions.append(
-                    Decision(
-                        ref=ref,
-                        session=False,
-                        confirmed=False,
-                        confirmed_by="",
-                        why=f"git did not update {tracked}: the push was rejected, or a dry run",
-                    )
-                )
-            continue
-        remote_sha = ls_remote(ref.remote_ref)
-        if remote_sha == ref.local_sha:
-            decisions.append(Decision(ref=ref, session=True, confirmed=True, confirmed_by="ls-remote", why=""))
-        elif remote_sha is None:
-            decisions.append(
-                Decision(ref=ref, session=True, confirmed=False, confirmed_by="", why="remote did not answer ls-remote")
-            )
-        else:
-            decisions.append(
-                Decision(
-                    ref=ref,
-                    session=False,
-                    confirmed=False,
-                    confirmed_by="",
-                    why=f"the remote has {remote_sha[:8] or 'nothing'} at {ref.remote_ref}: rejected, or a dry run",
-                )
-            )
-    return decisions
+    return [_decide(ref, refspecs=refspecs, updates=updates, ls_remote=ls_remote) for ref in push.refs]
+
+
+def _decide(
+    ref: PushedRef,
+    *,
+    refspecs: Sequence[str],
+    updates: Mapping[str, str],
+    ls_remote: Callable[[str], str | None],
+) -> Decision:
+    if ref.is_deletion:
+        return Decision(ref=ref, session=False, why="deletion")
+    tracked = tracking_ref(ref.remote_ref, refspecs)
+    if tracked is not None:
+        if updates.get(tracked) == ref.local_sha:
+            return Decision(ref=ref, session=True, confirmed=True, confirmed_by="remote-tracking-ref", why=tracked)
+        return Decision(
+            ref=ref, session=False, why=f"git did not update {tracked}: the push was rejected, or a dry run"
+        )
+    remote_sha = ls_remote(ref.remote_ref)
+    if remote_sha == ref.local_sha:
+        return Decision(ref=ref, session=True, confirmed=True, confirmed_by="ls-remote")
+    if remote_sha is None:
+        return Decision(ref=ref, session=True, why="remote did not answer ls-remote")
+    where = f"the remote has {remote_sha[:8] or 'nothing'} at {ref.remote_ref}"
+    return Decision(ref=ref, session=False, why=f"{where}: rejected, or a dry run")
 
 
 def session_record(

@@ -557,6 +557,12 @@ class FluxControllers:
         chart, action, version = step.data["chart"], step.data["action"], step.revision
         desired = (version, _generation(obj), _requested_at(obj), _simulated(obj))
         release = f"{key[1]}/{key[2]}"
+        attempt = {  # what every outcome of this attempt records
+            "observedGeneration": _generation(obj),
+            "lastAttemptedRevision": version,
+            "lastAttemptedReleaseAction": action,
+            "lastHandledReconcileAt": _requested_at(obj) or None,
+        }
         annotations = obj["metadata"].get("annotations") or {}
         if annotations.get(SIMULATE_ANNOTATION) == "fail":
             same_attempt = status.get("lastAttemptedRevision") == version and status.get(
@@ -589,10 +595,7 @@ class FluxControllers:
                 key,
                 obj,
                 {
-                    "observedGeneration": _generation(obj),
-                    "lastAttemptedRevision": version,
-                    "lastAttemptedReleaseAction": action,
-                    "lastHandledReconcileAt": _requested_at(obj) or None,
+                    **attempt,
                     "failures": failures,
                     f"{action}Failures": failures,
                     "conditions": conditions,
@@ -623,10 +626,7 @@ class FluxControllers:
             key,
             obj,
             {
-                "observedGeneration": _generation(obj),
-                "lastAttemptedRevision": version,
-                "lastAttemptedReleaseAction": action,
-                "lastHandledReconcileAt": _requested_at(obj) or None,
+                **attempt,
                 "failures": 0,
                 "history": history[:5],
                 "conditions": [

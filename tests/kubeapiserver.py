@@ -6,6 +6,7 @@ static tokens: `admin` is in system:masters; `limited` has whatever RBAC a test 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import ssl
@@ -20,6 +21,7 @@ from pathlib import Path
 ADMIN_TOKEN = "admin-token-for-tests"
 LIMITED_TOKEN = "limited-token-for-tests"
 START_TIMEOUT_SECONDS = 60.0
+READY_POLL_SECONDS = 0.2
 
 
 def binaries() -> Path | None:
@@ -147,5 +149,7 @@ def _wait_ready(url: str, cert: Path, process: subprocess.Popen[bytes], workdir:
                         return cert.read_bytes()
             except OSError:
                 pass
-        time.sleep(0.2)  # the server gives no event to wait on before it listens; /readyz is the signal
+        # Not ready yet: wait on the process itself, so that a crash is seen at once, then ask /readyz again.
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=READY_POLL_SECONDS)
     raise RuntimeError(f"kube-apiserver was not ready within {START_TIMEOUT_SECONDS:.0f}s")

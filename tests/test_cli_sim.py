@@ -5,12 +5,13 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
+from fluxmon.core.verdict import Phase
 from fluxmon.sim.apiserver import SimApiServer
 from fluxmon.sim.client import KubeClient
 from fluxmon.sim.kubeconfig import write_kubeconfig
+from tests.clusters import FluxWatcher
 from tests.gitrepos import isolated_env
 
 
@@ -48,13 +49,20 @@ def test_sim_serves_bootstraps_and_stops_cleanly_on_sigterm(tmp_path: Path) -> N
         assert sim.stdout is not None
         ready = sim.stdout.readline()  # blocks until the one line that says it is ready
         assert ready.startswith("fluxmon sim: cluster ready at http://127.0.0.1:"), ready
-        client = KubeClient.from_kubeconfig(kubeconfig)
-        kustomizations = client.resource("kustomize.toolkit.fluxcd.io/v1", "Kustomization")
-        deadline = time.monotonic() + 30
-        names: set[str] = set()
-        while time.monotonic() < deadline and names != {"flux-system", "infrastructure", "apps"}:
-            names = {i["metadata"]["name"] for i in client.list(kustomizations, "flux-system")["items"]}
-        assert names == {"flux-system", "infrastructure", "apps"}
+        watcher = FluxWatcher(client=KubeClient.from_kubeconfig(kubeconfig))
+        watcher.start()
+        try:
+            objects = watcher.wait_for(
+                lambda objs: {"Kustomization/infrastructure", "Kustomization/apps"} <= set(objs),
+                what="the bootstrap to apply infrastructure and apps",
+            )
+        finally:
+            watcher.stop()
+        assert {name for name in objects if name.startswith("Kustomization/")} == {
+            "Kustomization/flux-system",
+            "Kustomization/infrastructure",
+            "Kustomization/apps",
+        }
     finally:
         sim.send_signal(signal.SIGTERM)
         _, stderr = sim.communicate(timeout=30)
@@ -122,20 +130,17 @@ def test_attach_runs_only_the_controllers_against_an_existing_server(tmp_path: P
         try:
             assert controllers.stdout is not None
             assert controllers.stdout.readline().startswith("fluxmon sim: Flux controllers running against")
-            client = KubeClient(server.url)
-            releases = client.resource("helm.toolkit.fluxcd.io/v2", "HelmRelease")
-            deadline = time.monotonic() + 30
-            ready: list[str] = []
-            while time.monotonic() < deadline and len(ready) < 2:
-                ready = [
-                    i["metadata"]["name"]
-                    for i in client.list(releases)["items"]
-                    if any(
-                        c["type"] == "Ready" and c["status"] == "True"
-                        for c in i.get("status", {}).get("conditions", [])
-                    )
-                ]
-            assert sorted(ready) == ["podinfo", "redis"]
+            watcher = FluxWatcher(client=KubeClient(server.url))
+            watcher.start()
+            try:
+                watcher.wait_for(
+                    lambda objs: all(
+                        watcher.phase(f"HelmRelease/{name}") is Phase.READY for name in ("podinfo", "redis")
+                    ),
+                    what="both HelmReleases Ready",
+                )
+            finally:
+                watcher.stop()
         finally:
             controllers.send_signal(signal.SIGTERM)
             _, stderr = controllers.communicate(timeout=30)
