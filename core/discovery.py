@@ -41,6 +41,14 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, redacted, parts.path, parts.query, parts.fragment))
 
 
+_URL_IN_TEXT = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s\"'<>]+")
+
+
+def redact_text(text: str) -> str:
+    """Free text (a controller message, an error) with every URL in it redacted as `redact_url` does."""
+    return _URL_IN_TEXT.sub(lambda match: redact_url(match.group(0)), text)
+
+
 def normalize_remote_url(url: str, *, base_dir: str | None = None) -> str:
     """A canonical key for a git remote: `host/org/repo` for network URLs, `file:///abs/path` for local ones.
 

@@ -129,6 +129,20 @@ class SessionManager:
             self._finished.wait_for(done, timeout)
             return self._sessions[session_id].snapshot
 
+    def reconcile_now(self, refs: list[ObjectRef]) -> list[str]:
+        """`flux reconcile --with-source`, on demand: each source, then each Kustomization, once.
+
+        It makes requests, so call it off the UI thread; a FluxmonError (Forbidden names the RBAC it needs) ends it.
+        """
+        requested = []
+        for ref in sorted(refs, key=lambda r: r.kind == "Kustomization"):
+            api = self.cache.api_for(ref.kind)
+            if api is None:
+                continue
+            self.cluster.request_reconcile(api, ref, _token())
+            requested.append(f"{ref.kind}/{ref.name}")
+        return requested
+
     # --- the worker ----------------------------------------------------------------------------------------------
 
     def _wake_up(self) -> None:

@@ -97,6 +97,8 @@ class ResourceStatus:
     """When (wall clock) it entered its current phase, as far as this session has seen."""
     seconds_in_phase: Mapping[str, float]
     depends_on: tuple[tuple[ObjectRef, Phase], ...] = ()
+    parent: ObjectRef | None = None
+    """Where it hangs in the details tree: a Kustomization under its source, a HelmRelease under what applies it."""
     hint: Hint | None = None
     events: tuple[FluxEvent, ...] = ()
 
@@ -286,6 +288,7 @@ def _resource(
         for dependent, dependency in plan.edges
         if dependent == ref and dependency in verdicts and dependency.kind == ref.kind
     )
+    parents = [dep for dependent, dep in plan.edges if dependent == ref and dep.kind != ref.kind and dep in verdicts]
     troubled = result.phase in (Phase.FAILED, Phase.SUSPENDED, Phase.WAITING)
     return ResourceStatus(
         ref=ref,
@@ -297,6 +300,7 @@ def _resource(
         since=now,
         seconds_in_phase={},
         depends_on=depends,
+        parent=min(parents, key=lambda dep: dep.kind != "Kustomization") if parents else None,
         hint=hint_for(ref, result.reason) if troubled else None,
         events=events.get(ref, ()),
     )

@@ -15,8 +15,11 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
-from fluxmon.core.session import SessionSnapshot, SessionSpec
+from fluxmon.core.hints import Hint
+from fluxmon.core.objects import ObjectRef
+from fluxmon.core.session import ResourceStatus, SessionSnapshot, SessionSpec, SessionState
 from fluxmon.core.spool import ensure_private_dir
+from fluxmon.core.verdict import Phase
 
 log = logging.getLogger("fluxmon.store")
 
@@ -73,12 +76,58 @@ def snapshot_record(snapshot: SessionSnapshot) -> dict[str, Any]:
                 "revision": r.revision,
                 "seconds_in_phase": {k: round(v, 3) for k, v in r.seconds_in_phase.items()},
                 "depends_on": [{"ref": str(ref), "phase": phase.value} for ref, phase in r.depends_on],
+                "parent": str(r.parent) if r.parent else None,
                 "error": r.error,
                 "hint": asdict(r.hint) if r.hint else None,
             }
             for r in snapshot.resources
         ],
     }
+
+
+def snapshot_from_record(record: Mapping[str, Any]) -> SessionSnapshot:
+    """A finished session back from its history record, for the tray's menu and details after a restart.
+
+    Events are not kept in the history; the error text they gave is (`error`), so it stands in as the message.
+    """
+    resources = tuple(
+        ResourceStatus(
+            ref=ObjectRef(kind=r["kind"], namespace=r["namespace"], name=r["name"]),
+            role=r["role"],
+            phase=Phase(r["phase"]),
+            reason=r["reason"],
+            message=r.get("error") or r["message"],
+            revision=r["revision"],
+            since=record["started_at"],
+            seconds_in_phase=r.get("seconds_in_phase", {}),
+            depends_on=tuple((_parse_ref(d["ref"]), Phase(d["phase"])) for d in r.get("depends_on", [])),
+            parent=_parse_ref(r["parent"]) if r.get("parent") else None,
+            hint=Hint(**r["hint"]) if r.get("hint") else None,
+        )
+        for r in record["resources"]
+    )
+    return SessionSnapshot(
+        id=record["id"],
+        state=SessionState(record["state"]),
+        message=record["message"],
+        commit=record["commit"],
+        branch=record["branch"],
+        remote=record["remote"],
+        subject=record["subject"],
+        repo=record["repo"],
+        started_at=record["started_at"],
+        updated_at=record["ended_at"] or record["started_at"],
+        ended_at=record["ended_at"],
+        resources=resources,
+        notes=tuple(record.get("notes", ())),
+        failed=_parse_ref(record["failed"]) if record.get("failed") else None,
+    )
+
+
+def _parse_ref(text: str) -> ObjectRef:
+    kind, _, rest = text.partition("/")
+    namespace, _, name = rest.rpartition("/")
+    return ObjectRef(kind=kind, namespace=namespace, name=name)
 
 
 class SessionStore:
@@ -107,6 +156,16 @@ class SessionStore:
             handle.write(json.dumps(snapshot_record(snapshot)) + "\n")
         (self.directory / "active" / f"{snapshot.id}.json").unlink(missing_ok=True)
         self._trim()
+
+    def recent(self, limit: int = 10) -> list[SessionSnapshot]:
+        """The newest finished sessions first, as snapshots; a record this version cannot read is skipped."""
+        snapshots = []
+        for record in self.history(limit):
+            try:
+                snapshots.append(snapshot_from_record(record))
+            except (KeyError, TypeError, ValueError) as exc:
+                log.warning("skipping unreadable history record %s: %s", record.get("id", "?"), exc)
+        return snapshots
 
     def history(self, limit: int = 10) -> list[dict[str, Any]]:
         """The newest finished sessions first."""

@@ -126,10 +126,23 @@ def build_parser() -> argparse.ArgumentParser:
             "simulated Flux cluster, and follow three real pushes: a good change, a broken manifest, the fix."
         ),
     )
-    demo.add_argument("--headless", action="store_true", help="the terminal view (the tray is not built yet)")
+    demo.add_argument("--headless", action="store_true", help="the terminal view instead of the tray")
     demo.add_argument("--keep", action="store_true", help="keep following your own pushes until Ctrl-C")
     demo.add_argument("--fast", action="store_true", help="test timings: every step takes milliseconds")
     demo.set_defaults(command=run_demo_command)
+
+    tray = verbs.add_parser(
+        "tray",
+        help="the desktop app: a tray icon, notifications and details for every push the hooks capture",
+        description="Follow every captured push in the system tray until Quit (or SIGINT/SIGTERM). One per user.",
+    )
+    tray.add_argument("--kubeconfig", help="default: $KUBECONFIG, else ~/.kube/config")
+    tray.add_argument("--context", help="default: from config, else the kubeconfig's current context")
+    tray.set_defaults(command=run_tray)
+
+    autostart = verbs.add_parser("autostart", help="start the tray at login (an XDG autostart entry)")
+    autostart.add_argument("action", choices=("enable", "disable"))
+    autostart.set_defaults(command=run_autostart)
 
     hook = verbs.add_parser("hook", help="install, remove or inspect the git hooks that capture pushes")
     hook_verbs = hook.add_subparsers(title="hook commands", metavar="ACTION", required=True)
@@ -475,6 +488,35 @@ def _is_git_dir(path: Path) -> bool:
 def run_demo_command(args: argparse.Namespace) -> int:
     from fluxmon.demo import run_demo
 
-    if not args.headless:
-        print("fluxmon demo: the tray app is not built yet; showing the terminal view (--headless)", file=sys.stderr)
-    return run_demo(keep=args.keep, fast=args.fast)
+    logging.basicConfig(level=os.environ.get("FLUXMON_LOG", "WARNING").upper(), format="fluxmon: %(message)s")
+    return run_demo(keep=args.keep, fast=args.fast, headless=args.headless)
+
+
+def run_tray(args: argparse.Namespace) -> int:
+    """`fluxmon tray`: the desktop app, until Quit or a signal. The UI is imported only here."""
+    from fluxmon.core.store import default_state_dir
+    from fluxmon.tray.app import TrayApp, TrayOptions
+
+    logging.basicConfig(level=os.environ.get("FLUXMON_LOG", "INFO").upper(), format="fluxmon: %(message)s")
+    config = load_config()
+    for warning in config.warnings:
+        print(f"fluxmon: {warning}", file=sys.stderr)
+    options = TrayOptions(
+        spool_dir=default_spool_dir(),
+        state_dir=default_state_dir(),
+        config=config,
+        kubeconfig=args.kubeconfig,
+        context=args.context or config.context or None,
+    )
+    return TrayApp(options).run()
+
+
+def run_autostart(args: argparse.Namespace) -> int:
+    from fluxmon.tray import autostart
+
+    if args.action == "enable":
+        print(f"the tray starts at login: {autostart.enable()}")
+    else:
+        removed = autostart.disable()
+        print(f"removed {removed}" if removed else "autostart was not enabled")
+    return EXIT_OK

@@ -4,11 +4,13 @@ It creates the sample fleet and its bare remote in a temporary folder, installs 
 simulated cluster, and runs the real pipeline: git push -> hooks -> spool -> spool reader -> session manager ->
 terminal view. Then it makes three real pushes: a good change (deployed), a broken manifest (failed), and the fix
 (deployed). With --keep it goes on following your own pushes to that repo until Ctrl-C, and leaves it on disk.
-Everything it started is stopped on exit.
+Everything it started is stopped on exit. With a display it shows the tray (the pushes then run on a thread of
+their own while Tk owns the main thread); `--headless`, or no display, prints the terminal view instead.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import shutil
@@ -17,12 +19,14 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TextIO
 
 from fluxmon.core import hookinstall
+from fluxmon.core.config import load_config
 from fluxmon.core.kube import Cluster
 from fluxmon.core.manager import SessionManager
 from fluxmon.core.session import SessionSnapshot, SessionSpec, SessionState, spec_from_request
@@ -68,8 +72,8 @@ SCRIPT = (
 )
 
 
-def run_demo(*, keep: bool, fast: bool, out: TextIO = sys.stdout) -> int:
-    """Run the scripted demo; returns 0 when every push ended as expected."""
+def run_demo(*, keep: bool, fast: bool, headless: bool, out: TextIO = sys.stdout) -> int:
+    """Run the scripted demo; returns 0 when every push ended as expected (and, with the tray, once it quits)."""
     workdir = Path(tempfile.mkdtemp(prefix="fluxmon-demo-"))
     os.environ["FLUXMON_SPOOL_DIR"] = str(workdir / "spool")  # the hooks (and so the confirmer) inherit it
     for key, value in (
@@ -79,11 +83,11 @@ def run_demo(*, keep: bool, fast: bool, out: TextIO = sys.stdout) -> int:
         ("GIT_COMMITTER_EMAIL", "demo@fluxmon.invalid"),
     ):
         os.environ.setdefault(key, value)
-    colour = use_colour(out)
     say = _printer(out)
+    narrator = _Narrator(colour=use_colour(out), say=say)
     cluster_sim: SimCluster | None = None
-    pipeline: _Pipeline | None = None
     try:
+        backend = "" if headless else _tray_backend(say)
         bare = init_repo(workdir / "fleet")
         work = workdir / "fleet"
         hookinstall.install(repo=work)
@@ -93,41 +97,11 @@ def run_demo(*, keep: bool, fast: bool, out: TextIO = sys.stdout) -> int:
         )
         cluster_sim.start()
         say(f"► simulated cluster at {cluster_sim.server.url} (KUBECONFIG={workdir / 'kubeconfig'})")
-        pipeline = _Pipeline(workdir, colour=colour, say=say)
-        pipeline.start()
-        initial = SessionSpec(
-            id="initial",
-            remote_url=str(bare),
-            branch="main",
-            commit=_head(work),
-            repo=str(work),
-            subject="the initial fleet",
-            timeout_seconds=SESSION_TIMEOUT_SECONDS,
-        )
-        pipeline.manager.add(initial)
-        first = pipeline.next_final()
-        say(
-            f"► the cluster has {'deployed' if first.state is SessionState.SUCCEEDED else first.state.value} "
-            f"the initial fleet: {first.message}"
-        )
-        outcomes = []
-        for number, step in enumerate(SCRIPT, start=1):
-            say(f"\n► push {number} of {len(SCRIPT)}: {step.title}")
-            _edit(work / step.path, step.old, step.new)
-            _git(work, "commit", "-q", "-am", step.title)
-            _git(work, "push", "-q", "origin", "main")
-            snapshot = pipeline.next_final()
-            say(tree(snapshot, colour=colour).rstrip())
-            outcomes.append(snapshot.state is step.expected)
-        ok = all(outcomes)
-        say(f"\n{'✔' if ok else '✗'} demo finished: {sum(outcomes)} of {len(SCRIPT)} pushes ended as expected")
-        if keep:
-            say(f"► still following pushes to {work}; edit, commit and `git push` there. Ctrl-C stops.")
-            _wait_for_interrupt()
-        return 0 if ok else 1
+        script = _Script(work=work, bare=bare, narrator=narrator, say=say)
+        if not backend:
+            return _run_headless(workdir, script, narrator, keep=keep)
+        return _run_with_tray(workdir, script, narrator, backend=backend)
     finally:
-        if pipeline is not None:
-            pipeline.stop()
         if cluster_sim is not None:
             cluster_sim.stop()
         if keep:
@@ -136,18 +110,141 @@ def run_demo(*, keep: bool, fast: bool, out: TextIO = sys.stdout) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
 
 
-class _Pipeline:
-    """The tray's engine without the tray: spool reader -> session manager -> printed snapshots."""
+def _tray_backend(say: Callable[[str], None]) -> str:
+    """The tray's backend; "" (the terminal view) with the reason when this machine cannot show a tray."""
+    from fluxmon.tray.icon import TrayUnavailable, choose_backend
 
-    def __init__(self, workdir: Path, *, colour: bool, say: Callable[[str], None]) -> None:
+    try:
+        return choose_backend()
+    except TrayUnavailable as error:
+        say(f"► no tray here ({error.message}); showing the terminal view instead")
+        return ""
+
+
+def _run_headless(workdir: Path, script: _Script, narrator: _Narrator, *, keep: bool) -> int:
+    pipeline = _Pipeline(workdir, narrator)
+    pipeline.start()
+    try:
+        ok = script.play(pipeline.manager.add, stop=threading.Event())
+        if keep:
+            narrator.say(f"► still following pushes to {script.work}; edit, commit and `git push` there. Ctrl-C stops.")
+            _wait_for_interrupt()
+        return 0 if ok else 1
+    finally:
+        pipeline.stop()
+
+
+def _run_with_tray(workdir: Path, script: _Script, narrator: _Narrator, *, backend: str) -> int:
+    from fluxmon.tray.app import TrayApp, TrayOptions
+
+    app = TrayApp(
+        TrayOptions(
+            spool_dir=workdir / "spool",
+            state_dir=workdir / "state",
+            config=load_config(repo=script.work),
+            kubeconfig=str(workdir / "kubeconfig"),
+            icon_dir=workdir / "icons",
+        ),
+        observer=narrator.show,
+    )
+    stop = threading.Event()
+    results: list[bool] = []
+
+    def play() -> None:
+        results.append(script.play(app.follow, stop=stop))
+        if not stop.is_set():
+            narrator.say(f"► the tray stays: push to {script.work} and watch, or Quit it from its menu (or Ctrl-C)")
+
+    player = threading.Thread(target=play, name="fluxmon-demo-script", daemon=True)
+    player.start()
+    try:
+        app.run(backend=backend)
+    finally:
+        stop.set()
+        player.join(SESSION_TIMEOUT_SECONDS)
+    return 0 if results and results[0] else 1
+
+
+@dataclass
+class _Script:
+    """The scripted pushes: each a real commit and `git push`, which the hooks turn into a session."""
+
+    work: Path
+    bare: Path
+    narrator: _Narrator
+    say: Callable[[str], None]
+
+    def play(self, follow: Callable[[SessionSpec], None], *, stop: threading.Event) -> bool:
+        """Wait for the initial deployment, push each step, and say whether each ended as expected."""
+        follow(
+            SessionSpec(
+                id="initial",
+                remote_url=str(self.bare),
+                branch="main",
+                commit=_head(self.work),
+                repo=str(self.work),
+                subject="the initial fleet",
+                timeout_seconds=SESSION_TIMEOUT_SECONDS,
+            )
+        )
+        first = self.narrator.next_final(stop)
+        if first is None:
+            return False
+        outcome = "deployed" if first.state is SessionState.SUCCEEDED else first.state.value
+        self.say(f"► the cluster has {outcome} the initial fleet: {first.message}")
+        outcomes = []
+        for number, step in enumerate(SCRIPT, start=1):
+            self.say(f"\n► push {number} of {len(SCRIPT)}: {step.title}")
+            _edit(self.work / step.path, step.old, step.new)
+            _git(self.work, "commit", "-q", "-am", step.title)
+            _git(self.work, "push", "-q", "origin", "main")
+            snapshot = self.narrator.next_final(stop)
+            if snapshot is None:
+                return False
+            self.say(tree(snapshot, colour=self.narrator.colour).rstrip())
+            outcomes.append(snapshot.state is step.expected)
+        ok = all(outcomes)
+        self.say(f"\n{'✔' if ok else '✗'} demo finished: {sum(outcomes)} of {len(SCRIPT)} pushes ended as expected")
+        return ok
+
+
+class _Narrator:
+    """Prints each session's progress, flux style, and hands over the final snapshots to the script."""
+
+    def __init__(self, *, colour: bool, say: Callable[[str], None]) -> None:
+        self.colour = colour
+        self.say = say
+        self._finals: queue.Queue[SessionSnapshot] = queue.Queue()
+        self._previous: dict[str, SessionSnapshot] = {}
+
+    def show(self, snapshot: SessionSnapshot) -> None:
+        for line in progress_lines(self._previous.get(snapshot.id), snapshot, colour=self.colour):
+            self.say(f"  {line}")
+        self._previous[snapshot.id] = snapshot
+        if snapshot.state.final and snapshot.state is not SessionState.SUPERSEDED:
+            self._finals.put(snapshot)
+
+    def next_final(self, stop: threading.Event) -> SessionSnapshot | None:
+        deadline = time.monotonic() + SESSION_TIMEOUT_SECONDS + 30
+        while not stop.is_set() and time.monotonic() < deadline:
+            with contextlib.suppress(queue.Empty):
+                return self._finals.get(timeout=STOP_CHECK_SECONDS)
+        return None
+
+
+STOP_CHECK_SECONDS = 0.5
+"""How often the script, while it waits for a session to end, checks whether the tray was quit."""
+
+
+class _Pipeline:
+    """The tray's engine without the tray: spool reader -> session manager -> the narrator."""
+
+    def __init__(self, workdir: Path, narrator: _Narrator) -> None:
         self.cluster = Cluster.connect(kubeconfig=str(workdir / "kubeconfig"))
         self.manager = SessionManager(self.cluster, store=SessionStore(workdir / "state"))
         self.reader = SpoolReader(workdir / "spool", on_session=self._spooled)
-        self.finals: queue.Queue[SessionSnapshot] = queue.Queue()
-        self._previous: dict[str, SessionSnapshot] = {}
-        self._colour = colour
-        self._say = say
-        self.manager.subscribe(self._show)
+        self._say = narrator.say
+        self.manager.subscribe(narrator.show)
 
     def start(self) -> None:
         self.manager.start()
@@ -159,19 +256,9 @@ class _Pipeline:
         self.manager.stop()
         self.cluster.close()
 
-    def next_final(self) -> SessionSnapshot:
-        return self.finals.get(timeout=SESSION_TIMEOUT_SECONDS + 30)
-
     def _spooled(self, request: SessionRequest) -> None:
         self._say(f"► the hooks recorded the push of {request.new_sha[:7]} to {request.branch}")
         self.manager.add(spec_from_request(request, default_timeout=SESSION_TIMEOUT_SECONDS))
-
-    def _show(self, snapshot: SessionSnapshot) -> None:
-        for line in progress_lines(self._previous.get(snapshot.id), snapshot, colour=self._colour):
-            self._say(f"  {line}")
-        self._previous[snapshot.id] = snapshot
-        if snapshot.state.final and snapshot.state is not SessionState.SUPERSEDED:
-            self.finals.put(snapshot)
 
 
 def _printer(out: TextIO) -> Callable[[str], None]:

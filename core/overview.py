@@ -1,0 +1,244 @@
+"""What the desktop shows, decided without a desktop: the tray state, its tooltip and menu lines, and notifications.
+
+The tray (tray/) only draws what these pure functions return, so every rule here is tested without threads,
+a display or a bus:
+
+- `overview()`: the newest session per remote and branch counts, and the worst of them wins the icon. A failure
+  stays red until a newer push to that branch ends; a paused tray shows "paused" unless something is failing.
+- `notification_for()`: one notification per session outcome, for final outcomes only, never while paused;
+  failures are critical. The body is markup-escaped (servers such as dunst render it) and redacted.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from pathlib import PurePosixPath
+
+from fluxmon.core.discovery import redact_text
+from fluxmon.core.render import one_line
+from fluxmon.core.session import SessionSnapshot, SessionState
+from fluxmon.core.verdict import Phase
+
+TOOLTIP_SESSION_LINES = 4
+"""Tray hosts cut long tooltips; beyond this many sessions the tooltip only counts them."""
+BODY_ERROR_CHARS = 300
+
+
+class TrayState(StrEnum):
+    IDLE = "idle"
+    DEPLOYING = "deploying"
+    DEPLOYED = "deployed"
+    FAILED = "failed"
+    ATTENTION = "attention"
+    UNREACHABLE = "unreachable"
+    PAUSED = "paused"
+
+
+WORST_FIRST = (
+    TrayState.FAILED,
+    TrayState.UNREACHABLE,
+    TrayState.ATTENTION,
+    TrayState.DEPLOYING,
+    TrayState.DEPLOYED,
+    TrayState.IDLE,
+)
+"""When several sessions count, the first of these that any of them is in wins the icon."""
+
+_BY_SESSION_STATE = {
+    SessionState.WAITING_FOR_SOURCE: TrayState.DEPLOYING,
+    SessionState.RECONCILING: TrayState.DEPLOYING,
+    SessionState.SUCCEEDED: TrayState.DEPLOYED,
+    SessionState.FAILED: TrayState.FAILED,
+    SessionState.TIMED_OUT: TrayState.ATTENTION,
+}
+"""Superseded, cancelled and not-deployed sessions say nothing about what is deployed, so they leave the icon alone."""
+
+MARKS = {
+    TrayState.IDLE: "·",
+    TrayState.DEPLOYING: "◎",
+    TrayState.DEPLOYED: "✔",
+    TrayState.FAILED: "✗",
+    TrayState.ATTENTION: "⚠",
+    TrayState.UNREACHABLE: "⚠",
+    TrayState.PAUSED: "⏸",
+}
+
+
+def tray_state_of(snapshot: SessionSnapshot) -> TrayState | None:
+    return _BY_SESSION_STATE.get(snapshot.state)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Overview:
+    state: TrayState
+    tooltip: str
+    summary: str
+    """The menu's first line: the last session in a few words."""
+    counted: tuple[SessionSnapshot, ...]
+
+
+def overview(
+    snapshots: Iterable[SessionSnapshot], *, cluster_problem: str = "", paused_until: datetime | None = None
+) -> Overview:
+    """The icon's state and texts for the sessions the tray knows (any order; newest snapshot of each)."""
+    newest_first = sorted(snapshots, key=lambda s: s.started_at, reverse=True)
+    counted: dict[tuple[str, str], SessionSnapshot] = {}
+    for snapshot in newest_first:
+        if tray_state_of(snapshot) is not None:
+            counted.setdefault((snapshot.remote, snapshot.branch), snapshot)
+    states = {tray_state_of(s) for s in counted.values()}
+    if cluster_problem:
+        states.add(TrayState.UNREACHABLE)
+    state = next((s for s in WORST_FIRST if s in states), TrayState.IDLE)
+    if paused_until is not None and state is not TrayState.FAILED:
+        state = TrayState.PAUSED
+    summary = session_line(newest_first[0]) if newest_first else "No pushes yet"
+    return Overview(
+        state=state,
+        tooltip=_tooltip(state, list(counted.values()), cluster_problem=cluster_problem, paused_until=paused_until),
+        summary=summary,
+        counted=tuple(counted.values()),
+    )
+
+
+def session_line(snapshot: SessionSnapshot) -> str:
+    """`✗ main@1a2b3c4 failed: Kustomization/apps BuildFailed (42s)`: one session in one line."""
+    mark = MARKS.get(tray_state_of(snapshot) or TrayState.IDLE, "·")
+    text = f"{mark} {snapshot.branch}@{snapshot.short_commit} {describe(snapshot)}"
+    return f"{text} ({format_duration(snapshot.elapsed)})"
+
+
+def describe(snapshot: SessionSnapshot) -> str:
+    if snapshot.state is SessionState.FAILED and snapshot.failed is not None:
+        failed = next((r for r in snapshot.resources if r.ref == snapshot.failed), None)
+        reason = f" {failed.reason}" if failed and failed.reason else ""
+        return f"failed: {snapshot.failed.kind}/{snapshot.failed.name}{reason}"
+    if snapshot.state in (SessionState.WAITING_FOR_SOURCE, SessionState.RECONCILING):
+        done = sum(1 for r in snapshot.resources if r.role != "upstream" and r.phase is Phase.READY)
+        total = sum(1 for r in snapshot.resources if r.role != "upstream")
+        return f"{snapshot.state.value} ({done}/{total} ready)" if total else snapshot.state.value
+    return snapshot.state.value
+
+
+def _tooltip(
+    state: TrayState, counted: Sequence[SessionSnapshot], *, cluster_problem: str, paused_until: datetime | None
+) -> str:
+    lines = [f"Flux Push Monitor: {state.value}"]
+    if len(counted) > 1:
+        tally: dict[str, int] = {}
+        for snapshot in counted:
+            key = (tray_state_of(snapshot) or TrayState.IDLE).value
+            tally[key] = tally.get(key, 0) + 1
+        lines[0] += " (" + ", ".join(f"{n} {name}" for name, n in tally.items()) + f" of {len(counted)} sessions)"
+    for snapshot in counted[:TOOLTIP_SESSION_LINES]:
+        lines.append(f"{repo_name(snapshot)} {session_line(snapshot)}")
+    if len(counted) > TOOLTIP_SESSION_LINES:
+        lines.append(f"… and {len(counted) - TOOLTIP_SESSION_LINES} more")
+    if cluster_problem:
+        lines.append(f"cluster: {one_line(redact_text(cluster_problem))}")
+    if paused_until is not None:
+        lines.append(f"notifications paused until {paused_until:%H:%M}")
+    return "\n".join(lines)
+
+
+def repo_name(snapshot: SessionSnapshot) -> str:
+    """`fleet` for `https://host/org/fleet.git`: the short name users know their repository by."""
+    tail = snapshot.remote.rstrip("/").rsplit(":", 1)[-1]
+    name = PurePosixPath(tail).name
+    return name.removesuffix(".git") or snapshot.remote
+
+
+def format_duration(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, seconds = divmod(seconds, 60)
+    return f"{minutes}m{seconds:02d}s" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
+
+
+# --- notifications -----------------------------------------------------------------------------------------------
+
+
+class Urgency(StrEnum):
+    NORMAL = "normal"
+    CRITICAL = "critical"
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Notification:
+    session_id: str
+    outcome: SessionState
+    title: str
+    """Plain text: the notification spec renders summaries without markup."""
+    body: str
+    """Markup-escaped: servers such as dunst render `<b>` and `&amp;` in bodies."""
+    urgency: Urgency
+
+
+NOTIFIED_OUTCOME_NAMES = ("succeeded", "failed", "timed-out")
+"""The default of config `notify_on`: the final outcomes a user acts on."""
+
+
+def notification_for(
+    snapshot: SessionSnapshot,
+    *,
+    sent: set[tuple[str, str]],
+    paused_until: datetime | None = None,
+    now: datetime,
+    outcomes: Sequence[str] = NOTIFIED_OUTCOME_NAMES,
+) -> Notification | None:
+    """The notification this snapshot deserves, or None; `sent` holds (session id, outcome) already decided."""
+    if snapshot.state.value not in outcomes:
+        return None
+    key = (snapshot.id, snapshot.state.value)
+    if key in sent:
+        return None
+    sent.add(key)  # decided once, also when paused: resuming later must not replay old outcomes
+    if paused_until is not None and now < paused_until:
+        return None
+    return Notification(
+        session_id=snapshot.id,
+        outcome=snapshot.state,
+        title=_title(snapshot),
+        body=html.escape(redact_text(_body(snapshot)), quote=False),
+        urgency=Urgency.CRITICAL if snapshot.state is SessionState.FAILED else Urgency.NORMAL,
+    )
+
+
+def _title(snapshot: SessionSnapshot) -> str:
+    where = f"{snapshot.branch}@{snapshot.short_commit}"
+    if snapshot.state is SessionState.FAILED:
+        name = snapshot.failed.name if snapshot.failed else repo_name(snapshot)
+        return f"✗ {name} failed — {where}"
+    if snapshot.state is SessionState.TIMED_OUT:
+        return f"⚠ {repo_name(snapshot)} timed out — {where}"
+    return f"✔ {repo_name(snapshot)} deployed — {where}"
+
+
+def _body(snapshot: SessionSnapshot) -> str:
+    lines = []
+    if snapshot.state is SessionState.FAILED and snapshot.failed is not None:
+        failed = next((r for r in snapshot.resources if r.ref == snapshot.failed), None)
+        if failed is not None:
+            error = failed.error.strip().splitlines()[0] if failed.error.strip() else ""
+            lines.append(f"{failed.ref.kind}/{failed.ref.name}: {failed.reason}")
+            if error:
+                lines.append(error[:BODY_ERROR_CHARS])
+    else:
+        lines.append(f"{snapshot.message} in {format_duration(snapshot.elapsed)}")
+    if snapshot.subject:
+        lines.append(f"“{snapshot.subject}”")
+    return "\n".join(lines)
+
+
+def pause_until(choice: str, now: datetime) -> datetime | None:
+    """The end of a pause chosen in the menu: `hour`, `tomorrow` (08:00 next day), or `resume` (None)."""
+    if choice == "hour":
+        return now + timedelta(hours=1)
+    if choice == "tomorrow":
+        return (now + timedelta(days=1)).replace(hour=8, minute=0, second=0, microsecond=0)
+    return None

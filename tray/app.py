@@ -1,0 +1,392 @@
+"""`fluxmon tray`: the composition root of the desktop app.
+
+Threads (DESIGN §8, the layout that works with every pystray backend):
+    main            Tk's mainloop: owns all app state, the details windows, and every decision about the icon
+    fluxmon-tray-icon   pystray's GLib loop; menu clicks only post an Action
+    fluxmon-notify  desktop-notifier's asyncio loop; "View details" only posts
+    fluxmon-sessions, fluxmon-spool-reader, the cluster watches: the engine (core/), which only posts snapshots
+Everything crosses to the main thread through one queue. A self-pipe wakes Tk the moment something is posted
+(no polling), and signal.set_wakeup_fd points SIGINT and SIGTERM at the same pipe, so a signal stops the app
+in order even while Tk sleeps in C.
+
+Shutdown order: producers (spool reader, sessions and their cluster watches), then the notifier, then the UI
+(details windows, icon, Tk). Active sessions stay in the store and resume on the next start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import queue
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from fluxmon.core.cache import KindStatus
+from fluxmon.core.config import Config, user_config_path
+from fluxmon.core.errors import FluxmonError
+from fluxmon.core.kube import Cluster
+from fluxmon.core.manager import SessionManager
+from fluxmon.core.overview import Overview, notification_for, overview, pause_until
+from fluxmon.core.session import SessionSnapshot, SessionSpec, spec_from_request
+from fluxmon.core.spool import SessionRequest, SpoolReader, lock_holder
+from fluxmon.core.store import SessionStore
+from fluxmon.tray.icon import TrayIcon, TrayUnavailable, choose_backend
+from fluxmon.tray.menu import RECENT_SESSIONS, Action, Entry, build_menu, outline
+from fluxmon.tray.notify import Notifier, make_notifier
+
+log = logging.getLogger("fluxmon.tray")
+
+TICK_SECONDS = 1.0
+"""The clock in open details windows, pause expiry and the cluster's health are looked at this often."""
+RECONNECT_SECONDS = 30.0
+"""A kubeconfig that could not be loaded is tried again this often (the user may be fixing it)."""
+STOP_TIMEOUT_SECONDS = 5.0
+PROBLEM_STATUSES = (KindStatus.UNREACHABLE, KindStatus.UNAUTHORIZED, KindStatus.FORBIDDEN, KindStatus.MISSING)
+CONFIG_TEMPLATE = """# Flux Push Monitor settings (see the README, "Configuration").
+# timeout = "5m"
+# reconcile = true
+# notify_on = ["succeeded", "failed", "timed-out"]
+"""
+
+
+class AlreadyRunning(FluxmonError):
+    title = "already running"
+
+
+@dataclass(kw_only=True)
+class TrayOptions:
+    spool_dir: Path
+    state_dir: Path
+    config: Config
+    kubeconfig: str | None = None
+    context: str | None = None
+    icon_dir: Path = field(default_factory=lambda: _runtime_dir() / "icons")
+
+
+class TrayApp:
+    """Build with options, then `run()` on the main thread until Quit or a signal; returns an exit status."""
+
+    def __init__(self, options: TrayOptions, *, observer: Callable[[SessionSnapshot], None] | None = None) -> None:
+        """`observer` sees every snapshot after the tray has (on the UI thread; `fluxmon demo` narrates with it)."""
+        self.options = options
+        self._observer = observer
+        self.snapshots: dict[str, SessionSnapshot] = {}
+        self.paused_until: datetime | None = None
+        self.cluster_problem = ""
+        self._sent: set[tuple[str, str]] = set()
+        self._queue: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+        self._wake_read, self._wake_write = os.pipe()
+        for fd in (self._wake_read, self._wake_write):
+            os.set_blocking(fd, False)
+        self._store = SessionStore(options.state_dir)
+        self._cluster: Cluster | None = None
+        self._manager: SessionManager | None = None
+        self._reader: SpoolReader | None = None
+        self._notifier: Notifier | None = None
+        self._icon: TrayIcon | None = None
+        self._root: Any = None
+        self._windows: dict[str, Any] = {}
+        self._menu: tuple[Entry, ...] = ()
+        self._workers: list[threading.Thread] = []
+        self._children: list[subprocess.Popen[bytes]] = []
+        self._next_connect = 0.0
+        self.shown: Overview | None = None
+
+    # --- from any thread ---------------------------------------------------------------------------------------
+
+    def post(self, kind: str, payload: Any = None) -> None:
+        """Hand a message to the UI thread and wake it; the only thing other threads may do to the app."""
+        self._queue.put((kind, payload))
+        with contextlib.suppress(BlockingIOError):  # a full pipe already holds a wake-up
+            os.write(self._wake_write, b"\0")
+
+    def follow(self, spec: SessionSpec) -> None:
+        """Follow a push that did not come through the spool (the demo's initial sync)."""
+        self.post("follow", spec)
+
+    def quit(self) -> None:
+        self.post("quit")
+
+    # --- lifecycle (main thread) -------------------------------------------------------------------------------
+
+    def run(self, *, backend: str = "") -> int:
+        backend = backend or choose_backend()
+        holder = lock_holder(self.options.spool_dir)
+        if holder is not None:
+            raise AlreadyRunning(
+                f"fluxmon tray is already running (pid {holder.pid}, since {holder.since}); quit it from its menu"
+            )
+        import tkinter as tk
+
+        try:
+            self._root = tk.Tk(className="fluxmon")
+        except tk.TclError as exc:
+            raise TrayUnavailable(f"cannot open the display: {exc}. `fluxmon watch` works in a terminal") from exc
+        self._root.withdraw()
+        self._root.tk.createfilehandler(self._wake_read, tk.READABLE, lambda *_: self._drain())
+        previous = {
+            signum: signal.signal(signum, lambda *_: self.post("quit")) for signum in (signal.SIGINT, signal.SIGTERM)
+        }
+        previous_wakeup = signal.set_wakeup_fd(self._wake_write)
+        try:
+            self._start(backend)
+            self._root.after(int(TICK_SECONDS * 1000), self._tick)
+            self._root.mainloop()
+        finally:
+            self._shutdown()
+            signal.set_wakeup_fd(previous_wakeup)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+        return 0
+
+    def _start(self, backend: str) -> None:
+        for snapshot in self._store.recent(RECENT_SESSIONS):
+            self.snapshots[snapshot.id] = snapshot
+            self._sent.add((snapshot.id, snapshot.state.value))  # told before the restart: never again
+        view = self._overview()
+        self._menu = self._build_menu(view)
+        self._icon = TrayIcon(
+            backend=backend, on_action=lambda action: self.post("action", action), icon_dir=self.options.icon_dir
+        )
+        self._icon.start(state=view.state, tooltip=view.tooltip, menu=self._menu)
+        self.shown = view
+        log.info("tray started (%s backend)", backend)
+        log.debug("menu:\n%s", "\n".join(outline(self._menu)))
+        self._notifier = make_notifier(on_details=lambda session_id: self.post("details", session_id))
+        self._notifier.start()
+        self._connect()
+
+    def _connect(self) -> None:
+        """Load the kubeconfig and start the engine; on failure the tray says why and tries again later."""
+        try:
+            self._cluster = Cluster.connect(kubeconfig=self.options.kubeconfig, context=self.options.context or None)
+        except FluxmonError as error:
+            self.cluster_problem = f"{error.title}: {error.message}"
+            self._next_connect = time.monotonic() + RECONNECT_SECONDS
+            log.warning("%s (trying again every %.0fs)", self.cluster_problem, RECONNECT_SECONDS)
+            self._refresh()
+            return
+        self.cluster_problem = ""
+        self._manager = SessionManager(self._cluster, kinds=self.options.config.monitor_types, store=self._store)
+        self._manager.subscribe(lambda snapshot: self.post("snapshot", snapshot))
+        self._manager.start()
+        # Sessions wait in the spool until an engine can follow them: nothing is claimed before this point.
+        self._reader = SpoolReader(self.options.spool_dir, on_session=self._spooled, on_rejected=self._rejected)
+        self._reader.start()
+        self._refresh()
+
+    def _shutdown(self) -> None:
+        if self._reader is not None:
+            self._reader.stop()
+        if self._manager is not None:
+            self._manager.stop()
+        if self._cluster is not None:
+            self._cluster.close()
+        for worker in self._workers:
+            worker.join(STOP_TIMEOUT_SECONDS)
+        if self._notifier is not None:
+            self._notifier.stop()
+        for window in list(self._windows.values()):
+            window.close()
+        if self._icon is not None:
+            self._icon.stop()
+        for child in self._children:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(STOP_TIMEOUT_SECONDS)
+        if self._root is not None:
+            self._root.tk.deletefilehandler(self._wake_read)
+            self._root.destroy()
+            self._root = None
+        for fd in (self._wake_read, self._wake_write):
+            os.close(fd)
+        log.info("tray stopped")
+
+    # --- engine callbacks (their threads): post only --------------------------------------------------------
+
+    def _spooled(self, request: SessionRequest) -> None:
+        if self._manager is not None:
+            self._manager.add(spec_from_request(request, default_timeout=self.options.config.timeout_seconds))
+
+    def _rejected(self, name: str, reason: str) -> None:
+        log.warning("ignored spool file %s: %s", name, reason)
+
+    # --- the UI thread ---------------------------------------------------------------------------------------
+
+    def _drain(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            os.read(self._wake_read, 4096)
+        changed = False
+        while True:
+            try:
+                kind, payload = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            try:
+                changed |= self._handle(kind, payload)
+            except Exception:
+                # One error boundary per message: a bug in one handler must not take the tray down.
+                log.exception("handling %s failed", kind)
+        if changed:
+            self._refresh()
+
+    def _handle(self, kind: str, payload: Any) -> bool:
+        """Apply one message; True when the icon or menu may need redrawing."""
+        if kind == "snapshot":
+            self._snapshot(payload)
+            return True
+        if kind == "details":
+            self.open_details(payload)
+        elif kind == "follow" and self._manager is not None:
+            self._manager.add(payload)
+        elif kind == "action":
+            return self._action(payload)
+        elif kind == "reconciled":
+            log.info("%s", payload)
+        elif kind == "quit":
+            self._root.quit()
+        return False
+
+    def _snapshot(self, snapshot: SessionSnapshot) -> None:
+        self.snapshots[snapshot.id] = snapshot
+        self._trim()
+        paused = self.paused_until if self.paused_until and datetime.now() < self.paused_until else None
+        notification = notification_for(
+            snapshot, sent=self._sent, paused_until=paused, now=datetime.now(), outcomes=self.options.config.notify_on
+        )
+        if notification is not None and self._notifier is not None:
+            log.info("notifying: %s", notification.title)
+            self._notifier.send(notification)
+        window = self._windows.get(snapshot.id)
+        if window is not None:
+            window.update(snapshot)
+        if self._observer is not None:
+            self._observer(snapshot)
+
+    def _action(self, action: Action) -> bool:
+        if action.name == "details":
+            self.open_details(action.argument)
+        elif action.name == "pause":
+            self.paused_until = pause_until(action.argument, datetime.now())
+            log.info("notifications %s", f"paused until {self.paused_until}" if self.paused_until else "resumed")
+            return True
+        elif action.name == "reconcile":
+            self._reconcile(action.argument)
+        elif action.name == "open-config":
+            self._open_config()
+        elif action.name == "quit":
+            self._root.quit()
+        return False
+
+    def open_details(self, session_id: str) -> None:
+        from fluxmon.tray.details import DetailsWindow
+
+        if session_id in self._windows:
+            self._windows[session_id].raise_()
+            return
+        snapshot = self.snapshots.get(session_id)
+        if snapshot is None:
+            log.info("no session %r to show", session_id)
+            return
+        self._windows[session_id] = DetailsWindow(self._root, snapshot, on_closed=self._windows.pop)
+        log.info("details window opened for %s", session_id)
+
+    def _reconcile(self, session_id: str) -> None:
+        snapshot, manager = self.snapshots.get(session_id), self._manager
+        if snapshot is None or manager is None:
+            return
+        refs = [r.ref for r in snapshot.resources if r.role in ("source", "kustomization")]
+
+        def request() -> None:
+            try:
+                done = manager.reconcile_now(refs)
+                self.post("reconciled", f"requested a reconcile of {', '.join(done) or 'nothing'}")
+            except FluxmonError as error:
+                self.post("reconciled", f"reconcile failed: {error.title}: {error.message}")
+
+        self._workers = [w for w in self._workers if w.is_alive()]
+        worker = threading.Thread(target=request, name="fluxmon-reconcile", daemon=True)
+        self._workers.append(worker)
+        worker.start()
+
+    def _open_config(self) -> None:
+        path = user_config_path()
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(CONFIG_TEMPLATE, encoding="utf-8")
+        try:
+            # An argument list, never a shell: the path is ours, but nothing here goes through one anyway.
+            self._children.append(subprocess.Popen(["xdg-open", str(path)], stdin=subprocess.DEVNULL))
+        except OSError as exc:
+            log.warning("cannot open %s (%s): edit it with any text editor", path, exc)
+
+    def _tick(self) -> None:
+        try:
+            changed = False
+            if self.paused_until is not None and datetime.now() >= self.paused_until:
+                self.paused_until, changed = None, True
+            if self._manager is None and time.monotonic() >= self._next_connect:
+                self._connect()
+            elif self._manager is not None:
+                problems = [s for s in self._manager.cache.states().values() if s.status in PROBLEM_STATUSES]
+                problem = problems[0].message if problems else ""
+                changed |= problem != self.cluster_problem
+                self.cluster_problem = problem
+            for window in self._windows.values():
+                window.tick()
+            self._children = [c for c in self._children if c.poll() is None]
+            if changed:
+                self._refresh()
+        except Exception:
+            log.exception("the tray's tick failed")
+        if self._root is not None:
+            self._root.after(int(TICK_SECONDS * 1000), self._tick)
+
+    def _overview(self) -> Overview:
+        return overview(self.snapshots.values(), cluster_problem=self.cluster_problem, paused_until=self.paused_until)
+
+    def _build_menu(self, view: Overview) -> tuple[Entry, ...]:
+        recent = sorted(self.snapshots.values(), key=lambda s: s.started_at, reverse=True)[:RECENT_SESSIONS]
+        return build_menu(
+            summary=view.summary,
+            recent=recent,
+            paused_until=self.paused_until,
+            can_reconcile=bool(recent and self._manager),
+        )
+
+    def _refresh(self) -> None:
+        """Redraw the icon, tooltip and (when it changed) the menu from the current state."""
+        view = self._overview()
+        menu = self._build_menu(view)
+        changed_menu = menu != self._menu
+        self._menu = menu
+        if self._icon is not None:
+            self._icon.show(state=view.state, tooltip=view.tooltip, menu=menu if changed_menu else None)
+        if self.shown is None or (view.state, view.tooltip) != (self.shown.state, self.shown.tooltip):
+            log.info("icon: %s | %s", view.state.value, view.tooltip.replace("\n", " | "))
+        if changed_menu:
+            log.debug("menu:\n%s", "\n".join(outline(menu)))
+        self.shown = view
+
+    def _trim(self) -> None:
+        """Keep the open and the newest sessions; older ones live on in the history file."""
+        keep = sorted(self.snapshots.values(), key=lambda s: s.started_at, reverse=True)
+        active = [s for s in keep if not s.state.final]
+        final = [s for s in keep if s.state.final][: RECENT_SESSIONS * 2]
+        kept = {s.id for s in (*active, *final)} | set(self._windows)
+        self.snapshots = {k: v for k, v in self.snapshots.items() if k in kept}
+
+
+def _runtime_dir() -> Path:
+    """Private per-user scratch space: `$XDG_RUNTIME_DIR/fluxmon`, else a folder under the state dir."""
+    base = os.environ.get("XDG_RUNTIME_DIR")
+    if base:
+        return Path(base) / "fluxmon"
+    return Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "fluxmon" / "run"

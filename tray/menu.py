@@ -1,0 +1,82 @@
+"""The tray menu as plain data, rebuilt from the app's state on every change.
+
+Keeping it free of pystray means the menu's contents are tested without a display, and the icon thread only ever
+sees an immutable value: it turns the entries into a pystray.Menu (tray.icon) and calls back with an Action.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from fluxmon.core.overview import session_line
+from fluxmon.core.session import SessionSnapshot
+
+RECENT_SESSIONS = 10
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """What a click asks the app to do: `details`, `reconcile`, `pause`, `open-config` or `quit`."""
+
+    name: str
+    argument: str = ""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Entry:
+    text: str
+    action: Action | None = None
+    enabled: bool = True
+    default: bool = False
+    """The item a left click on the icon runs (the gtk backend)."""
+    submenu: tuple[Entry, ...] = ()
+
+
+SEPARATOR = Entry(text="-", enabled=False)
+
+
+def build_menu(
+    *,
+    summary: str,
+    recent: Sequence[SessionSnapshot],
+    paused_until: datetime | None,
+    can_reconcile: bool,
+) -> tuple[Entry, ...]:
+    """The whole menu; `recent` is newest first, and its first entry is the "last session"."""
+    last = recent[0] if recent else None
+    sessions = tuple(Entry(text=session_line(snapshot), action=Action("details", snapshot.id)) for snapshot in recent)
+    pause_text = f"Paused until {paused_until:%a %H:%M}" if paused_until else "Not paused"
+    return (
+        Entry(text=summary, action=Action("details", last.id) if last else None, enabled=last is not None),
+        Entry(text="Show details…", action=Action("details", last.id if last else ""), default=True),
+        Entry(
+            text="Recent sessions",
+            submenu=sessions[:RECENT_SESSIONS] or (Entry(text="No sessions yet", enabled=False),),
+        ),
+        SEPARATOR,
+        Entry(text="Reconcile now", action=Action("reconcile", last.id if last else ""), enabled=can_reconcile),
+        Entry(
+            text="Pause notifications",
+            submenu=(
+                Entry(text=pause_text, enabled=False),
+                Entry(text="For 1 hour", action=Action("pause", "hour")),
+                Entry(text="Until tomorrow", action=Action("pause", "tomorrow")),
+                Entry(text="Resume", action=Action("pause", "resume"), enabled=paused_until is not None),
+            ),
+        ),
+        Entry(text="Open config", action=Action("open-config")),
+        SEPARATOR,
+        Entry(text="Quit", action=Action("quit")),
+    )
+
+
+def outline(entries: Sequence[Entry], depth: int = 0) -> list[str]:
+    """The menu as indented text: for the debug log, and for tests to read what the icon shows."""
+    lines = []
+    for entry in entries:
+        flag = "" if entry.enabled or entry.submenu else " (disabled)"
+        lines.append("  " * depth + entry.text + flag)
+        lines.extend(outline(entry.submenu, depth + 1))
+    return lines

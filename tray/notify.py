@@ -1,0 +1,194 @@
+"""Desktop notifications behind one small interface: `start()`, `send(notification)`, `stop()`.
+
+- `DbusNotifier` (Linux, the default): desktop-notifier over D-Bus, which can do what plyer cannot: a
+  "View details" button and a click on the notification open the details window (`on_details`). It needs a running
+  asyncio loop, so it owns one on a named thread; `send()` only schedules, so the UI thread never waits on the bus.
+- `PlyerNotifier`: the design card's portable path (macOS, Windows, or `FLUXMON_NOTIFIER=plyer`), without actions.
+
+What to send is decided in core.overview; these only deliver. No bus or no notification server is logged once
+and then ignored: notifications are a courtesy, the icon and the menu still tell the story.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+import threading
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from fluxmon.core.overview import Notification, Urgency
+
+log = logging.getLogger("fluxmon.notify")
+
+SUCCESS_TIMEOUT_SECONDS = 10
+"""Good news goes away by itself; a failure stays until dismissed (the server's default for critical)."""
+SEND_TIMEOUT_SECONDS = 10.0
+STOP_TIMEOUT_SECONDS = 5.0
+
+
+class Notifier(Protocol):
+    def start(self) -> None: ...
+    def send(self, notification: Notification) -> None: ...
+    def stop(self) -> None: ...
+
+
+class _OnceLog:
+    """Logs a delivery problem the first time only, and again after a success (so a server coming back shows)."""
+
+    def __init__(self) -> None:
+        self.failing = False
+
+    def failed(self, text: str, *args: object) -> None:
+        if not self.failing:
+            log.warning(text + "; carrying on without notifications", *args)
+        self.failing = True
+
+    def delivered(self) -> None:
+        self.failing = False
+
+
+class DbusNotifier:
+    def __init__(self, *, on_details: Callable[[str], None], icon: Path | None = None) -> None:
+        self._on_details = on_details
+        self._icon = icon
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._notifier: Any = None
+        self._problems = _OnceLog()
+        self.sent: list[Notification] = []
+        """What the server accepted, in order (the tray's benchmarks and tests read it)."""
+
+    def start(self) -> None:
+        from desktop_notifier import DesktopNotifier, Icon
+
+        # desktop-notifier logs every failed send with a traceback; we say it once, in words (_OnceLog).
+        logging.getLogger("desktop_notifier").setLevel(logging.CRITICAL)
+        self._loop = asyncio.new_event_loop()
+        self._notifier = DesktopNotifier(
+            app_name="Flux Push Monitor", app_icon=Icon(path=self._icon) if self._icon else None
+        )
+        self._thread = threading.Thread(target=self._loop.run_forever, name="fluxmon-notify", daemon=True)
+        self._thread.start()
+
+    def send(self, notification: Notification) -> None:
+        if self._loop is None:
+            return
+        asyncio.run_coroutine_threadsafe(self._send(notification), self._loop)
+
+    async def _send(self, notification: Notification) -> None:
+        from desktop_notifier import Button
+        from desktop_notifier import Urgency as NativeUrgency
+
+        dispatched = asyncio.Event()
+        session_id = notification.session_id
+        critical = notification.urgency is Urgency.CRITICAL
+        try:
+            await asyncio.wait_for(
+                self._notifier.send(
+                    title=notification.title,
+                    message=notification.body,
+                    urgency=NativeUrgency.Critical if critical else NativeUrgency.Normal,
+                    buttons=[Button(title="View details", on_pressed=lambda: self._on_details(session_id))],
+                    on_clicked=lambda: self._on_details(session_id),
+                    on_dispatched=dispatched.set,
+                    timeout=-1 if critical else SUCCESS_TIMEOUT_SECONDS,
+                ),
+                SEND_TIMEOUT_SECONDS,
+            )
+        except Exception as exc:
+            self._problems.failed("could not send a desktop notification (%s)", exc)
+            return
+        if not dispatched.is_set():
+            self._problems.failed("no notification server answered on the D-Bus session bus")
+            return
+        self._problems.delivered()
+        self.sent.append(notification)
+
+    def stop(self) -> None:
+        if self._loop is None or self._thread is None:
+            return
+        try:
+            asyncio.run_coroutine_threadsafe(self._disconnect(), self._loop).result(STOP_TIMEOUT_SECONDS)
+        except Exception:
+            log.debug("closing the notification bus failed", exc_info=True)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(STOP_TIMEOUT_SECONDS)
+        self._loop.close()
+        self._loop = self._thread = None
+
+    async def _disconnect(self) -> None:
+        # desktop-notifier 6.2 keeps its dbus-fast connection on the backend and never closes it.
+        bus = getattr(getattr(self._notifier, "_backend", None), "bus", None)
+        if bus is not None and bus.connected:
+            bus.disconnect()
+            await bus.wait_for_disconnect()
+
+
+class PlyerNotifier:
+    """plyer's notification facade: portable, but no actions, and (on Linux) no urgency."""
+
+    def __init__(self) -> None:
+        self._problems = _OnceLog()
+        self.sent: list[Notification] = []
+
+    def start(self) -> None:
+        pass
+
+    def send(self, notification: Notification) -> None:
+        from plyer import notification as facade
+
+        try:
+            with warnings.catch_warnings():
+                # plyer warns on every call on Linux when dbus-python is missing, then uses notify-send.
+                warnings.simplefilter("ignore")
+                facade.notify(
+                    title=notification.title,
+                    message=notification.body,
+                    app_name="Flux Push Monitor",
+                    timeout=SUCCESS_TIMEOUT_SECONDS,
+                )
+        except Exception as exc:
+            self._problems.failed("could not send a desktop notification through plyer (%s)", exc)
+            return
+        self._problems.delivered()
+        self.sent.append(notification)
+
+    def stop(self) -> None:
+        pass
+
+
+class NoNotifier:
+    """`FLUXMON_NOTIFIER=none`: the icon and menu only."""
+
+    sent: list[Notification] = []  # noqa: RUF012 - always empty
+
+    def start(self) -> None:
+        pass
+
+    def send(self, notification: Notification) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+
+def make_notifier(*, on_details: Callable[[str], None], icon: Path | None = None) -> Notifier:
+    """`FLUXMON_NOTIFIER` (dbus, plyer, none) if set; else D-Bus on Linux when desktop-notifier is installed."""
+    wanted = os.environ.get("FLUXMON_NOTIFIER", "")
+    if wanted == "none":
+        return NoNotifier()
+    if wanted == "plyer":
+        return PlyerNotifier()
+    if wanted == "dbus" or sys.platform.startswith("linux"):
+        try:
+            import desktop_notifier  # noqa: F401
+        except ImportError:
+            log.info("desktop-notifier is not installed: notifications go through plyer, without actions")
+            return PlyerNotifier()
+        return DbusNotifier(on_details=on_details, icon=icon)
+    return PlyerNotifier()
