@@ -182,14 +182,22 @@ class SessionManager:
             self._signatures[snapshot.id] = signature
             subscribers = list(self._subscribers)
             if snapshot.state.final:
-                if self.store is not None:
-                    self.store.finish(snapshot)
+                self._record(snapshot)
                 self._finished.notify_all()
         for subscriber in subscribers:
             try:
                 subscriber(snapshot)
             except Exception:
                 log.exception("a snapshot subscriber failed")
+
+    def _record(self, snapshot: SessionSnapshot) -> None:
+        """Keep a finished session in the history; a store that fails must not hide the outcome from anyone."""
+        if self.store is None:
+            return
+        try:
+            self.store.finish(snapshot)
+        except (FluxmonError, OSError) as error:
+            log.error("could not record session %s in %s: %s", snapshot.id, self.store.directory, error)
 
     def _trigger_reconciles(self, session: Session, snapshot: SessionSnapshot, now: float) -> None:
         """`flux reconcile --with-source`, as needed: the source at once, lagging Kustomizations later."""

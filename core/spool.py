@@ -307,7 +307,7 @@ class SpoolReader:
         ensure_private_dir(self.spool_dir)
         for sub in ("claimed", "rejected"):
             ensure_private_dir(self.spool_dir / sub)
-        self._take_lock()
+        self.take_lock()
         try:
             self._observer = Observer()
             self._observer.name = "fluxmon-spool-observer"
@@ -342,7 +342,11 @@ class SpoolReader:
             os.close(self._lock_fd)  # closing releases the flock
             self._lock_fd = None
 
-    def _take_lock(self) -> None:
+    def take_lock(self) -> None:
+        """Become the one reader of this spool (an app's single-instance check); `start()` takes it if needed."""
+        if self._lock_fd is not None:
+            return
+        ensure_private_dir(self.spool_dir)
         fd = os.open(self.spool_dir / ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -181,6 +181,7 @@ class SessionStore:
         return list(reversed(records))
 
     def _ready(self) -> None:
+        self.directory.parent.mkdir(parents=True, exist_ok=True)  # ~/.local/state may not exist yet
         ensure_private_dir(self.directory)
         ensure_private_dir(self.directory / "active")
 

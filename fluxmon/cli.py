@@ -498,6 +498,7 @@ def run_tray(args: argparse.Namespace) -> int:
     from fluxmon.tray.app import TrayApp, TrayOptions
 
     logging.basicConfig(level=os.environ.get("FLUXMON_LOG", "INFO").upper(), format="fluxmon: %(message)s")
+    logging.getLogger("PIL").setLevel(logging.INFO)  # its DEBUG output is every PNG chunk it reads
     config = load_config()
     for warning in config.warnings:
         print(f"fluxmon: {warning}", file=sys.stderr)

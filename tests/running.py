@@ -46,6 +46,13 @@ class Running:
             if predicate(name, line):
                 return line
 
+    def collected(self) -> list[str]:
+        """Every stdout line printed so far (without waiting)."""
+        while not self._lines.empty():
+            name, line = self._lines.get_nowait()
+            (self.stdout if name == "stdout" else self.stderr).append(line)
+        return self.stdout
+
     def expect_stderr(self, text: str) -> str:
         return self.expect(lambda name, line: name == "stderr" and text in line, f"containing {text!r}")
 

@@ -120,7 +120,8 @@ def test_the_menu_has_every_item_and_recent_sessions_open_their_details() -> Non
     sessions = entries[2].submenu
     assert len(sessions) == 10
     assert sessions[0].action == Action("details", "s0")
-    assert entries[1].default and entries[1].action == Action("details", "s0")
+    assert entries[1].default
+    assert entries[1].action == Action("details", "s0")
     pause = [entry.text for entry in entries[5].submenu]
     assert pause == ["Not paused", "For 1 hour", "Until tomorrow", "Resume"]
     assert "  Resume (disabled)" in outline(entries)

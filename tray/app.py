@@ -36,7 +36,7 @@ from fluxmon.core.kube import Cluster
 from fluxmon.core.manager import SessionManager
 from fluxmon.core.overview import Overview, notification_for, overview, pause_until
 from fluxmon.core.session import SessionSnapshot, SessionSpec, spec_from_request
-from fluxmon.core.spool import SessionRequest, SpoolReader, lock_holder
+from fluxmon.core.spool import SessionRequest, SpoolReader
 from fluxmon.core.store import SessionStore
 from fluxmon.tray.icon import TrayIcon, TrayUnavailable, choose_backend
 from fluxmon.tray.menu import RECENT_SESSIONS, Action, Entry, build_menu, outline
@@ -55,10 +55,6 @@ CONFIG_TEMPLATE = """# Flux Push Monitor settings (see the README, "Configuratio
 # reconcile = true
 # notify_on = ["succeeded", "failed", "timed-out"]
 """
-
-
-class AlreadyRunning(FluxmonError):
-    title = "already running"
 
 
 @dataclass(kw_only=True)
@@ -119,11 +115,9 @@ class TrayApp:
 
     def run(self, *, backend: str = "") -> int:
         backend = backend or choose_backend()
-        holder = lock_holder(self.options.spool_dir)
-        if holder is not None:
-            raise AlreadyRunning(
-                f"fluxmon tray is already running (pid {holder.pid}, since {holder.since}); quit it from its menu"
-            )
+        # One tray per user: the spool's lock says so before any window exists (SpoolError names the holder).
+        self._reader = SpoolReader(self.options.spool_dir, on_session=self._spooled, on_rejected=self._rejected)
+        self._reader.take_lock()
         import tkinter as tk
 
         try:
@@ -179,8 +173,8 @@ class TrayApp:
         self._manager.subscribe(lambda snapshot: self.post("snapshot", snapshot))
         self._manager.start()
         # Sessions wait in the spool until an engine can follow them: nothing is claimed before this point.
-        self._reader = SpoolReader(self.options.spool_dir, on_session=self._spooled, on_rejected=self._rejected)
-        self._reader.start()
+        if self._reader is not None:
+            self._reader.start()
         self._refresh()
 
     def _shutdown(self) -> None:
@@ -295,8 +289,12 @@ class TrayApp:
         if snapshot is None:
             log.info("no session %r to show", session_id)
             return
-        self._windows[session_id] = DetailsWindow(self._root, snapshot, on_closed=self._windows.pop)
+        self._windows[session_id] = DetailsWindow(self._root, snapshot, on_closed=self._details_closed)
         log.info("details window opened for %s", session_id)
+
+    def _details_closed(self, session_id: str) -> None:
+        self._windows.pop(session_id, None)
+        log.info("details window closed for %s", session_id)
 
     def _reconcile(self, session_id: str) -> None:
         snapshot, manager = self.snapshots.get(session_id), self._manager

@@ -15,7 +15,7 @@ from tkinter import ttk
 
 from fluxmon.core.discovery import redact_text
 from fluxmon.core.objects import ObjectRef
-from fluxmon.core.overview import TrayState, format_duration, tray_state_of
+from fluxmon.core.overview import MARKS, TrayState, describe, format_duration, tray_state_of
 from fluxmon.core.revision import short_revision
 from fluxmon.core.session import ResourceStatus, SessionSnapshot
 from fluxmon.core.verdict import Phase
@@ -123,9 +123,8 @@ class DetailsWindow:
             tray_state_of(snapshot) or TrayState.IDLE, Phase.WAITING
         )
         colour = PHASE_COLOURS[phase]
-        self._outcome.configure(
-            text=snapshot.message if snapshot.state.final else snapshot.state.value, foreground=colour
-        )
+        mark = MARKS.get(tray_state_of(snapshot) or TrayState.IDLE, "")
+        self._outcome.configure(text=f"{mark} {describe(snapshot)}", foreground=colour)
         self.tick()
         selected = self.tree.selection()
         self.tree.delete(*self.tree.get_children())

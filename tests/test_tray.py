@@ -1,0 +1,298 @@
+"""The real tray on a real headless desktop: `fluxmon tray` under Xvfb, docked in trayer, notifying dunst over a
+private D-Bus session bus, following real pushes to the sample fleet on the simulated cluster.
+
+What a user sees is read the way a user sees it: the icon's pixels, the notification server's own records
+(dbus-monitor and dunstctl), and the windows on the screen. Menus are driven with the mouse and keyboard.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from fluxmon.core import hookinstall
+from fluxmon.core.overview import TrayState
+from tests.desktop import Desktop, missing_programs, wait_until
+from tests.fleet import BROKEN_YAML, SCALE_WEB, Fleet, edit
+from tests.running import Running
+
+SCREENSHOT_DIR = os.environ.get("FLUXMON_SCREENSHOT_DIR", "")
+"""Set it to refresh the README's screenshot (docs/tray-failed.png) from the failure test."""
+
+STATE_COLOURS = {
+    TrayState.IDLE: (120, 128, 138),
+    TrayState.DEPLOYING: (33, 118, 214),
+    TrayState.DEPLOYED: (40, 160, 70),
+    TrayState.FAILED: (210, 36, 48),
+    TrayState.ATTENTION: (232, 150, 20),
+    TrayState.PAUSED: (128, 96, 176),
+}
+"""The discs' fill colours in assets/icons (scripts/render-icons)."""
+STATE_TIMEOUT_SECONDS = 30.0
+SLOW_ENOUGH_TO_SEE = pytest.mark.timings(build_seconds=0.5, fetch_seconds=0.3)
+"""The icon must be seen deploying before it is deployed: each Kustomization builds for half a second."""
+ONLY_THE_SIMULATOR = pytest.mark.parametrize("cluster", ["sim"], indirect=True)
+"""The tray adds nothing cluster-specific; the monitor's tests cover the real kube-apiserver."""
+
+
+def _has_gtk() -> bool:
+    try:
+        import gi
+
+        gi.require_version("Gtk", "3.0")
+    except (ImportError, ValueError):
+        return False
+    return True
+
+
+@pytest.fixture(scope="module")
+def desktop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Desktop]:
+    missing = missing_programs() + ([] if _has_gtk() else ["PyGObject with GTK 3"])
+    if missing:
+        message = f"the desktop tests need {', '.join(missing)} (.ci/run installs them)"
+        if os.environ.get("FLUXMON_REQUIRE_DESKTOP"):
+            pytest.fail(message)
+        pytest.skip(message)
+    desktop = Desktop(tmp_path_factory.mktemp("desktop"))
+    desktop.start()
+    yield desktop
+    desktop.stop()
+
+
+@dataclass
+class Tray:
+    """`fluxmon tray` running on the desktop, and how to read its icon."""
+
+    running: Running
+    desktop: Desktop
+    env: dict[str, str]
+    runtime: Path
+    scratch: Path
+
+    def icon_state(self) -> TrayState | None:
+        """The state whose colour fills most of the docked icon, or None if no icon is docked."""
+        image = self.desktop.grab(self.desktop.geometry(self.desktop.trayer_window)).convert("RGB")
+        counts = dict.fromkeys(STATE_COLOURS, 0)
+        colours: list[tuple[int, tuple[int, int, int]]] = image.getcolors(1 << 16) or []  # type: ignore[assignment]
+        for count, (red, green, blue) in colours:
+            for state, (r, g, b) in STATE_COLOURS.items():
+                if abs(red - r) + abs(green - g) + abs(blue - b) < 30:
+                    counts[state] += count
+        state, count = max(counts.items(), key=lambda item: item[1])
+        return state if count > 40 else None
+
+    def wait_state(self, state: TrayState) -> None:
+        try:
+            wait_until(lambda: self.icon_state() is state, f"the icon to show {state.value}", STATE_TIMEOUT_SECONDS)
+        except AssertionError as exc:
+            self.running.collected()
+            log = "\n".join(self.running.stderr[-30:])
+            raise AssertionError(f"{exc}; it shows {self.icon_state()}; the tray said:\n{log}") from None
+
+    def icon_centre(self) -> tuple[int, int]:
+        x, y, width, height = self.desktop.geometry(self.desktop.trayer_window)
+        image = self.desktop.grab((x, y, width, height)).convert("RGB")
+        points = [
+            (px, py)
+            for px in range(width)
+            for py in range(height)
+            if sum(image.getpixel((px, py))) < 200  # the icon's dark rim
+        ]
+        assert points, "no icon docked in trayer"
+        return x + sum(p[0] for p in points) // len(points), y + sum(p[1] for p in points) // len(points)
+
+    def open_menu_item(self, *keys: str) -> None:
+        """Right-click the icon, then walk its menu with the keyboard, as a user without a mouse would."""
+        x, y = self.icon_centre()
+        before = set(self.desktop.xdotool("search", "--onlyvisible", "--name", "").split())
+        self.desktop.xdotool("mousemove", str(x), str(y), "click", "3")
+        wait_until(
+            lambda: set(self.desktop.xdotool("search", "--onlyvisible", "--name", "").split()) - before,
+            "the menu to pop up",
+        )
+        self.desktop.xdotool("key", "--delay", "50", *keys)
+
+    def stop(self) -> int:
+        self.running.process.send_signal(signal.SIGTERM)
+        return self.running.finish(timeout=30)
+
+
+StartTray = Callable[[], Tray]
+
+
+@pytest.fixture
+def start_tray(desktop: Desktop, fleet: Fleet, tmp_path: Path) -> Iterator[StartTray]:
+    hookinstall.install(repo=fleet.work)
+    started: list[Tray] = []
+
+    def start() -> Tray:
+        runtime = tmp_path / "run"
+        scratch = tmp_path / "tmp"
+        for folder in (runtime, scratch):
+            folder.mkdir(mode=0o700, exist_ok=True)
+        env = {
+            **fleet.env,
+            **desktop.env,
+            "XDG_RUNTIME_DIR": str(runtime),
+            "TMPDIR": str(scratch),  # where pystray would have left its icon files
+            "FLUXMON_LOG": "DEBUG",
+        }
+        command = [sys.executable, "-m", "fluxmon", "tray", "--kubeconfig", str(fleet.cluster.kubeconfig)]
+        tray = Tray(running=Running(command, env=env), desktop=desktop, env=env, runtime=runtime, scratch=scratch)
+        started.append(tray)
+        tray.running.expect_stderr("tray started")
+        tray.wait_state(TrayState.IDLE)
+        return tray
+
+    yield start
+    for tray in started:
+        if tray.running.process.poll() is None:
+            tray.running.kill()
+
+
+def _details_title(sha: str) -> str:
+    """A regex for the window's title, `Flux Push Monitor — main@1a2b3c4` (xdotool's regex cannot take the dash)."""
+    return f"^Flux Push Monitor .* main@{sha[:7]}$"
+
+
+def _notify_calls(monitor: Running) -> list[str]:
+    """The Notify method calls dbus-monitor has printed so far, each as one block of text."""
+    text = "\n".join(monitor.collected())
+    return [block for block in text.split("method call")[1:] if "member=Notify" in block.splitlines()[0]]
+
+
+@ONLY_THE_SIMULATOR
+@SLOW_ENOUGH_TO_SEE
+def test_a_good_push_turns_the_icon_blue_then_green_and_notifies_once(
+    desktop: Desktop, fleet: Fleet, start_tray: StartTray
+) -> None:
+    with desktop.notification_daemon() as dunst, desktop.bus_monitor() as monitor:
+        tray = start_tray()
+        sha = fleet.commit_and_push(SCALE_WEB, "scale web")
+        tray.wait_state(TrayState.DEPLOYING)
+        tray.wait_state(TrayState.DEPLOYED)
+        wait_until(lambda: dunst.displayed() == 1, "the success notification")
+        calls = _notify_calls(monitor)
+        assert len(calls) == 1
+        assert f"✔ fleet deployed — main@{sha[:7]}" in calls[0]
+        assert "byte 1" in calls[0]  # urgency normal
+        tray.running.expect_stderr("icon: deployed")
+        assert tray.stop() == 0
+    assert "Traceback" not in "\n".join(tray.running.stderr)
+
+
+@ONLY_THE_SIMULATOR
+@SLOW_ENOUGH_TO_SEE
+def test_a_failed_push_turns_red_notifies_critically_once_and_view_details_opens_the_window(
+    desktop: Desktop,
+    fleet: Fleet,
+    start_tray: StartTray,
+) -> None:
+    with desktop.notification_daemon() as dunst, desktop.bus_monitor() as monitor:
+        tray = start_tray()
+        sha = fleet.commit_and_push(BROKEN_YAML, "break web")
+        tray.wait_state(TrayState.DEPLOYING)
+        tray.wait_state(TrayState.FAILED)
+        wait_until(lambda: dunst.displayed() == 1, "the failure notification")
+        calls = _notify_calls(monitor)
+        assert len(calls) == 1, calls
+        assert f"✗ apps failed — main@{sha[:7]}" in calls[0]
+        assert "Kustomization/apps: BuildFailed" in calls[0]
+        assert "byte 2" in calls[0]  # urgency critical
+        assert "View details" in calls[0]
+
+        dunst.default_action()  # a click on the notification
+        tray.running.expect_stderr("details window opened")
+        title = _details_title(sha)
+        wait_until(lambda: desktop.find_window(name=title), "the details window")
+        if SCREENSHOT_DIR:
+            desktop.grab().crop((0, 0, 1366, 620)).save(Path(SCREENSHOT_DIR) / "tray-failed.png")
+        desktop.close_window(title)
+        tray.running.expect_stderr("details window closed")
+        # The failure stays one notification, also after the session's later snapshots.
+        assert len(_notify_calls(monitor)) == 1
+        assert tray.stop() == 0
+    assert not any(tray.scratch.iterdir()), "temporary files left behind"
+    assert not (tray.runtime / "fluxmon" / "icons").exists(), "icon files left behind"
+
+
+@ONLY_THE_SIMULATOR
+@SLOW_ENOUGH_TO_SEE
+def test_the_menu_opens_details_and_pause_silences_notifications(
+    desktop: Desktop,
+    fleet: Fleet,
+    start_tray: StartTray,
+) -> None:
+    with desktop.notification_daemon() as dunst, desktop.bus_monitor() as monitor:
+        tray = start_tray()
+        sha = fleet.commit_and_push(SCALE_WEB, "scale web")
+        tray.wait_state(TrayState.DEPLOYED)
+        wait_until(lambda: dunst.displayed() == 1, "the success notification")
+        menu = tray.running.expect_stderr("Show details…")  # the DEBUG outline of the menu
+        assert menu
+
+        # Down: the summary line; Down: "Show details…".
+        tray.open_menu_item("Down", "Down", "Return")
+        wait_until(lambda: desktop.find_window(name=_details_title(sha)), "the details window from the menu")
+        desktop.close_window(_details_title(sha))
+
+        # Pause notifications ▸ For 1 hour: five items down, then into the submenu (its first enabled item).
+        tray.open_menu_item("Down", "Down", "Down", "Down", "Down", "Right", "Return")
+        tray.running.expect_stderr("notifications paused until")
+        tray.wait_state(TrayState.PAUSED)
+        again = fleet.commit_and_push(edit("apps/web.yaml", "replicas: 3", "replicas: 4"), "scale web again")
+        tray.running.expect(lambda _n, line: f"main@{again[:7]} succeeded" in line, "the second push deployed")
+        assert tray.icon_state() is TrayState.PAUSED
+        assert len(_notify_calls(monitor)) == 1  # still only the first push's
+        assert tray.stop() == 0
+
+
+@ONLY_THE_SIMULATOR
+def test_no_notification_server_is_said_once_and_quit_is_clean(
+    desktop: Desktop, fleet: Fleet, start_tray: StartTray
+) -> None:
+    tray = start_tray()
+    fleet.commit_and_push(BROKEN_YAML, "break web")
+    tray.wait_state(TrayState.FAILED)
+    tray.running.expect_stderr("no notification server")
+    assert tray.stop() == 0
+    stderr = "\n".join(tray.running.stderr)
+    assert stderr.count("carrying on without notifications") == 1
+    assert "Traceback" not in stderr  # pystray's GLib.Error on exit is worked around
+    assert "tray stopped" in stderr
+
+
+@ONLY_THE_SIMULATOR
+def test_a_second_tray_says_one_is_running(desktop: Desktop, fleet: Fleet, start_tray: StartTray) -> None:
+    tray = start_tray()
+    second = subprocess.run(
+        [sys.executable, "-m", "fluxmon", "tray", "--kubeconfig", str(fleet.cluster.kubeconfig)],
+        env=tray.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert second.returncode == 2
+    assert "fluxmon is already running" in second.stderr
+    assert f"(pid {tray.running.process.pid}," in second.stderr
+    assert "tray started" not in second.stderr  # said before any window or icon appeared
+    assert tray.stop() == 0
+
+
+def test_without_a_display_the_tray_says_so_and_offers_watch(tmp_path: Path) -> None:
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "FLUXMON_SPOOL_DIR": str(tmp_path / "spool")}
+    result = subprocess.run(
+        [sys.executable, "-m", "fluxmon", "tray"], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 2
+    assert "no display" in result.stderr
+    assert "fluxmon watch" in result.stderr
+    assert "Traceback" not in result.stderr
