@@ -495,7 +495,7 @@ def run_demo_command(args: argparse.Namespace) -> int:
 def run_tray(args: argparse.Namespace) -> int:
     """`fluxmon tray`: the desktop app, until Quit or a signal. The UI is imported only here."""
     from fluxmon.core.store import default_state_dir
-    from fluxmon.tray.app import TrayApp, TrayOptions
+    from fluxmon.tray.app import TrayApp, TrayOptions, report_leftover_threads
 
     logging.basicConfig(level=os.environ.get("FLUXMON_LOG", "INFO").upper(), format="fluxmon: %(message)s")
     logging.getLogger("PIL").setLevel(logging.INFO)  # its DEBUG output is every PNG chunk it reads
@@ -509,7 +509,9 @@ def run_tray(args: argparse.Namespace) -> int:
         kubeconfig=args.kubeconfig,
         context=args.context or config.context or None,
     )
-    return TrayApp(options).run()
+    status = TrayApp(options).run()
+    report_leftover_threads()
+    return status
 
 
 def run_autostart(args: argparse.Namespace) -> int:

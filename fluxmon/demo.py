@@ -86,6 +86,7 @@ def run_demo(*, keep: bool, fast: bool, headless: bool, out: TextIO = sys.stdout
     say = _printer(out)
     narrator = _Narrator(colour=use_colour(out), say=say)
     cluster_sim: SimCluster | None = None
+    backend = ""
     try:
         backend = "" if headless else _tray_backend(say)
         bare = init_repo(workdir / "fleet")
@@ -104,6 +105,10 @@ def run_demo(*, keep: bool, fast: bool, headless: bool, out: TextIO = sys.stdout
     finally:
         if cluster_sim is not None:
             cluster_sim.stop()
+        if backend:
+            from fluxmon.tray.app import report_leftover_threads
+
+            report_leftover_threads()
         if keep:
             say(f"► kept {workdir}")
         else:

@@ -9,8 +9,9 @@ import pytest
 
 from tests.processes import become_subreaper, children, wait_for_children
 
-# `cluster`: the simulated and the real API server; `fleet`: the sample fleet with Flux controllers on it.
-pytest_plugins = ["tests.clusters", "tests.fleet"]
+# `cluster`: the simulated and the real API server; `fleet`: the sample fleet with Flux controllers on it;
+# `desktop`: Xvfb, a private session bus and a tray host.
+pytest_plugins = ["tests.clusters", "tests.fleet", "tests.desktop"]
 
 become_subreaper()
 

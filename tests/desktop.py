@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
 from PIL import Image, ImageGrab
 
 from tests.running import Running
@@ -52,7 +53,7 @@ DUNST_CONFIG = """[global]
     show_indicators = no
     sticky_history = yes
     history_length = 50
-    dmenu = /bin/false
+    dmenu = {dmenu}
     browser = /bin/false
 [urgency_low]
     timeout = 0
@@ -66,7 +67,29 @@ REQUIRED_PROGRAMS = ("Xvfb", "dbus-daemon", "dbus-monitor", "dunst", "dunstctl",
 
 
 def missing_programs() -> list[str]:
-    return [name for name in REQUIRED_PROGRAMS if shutil.which(name) is None]
+    missing = [name for name in REQUIRED_PROGRAMS if shutil.which(name) is None]
+    try:
+        import gi
+
+        gi.require_version("Gtk", "3.0")
+    except (ImportError, ValueError):
+        missing.append("PyGObject with GTK 3")
+    return missing
+
+
+@pytest.fixture(scope="module")
+def desktop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Desktop]:
+    """A desktop per test module; a machine without the programs skips, unless FLUXMON_REQUIRE_DESKTOP is set (CI)."""
+    missing = missing_programs()
+    if missing:
+        message = f"the desktop tests need {', '.join(missing)} (.ci/run installs them)"
+        if os.environ.get("FLUXMON_REQUIRE_DESKTOP"):
+            pytest.fail(message)
+        pytest.skip(message)
+    desktop = Desktop(tmp_path_factory.mktemp("desktop"))
+    desktop.start()
+    yield desktop
+    desktop.stop()
 
 
 def wait_until(
@@ -153,7 +176,11 @@ class Desktop:
     def notification_daemon(self) -> Iterator[Dunst]:
         """dunst with a known config; stopped (and its history gone) when the block ends."""
         config = self.directory / "dunstrc"
-        config.write_text(DUNST_CONFIG, encoding="utf-8")
+        # dunst offers a notification's actions through dmenu; this one picks the "View details" button.
+        picker = self.directory / "pick-view-details"
+        picker.write_text("#!/bin/sh\ngrep -m1 'View details'\n", encoding="utf-8")
+        picker.chmod(0o700)
+        config.write_text(DUNST_CONFIG.format(dmenu=picker), encoding="utf-8")
         process = subprocess.Popen(["dunst", "-config", str(config)], env=self.env, stderr=subprocess.DEVNULL)
         dunst = Dunst(self.env)
         try:
@@ -261,7 +288,12 @@ class Dunst:
         return int(self._ctl("count", "displayed") or 0)
 
     def default_action(self) -> None:
+        """What a click on the notification does."""
         self._ctl("action", "0")
+
+    def view_details(self) -> None:
+        """Open the notification's action menu and choose its "View details" button."""
+        self._ctl("context")
 
     def close_all(self) -> None:
         self._ctl("close-all")

@@ -7,6 +7,7 @@ What a user sees is read the way a user sees it: the icon's pixels, the notifica
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -19,8 +20,9 @@ import pytest
 
 from fluxmon.core import hookinstall
 from fluxmon.core.overview import TrayState
-from tests.desktop import Desktop, missing_programs, wait_until
+from tests.desktop import Desktop, wait_until
 from tests.fleet import BROKEN_YAML, SCALE_WEB, Fleet, edit
+from tests.gitrepos import isolated_env
 from tests.running import Running
 
 SCREENSHOT_DIR = os.environ.get("FLUXMON_SCREENSHOT_DIR", "")
@@ -33,6 +35,7 @@ STATE_COLOURS = {
     TrayState.FAILED: (210, 36, 48),
     TrayState.ATTENTION: (232, 150, 20),
     TrayState.PAUSED: (128, 96, 176),
+    TrayState.UNREACHABLE: (96, 100, 108),
 }
 """The discs' fill colours in assets/icons (scripts/render-icons)."""
 STATE_TIMEOUT_SECONDS = 30.0
@@ -40,30 +43,6 @@ SLOW_ENOUGH_TO_SEE = pytest.mark.timings(build_seconds=0.5, fetch_seconds=0.3)
 """The icon must be seen deploying before it is deployed: each Kustomization builds for half a second."""
 ONLY_THE_SIMULATOR = pytest.mark.parametrize("cluster", ["sim"], indirect=True)
 """The tray adds nothing cluster-specific; the monitor's tests cover the real kube-apiserver."""
-
-
-def _has_gtk() -> bool:
-    try:
-        import gi
-
-        gi.require_version("Gtk", "3.0")
-    except (ImportError, ValueError):
-        return False
-    return True
-
-
-@pytest.fixture(scope="module")
-def desktop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Desktop]:
-    missing = missing_programs() + ([] if _has_gtk() else ["PyGObject with GTK 3"])
-    if missing:
-        message = f"the desktop tests need {', '.join(missing)} (.ci/run installs them)"
-        if os.environ.get("FLUXMON_REQUIRE_DESKTOP"):
-            pytest.fail(message)
-        pytest.skip(message)
-    desktop = Desktop(tmp_path_factory.mktemp("desktop"))
-    desktop.start()
-    yield desktop
-    desktop.stop()
 
 
 @dataclass
@@ -124,7 +103,7 @@ class Tray:
         return self.running.finish(timeout=30)
 
 
-StartTray = Callable[[], Tray]
+StartTray = Callable[..., Tray]
 
 
 @pytest.fixture
@@ -132,7 +111,7 @@ def start_tray(desktop: Desktop, fleet: Fleet, tmp_path: Path) -> Iterator[Start
     hookinstall.install(repo=fleet.work)
     started: list[Tray] = []
 
-    def start() -> Tray:
+    def start(*, kubeconfig: Path = fleet.cluster.kubeconfig, state: TrayState = TrayState.IDLE) -> Tray:
         runtime = tmp_path / "run"
         scratch = tmp_path / "tmp"
         for folder in (runtime, scratch):
@@ -144,11 +123,11 @@ def start_tray(desktop: Desktop, fleet: Fleet, tmp_path: Path) -> Iterator[Start
             "TMPDIR": str(scratch),  # where pystray would have left its icon files
             "FLUXMON_LOG": "DEBUG",
         }
-        command = [sys.executable, "-m", "fluxmon", "tray", "--kubeconfig", str(fleet.cluster.kubeconfig)]
+        command = [sys.executable, "-m", "fluxmon", "tray", "--kubeconfig", str(kubeconfig)]
         tray = Tray(running=Running(command, env=env), desktop=desktop, env=env, runtime=runtime, scratch=scratch)
         started.append(tray)
         tray.running.expect_stderr("tray started")
-        tray.wait_state(TrayState.IDLE)
+        tray.wait_state(state)
         return tray
 
     yield start
@@ -184,8 +163,12 @@ def test_a_good_push_turns_the_icon_blue_then_green_and_notifies_once(
         assert f"✔ fleet deployed — main@{sha[:7]}" in calls[0]
         assert "byte 1" in calls[0]  # urgency normal
         tray.running.expect_stderr("icon: deployed")
-        assert tray.stop() == 0
-    assert "Traceback" not in "\n".join(tray.running.stderr)
+        tray.open_menu_item("Up", "Return")  # Up from the top: the last item, Quit
+        assert tray.running.finish(timeout=30) == 0
+    stderr = "\n".join(tray.running.stderr)
+    assert "tray stopped" in stderr
+    assert "still running" not in stderr  # every thread it started has ended
+    assert "Traceback" not in stderr
 
 
 @ONLY_THE_SIMULATOR
@@ -208,7 +191,7 @@ def test_a_failed_push_turns_red_notifies_critically_once_and_view_details_opens
         assert "byte 2" in calls[0]  # urgency critical
         assert "View details" in calls[0]
 
-        dunst.default_action()  # a click on the notification
+        dunst.view_details()  # the notification's own button
         tray.running.expect_stderr("details window opened")
         title = _details_title(sha)
         wait_until(lambda: desktop.find_window(name=title), "the details window")
@@ -243,6 +226,19 @@ def test_the_menu_opens_details_and_pause_silences_notifications(
         wait_until(lambda: desktop.find_window(name=_details_title(sha)), "the details window from the menu")
         desktop.close_window(_details_title(sha))
 
+        # Reconcile now: the summary, Show details…, Recent sessions, then (past the separator) Reconcile now.
+        sources = fleet.cluster.admin.resource("source.toolkit.fluxcd.io/v1", "GitRepository")
+
+        def requested_at() -> str:
+            source = fleet.cluster.admin.get(sources, "flux-system", "flux-system")
+            return str(source["metadata"].get("annotations", {}).get("reconcile.fluxcd.io/requestedAt", ""))
+
+        before = requested_at()  # the push's own request, if any
+        tray.open_menu_item("Down", "Down", "Down", "Down", "Return")
+        line = tray.running.expect_stderr("requested a reconcile of")
+        assert "GitRepository/flux-system, Kustomization/" in line
+        assert requested_at() not in ("", before)
+
         # Pause notifications ▸ For 1 hour: five items down, then into the submenu (its first enabled item).
         tray.open_menu_item("Down", "Down", "Down", "Down", "Down", "Right", "Return")
         tray.running.expect_stderr("notifications paused until")
@@ -267,6 +263,20 @@ def test_no_notification_server_is_said_once_and_quit_is_clean(
     assert stderr.count("carrying on without notifications") == 1
     assert "Traceback" not in stderr  # pystray's GLib.Error on exit is worked around
     assert "tray stopped" in stderr
+
+
+@ONLY_THE_SIMULATOR
+def test_a_missing_kubeconfig_shows_as_unreachable_and_loses_no_push(
+    fleet: Fleet, start_tray: StartTray, tmp_path: Path
+) -> None:
+    tray = start_tray(kubeconfig=tmp_path / "nowhere", state=TrayState.UNREACHABLE)
+    line = tray.running.expect_stderr("icon: unreachable")
+    assert f"no kubeconfig at {tmp_path / 'nowhere'}" in line  # the tooltip says why
+    fleet.commit_and_push(SCALE_WEB, "scale web")
+    spool = Path(fleet.env["FLUXMON_SPOOL_DIR"])
+    wait_until(lambda: list(spool.glob("*.json")), "the push's session file in the spool")
+    assert tray.stop() == 0
+    assert len(list(spool.glob("*.json"))) == 1  # still there for the next start: nothing is lost
 
 
 @ONLY_THE_SIMULATOR
@@ -296,3 +306,48 @@ def test_without_a_display_the_tray_says_so_and_offers_watch(tmp_path: Path) -> 
     assert "no display" in result.stderr
     assert "fluxmon watch" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_demo_runs_the_tray_through_three_pushes_and_leaves_nothing(desktop: Desktop, tmp_path: Path) -> None:
+    env = {
+        **isolated_env(tmp_path),
+        **desktop.env,
+        "TMPDIR": str(tmp_path),
+        "XDG_RUNTIME_DIR": str(tmp_path / "run"),
+        "FLUXMON_LOG": "INFO",
+    }
+    (tmp_path / "run").mkdir(mode=0o700)
+    with desktop.notification_daemon() as dunst, desktop.bus_monitor() as monitor:
+        demo = Running([sys.executable, "-m", "fluxmon", "demo", "--fast"], env=env)
+        demo.expect(lambda name, line: "demo finished: 3 of 3 pushes ended as expected" in line, "the demo's end")
+        demo.expect(lambda name, line: "the tray stays" in line, "the tray staying up")
+        assert "fluxmon: tray started (gtk backend)" in demo.stderr
+        failures = [call for call in _notify_calls(monitor) if "byte 2" in call]
+        assert len(failures) == 1
+        assert "✗ apps failed" in failures[0]
+        wait_until(lambda: dunst.displayed() >= 1, "the demo's notifications")
+        demo.process.send_signal(signal.SIGTERM)
+        assert demo.finish(timeout=60) == 0
+    assert "fluxmon: tray stopped" in demo.stderr
+    assert not [line for line in demo.stderr if "still running" in line]
+    assert not list(tmp_path.glob("fluxmon-demo-*")), "the demo left its temporary folder behind"
+    assert "Traceback" not in "\n".join(demo.stderr)
+
+
+def test_the_icon_sets_its_tooltip_and_keeps_its_files_private(desktop: Desktop, tmp_path: Path) -> None:
+    """Two pystray workarounds: the gtk backend's missing hover tooltip, and its icon files in /tmp."""
+    env = {**os.environ, **desktop.env, "TMPDIR": str(tmp_path / "tmp")}
+    (tmp_path / "tmp").mkdir()
+    result = subprocess.run(
+        [sys.executable, "-m", "tests.icon_probe", str(tmp_path / "icons")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    seen = json.loads(result.stdout.splitlines()[-1])
+    assert seen["tooltip"] == "Flux Push Monitor: failed"
+    assert len(seen["files"]) == 1  # each older image's file went when the next one came
+    assert seen["left_after_stop"] is False
+    assert not any((tmp_path / "tmp").iterdir())

@@ -49,6 +49,7 @@ TICK_SECONDS = 1.0
 RECONNECT_SECONDS = 30.0
 """A kubeconfig that could not be loaded is tried again this often (the user may be fixing it)."""
 STOP_TIMEOUT_SECONDS = 5.0
+QUIT_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 PROBLEM_STATUSES = (KindStatus.UNREACHABLE, KindStatus.UNAUTHORIZED, KindStatus.FORBIDDEN, KindStatus.MISSING)
 CONFIG_TEMPLATE = """# Flux Push Monitor settings (see the README, "Configuration").
 # timeout = "5m"
@@ -118,6 +119,23 @@ class TrayApp:
         # One tray per user: the spool's lock says so before any window exists (SpoolError names the holder).
         self._reader = SpoolReader(self.options.spool_dir, on_session=self._spooled, on_rejected=self._rejected)
         self._reader.take_lock()
+        try:
+            self._open_display()
+            previous = {signum: signal.signal(signum, lambda *_: self.post("quit")) for signum in QUIT_SIGNALS}
+            previous_wakeup = signal.set_wakeup_fd(self._wake_write)
+            try:
+                self._start(backend)
+                self._root.after(int(TICK_SECONDS * 1000), self._tick)
+                self._root.mainloop()
+            finally:
+                signal.set_wakeup_fd(previous_wakeup)
+                for signum, handler in previous.items():
+                    signal.signal(signum, handler)
+        finally:
+            self._shutdown()
+        return 0
+
+    def _open_display(self) -> None:
         import tkinter as tk
 
         try:
@@ -126,20 +144,6 @@ class TrayApp:
             raise TrayUnavailable(f"cannot open the display: {exc}. `fluxmon watch` works in a terminal") from exc
         self._root.withdraw()
         self._root.tk.createfilehandler(self._wake_read, tk.READABLE, lambda *_: self._drain())
-        previous = {
-            signum: signal.signal(signum, lambda *_: self.post("quit")) for signum in (signal.SIGINT, signal.SIGTERM)
-        }
-        previous_wakeup = signal.set_wakeup_fd(self._wake_write)
-        try:
-            self._start(backend)
-            self._root.after(int(TICK_SECONDS * 1000), self._tick)
-            self._root.mainloop()
-        finally:
-            self._shutdown()
-            signal.set_wakeup_fd(previous_wakeup)
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
-        return 0
 
     def _start(self, backend: str) -> None:
         for snapshot in self._store.recent(RECENT_SESSIONS):
@@ -380,6 +384,13 @@ class TrayApp:
         final = [s for s in keep if s.state.final][: RECENT_SESSIONS * 2]
         kept = {s.id for s in (*active, *final)} | set(self._windows)
         self.snapshots = {k: v for k, v in self.snapshots.items() if k in kept}
+
+
+def report_leftover_threads() -> None:
+    """After a clean stop only the main thread is left; anything else is a bug worth a loud line."""
+    leftover = [t.name for t in threading.enumerate() if t is not threading.main_thread()]
+    if leftover:
+        log.error("threads still running after the tray stopped: %s", ", ".join(leftover))
 
 
 def _runtime_dir() -> Path:

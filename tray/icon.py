@@ -5,16 +5,19 @@ typelib is installed, else `gtk` (XEmbed, a menu on right click and "Show detail
 backend has no menu and three known bugs, so it is refused with a message saying what to install. Both usable
 backends need PyGObject: `pip install 'flux-push-monitor[gtk]'` plus Debian's `gir1.2-gtk-3.0`.
 
-Two pystray 0.19.5 behaviours are worked around here, and tests prove both:
+Three pystray 0.19.5 behaviours are worked around here, and tests prove them:
 - Its GTK backends write each icon image to a fresh `tempfile.mktemp()` in /tmp, which a crash leaves behind. We
   write them into a private folder of our own, emptied at start and at stop.
 - `icon.run()` raises GLib.Error (ServiceUnknown) on exit when no notification server is on the bus, because it
   hides a pystray notification we never showed. We finalise without that call.
+- Its gtk backend never sets the hover tooltip (only the accessible title); we set both.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.resources
+import itertools
 import logging
 import os
 import shutil
@@ -44,6 +47,7 @@ class TrayUnavailable(FluxmonError):
     title = "no tray"
 
 
+@functools.cache
 def icon_image(state: TrayState, size: int = ICON_SIZE_PX) -> Image.Image:
     """The artwork for a state, from the package's assets (never from the current directory)."""
     resource = importlib.resources.files("fluxmon.assets").joinpath("icons", f"{state.value}-{size}.png")
@@ -93,6 +97,19 @@ def _icon_class(backend: str, icon_dir: Path) -> type[Any]:
         raise TrayUnavailable(f"cannot start the {backend} tray: {exc}") from exc
 
     class PrivateFilesIcon(pystray.Icon):  # type: ignore[misc]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._update_title()
+
+        def _update_title(self) -> None:
+            super()._update_title()
+            status_icon = getattr(self, "_status_icon", None)
+            if status_icon is not None:
+                # pystray's gtk backend only sets the accessible title: the hover tooltip stays empty.
+                from gi.repository import GLib
+
+                GLib.idle_add(lambda: status_icon.set_tooltip_text(self.title) and False)
+
         def _update_fs_icon(self) -> None:
             self._icon_path = str(icon_dir / f"icon-{next(_counter)}.png")
             with open(self._icon_path, "wb") as handle:  # noqa: PTH123 - pystray's own attribute is a str
@@ -105,7 +122,7 @@ def _icon_class(backend: str, icon_dir: Path) -> type[Any]:
     return PrivateFilesIcon
 
 
-_counter = iter(range(1, 1 << 62))
+_counter = itertools.count(1)
 
 
 class TrayIcon:
@@ -116,6 +133,7 @@ class TrayIcon:
         self._on_action = on_action
         self._icon_dir = icon_dir
         self._icon: Any = None
+        self._state: TrayState | None = None
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
 
@@ -124,6 +142,7 @@ class TrayIcon:
         self._icon_dir.mkdir(parents=True, mode=0o700)
         icon_class = _icon_class(self.backend, self._icon_dir)
         self._icon = icon_class("fluxmon", icon_image(state), tooltip, menu=self._pystray_menu(menu))
+        self._state = state
         self._thread = threading.Thread(target=self._run, name="fluxmon-tray-icon", daemon=True)
         self._thread.start()
         if not self._ready.wait(READY_TIMEOUT_SECONDS):
@@ -133,7 +152,9 @@ class TrayIcon:
         """Change the icon; pystray hands each change to its own loop, so any thread may call this."""
         if self._icon is None:
             return
-        self._icon.icon = icon_image(state)
+        if state is not self._state:  # each new image is a file write and a reload in the tray host
+            self._icon.icon = icon_image(state)
+            self._state = state
         self._icon.title = tooltip
         if menu is not None:
             self._icon.menu = self._pystray_menu(menu)

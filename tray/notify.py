@@ -12,6 +12,7 @@ and then ignored: notifications are a courtesy, the icon and the menu still tell
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import os
 import sys
@@ -59,6 +60,8 @@ class DbusNotifier:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._notifier: Any = None
+        self._pending: list[concurrent.futures.Future[None]] = []
+        self._one_at_a_time: asyncio.Lock | None = None
         self._problems = _OnceLog()
         self.sent: list[Notification] = []
         """What the server accepted, in order (the tray's benchmarks and tests read it)."""
@@ -78,9 +81,34 @@ class DbusNotifier:
     def send(self, notification: Notification) -> None:
         if self._loop is None:
             return
-        asyncio.run_coroutine_threadsafe(self._send(notification), self._loop)
+        self._pending = [future for future in self._pending if not future.done()]
+        self._pending.append(asyncio.run_coroutine_threadsafe(self._send(notification), self._loop))
+
+    def stop(self) -> None:
+        """Let what was sent get its answer, close the bus, then end the loop and its thread."""
+        if self._loop is None or self._thread is None:
+            return
+        concurrent.futures.wait(self._pending, timeout=SEND_TIMEOUT_SECONDS)
+        try:
+            asyncio.run_coroutine_threadsafe(self._disconnect(), self._loop).result(STOP_TIMEOUT_SECONDS)
+        except Exception:  # a bus that is gone needs no goodbye
+            log.debug("closing the notification bus failed", exc_info=True)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(STOP_TIMEOUT_SECONDS)
+        self._loop.close()
+        self._loop = self._thread = None
 
     async def _send(self, notification: Notification) -> None:
+        # One at a time: a failed send leaves a connection behind that must be closed before the next one.
+        self._one_at_a_time = self._one_at_a_time or asyncio.Lock()
+        async with self._one_at_a_time:
+            if await self._deliver(notification):
+                self._problems.delivered()
+                self.sent.append(notification)
+            else:
+                await self._disconnect()  # desktop-notifier connects afresh on the next send
+
+    async def _deliver(self, notification: Notification) -> bool:
         from desktop_notifier import Button
         from desktop_notifier import Urgency as NativeUrgency
 
@@ -100,33 +128,23 @@ class DbusNotifier:
                 ),
                 SEND_TIMEOUT_SECONDS,
             )
-        except Exception as exc:
+        except Exception as exc:  # any failure of the bus is the same to the user
             self._problems.failed("could not send a desktop notification (%s)", exc)
-            return
-        if not dispatched.is_set():
+            return False
+        if not dispatched.is_set():  # desktop-notifier logs and swallows its own failures
             self._problems.failed("no notification server answered on the D-Bus session bus")
-            return
-        self._problems.delivered()
-        self.sent.append(notification)
-
-    def stop(self) -> None:
-        if self._loop is None or self._thread is None:
-            return
-        try:
-            asyncio.run_coroutine_threadsafe(self._disconnect(), self._loop).result(STOP_TIMEOUT_SECONDS)
-        except Exception:
-            log.debug("closing the notification bus failed", exc_info=True)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(STOP_TIMEOUT_SECONDS)
-        self._loop.close()
-        self._loop = self._thread = None
+            return False
+        return True
 
     async def _disconnect(self) -> None:
         # desktop-notifier 6.2 keeps its dbus-fast connection on the backend and never closes it.
-        bus = getattr(getattr(self._notifier, "_backend", None), "bus", None)
+        backend = getattr(self._notifier, "_backend", None)
+        bus = getattr(backend, "bus", None)
         if bus is not None and bus.connected:
             bus.disconnect()
             await bus.wait_for_disconnect()
+        if backend is not None:
+            backend.interface = None
 
 
 class PlyerNotifier:

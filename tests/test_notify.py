@@ -1,0 +1,91 @@
+"""Both notification paths against a real server (dunst) on the test desktop's private bus, in this process."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import pytest
+
+from fluxmon.core.overview import Notification, Urgency
+from fluxmon.core.session import SessionState
+from fluxmon.tray.notify import DbusNotifier, NoNotifier, PlyerNotifier, make_notifier
+from tests.desktop import Desktop, wait_until
+
+FAILURE = Notification(
+    session_id="s1",
+    outcome=SessionState.FAILED,
+    title="✗ apps failed — main@1a2b3c4",
+    body="Kustomization/apps: BuildFailed\nnot allowed &lt;here&gt; &amp; there",
+    urgency=Urgency.CRITICAL,
+)
+
+
+@pytest.fixture
+def on_the_desktop(desktop: Desktop, monkeypatch: pytest.MonkeyPatch) -> Desktop:
+    for key in ("DISPLAY", "DBUS_SESSION_BUS_ADDRESS"):
+        monkeypatch.setenv(key, desktop.env[key])
+    return desktop
+
+
+def test_the_dbus_path_delivers_and_a_click_reaches_on_details(on_the_desktop: Desktop) -> None:
+    clicked = threading.Event()
+    shown: list[str] = []
+
+    def on_details(session_id: str) -> None:
+        shown.append(session_id)
+        clicked.set()
+
+    notifier = DbusNotifier(on_details=on_details)
+    with on_the_desktop.notification_daemon() as dunst:
+        notifier.start()
+        try:
+            notifier.send(FAILURE)
+            wait_until(lambda: dunst.displayed() == 1, "the notification on screen")
+            dunst.default_action()
+            assert clicked.wait(10)
+        finally:
+            notifier.stop()
+        dunst.close_all()
+        (entry,) = wait_until(dunst.history, "the clicked notification in dunst's history")
+    assert shown == ["s1"]
+    assert entry["summary"] == FAILURE.title
+    assert entry["body"] == FAILURE.body  # sent escaped; dunst renders the markup back to the plain text
+    assert notifier.sent == [FAILURE]
+
+
+def test_plyer_is_the_portable_path_and_reaches_the_same_server(on_the_desktop: Desktop) -> None:
+    notifier = PlyerNotifier()
+    with on_the_desktop.notification_daemon() as dunst:
+        notifier.send(FAILURE)  # plyer runs notify-send here: no dbus-python in the venv
+        wait_until(lambda: dunst.displayed() == 1, "plyer's notification on screen")
+        dunst.close_all()
+        wait_until(lambda: dunst.history(), "the notification in dunst's history")
+        (entry,) = dunst.history()
+    assert entry["summary"] == FAILURE.title
+    assert notifier.sent == [FAILURE]
+
+
+def test_no_notification_server_is_logged_once(on_the_desktop: Desktop, caplog: pytest.LogCaptureFixture) -> None:
+    notifier = DbusNotifier(on_details=lambda _session_id: None)
+    notifier.start()
+    try:
+        with caplog.at_level(logging.WARNING, logger="fluxmon.notify"):
+            for _ in range(3):
+                notifier.send(FAILURE)
+            wait_until(lambda: caplog.records, "the warning")
+            notifier.stop()  # waits for the loop: every send has been tried
+    finally:
+        notifier.stop()
+    assert len(caplog.records) == 1
+    assert "carrying on without notifications" in caplog.records[0].getMessage()
+    assert notifier.sent == []
+
+
+def test_the_notifier_is_chosen_by_platform_and_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLUXMON_NOTIFIER", "plyer")
+    assert isinstance(make_notifier(on_details=print), PlyerNotifier)
+    monkeypatch.setenv("FLUXMON_NOTIFIER", "none")
+    assert isinstance(make_notifier(on_details=print), NoNotifier)
+    monkeypatch.delenv("FLUXMON_NOTIFIER")
+    assert isinstance(make_notifier(on_details=print), DbusNotifier)  # Linux with desktop-notifier
