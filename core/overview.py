@@ -78,7 +78,6 @@ class Overview:
     tooltip: str
     summary: str
     """The menu's first line: the last session in a few words."""
-    counted: tuple[SessionSnapshot, ...]
 
 
 def overview(
@@ -101,7 +100,6 @@ def overview(
         state=state,
         tooltip=_tooltip(state, list(counted.values()), cluster_problem=cluster_problem, paused_until=paused_until),
         summary=summary,
-        counted=tuple(counted.values()),
     )
 
 

@@ -20,7 +20,7 @@ import pytest
 
 from fluxmon.core import hookinstall
 from fluxmon.core.overview import TrayState
-from tests.desktop import Desktop, wait_until
+from tests.desktop import Desktop, Dunst, wait_until
 from tests.fleet import BROKEN_YAML, SCALE_WEB, Fleet, edit
 from tests.gitrepos import isolated_env
 from tests.running import Running
@@ -136,6 +136,19 @@ def start_tray(desktop: Desktop, fleet: Fleet, tmp_path: Path) -> Iterator[Start
             tray.running.kill()
 
 
+def _push_and_watch(
+    fleet: Fleet, tray: Tray, dunst: Dunst, monitor: Running, change: Callable[[Path], None], final: TrayState
+) -> tuple[str, str]:
+    """Push a change; see the icon deploying, then `final`, and exactly one notification: (sha, its Notify call)."""
+    sha = fleet.commit_and_push(change, "a change")
+    tray.wait_state(TrayState.DEPLOYING)
+    tray.wait_state(final)
+    wait_until(lambda: dunst.displayed() == 1, "the notification on screen")
+    calls = _notify_calls(monitor)
+    assert len(calls) == 1, calls
+    return sha, calls[0]
+
+
 def _details_title(sha: str) -> str:
     """A regex for the window's title, `Flux Push Monitor — main@1a2b3c4` (xdotool's regex cannot take the dash)."""
     return f"^Flux Push Monitor .* main@{sha[:7]}$"
@@ -154,14 +167,9 @@ def test_a_good_push_turns_the_icon_blue_then_green_and_notifies_once(
 ) -> None:
     with desktop.notification_daemon() as dunst, desktop.bus_monitor() as monitor:
         tray = start_tray()
-        sha = fleet.commit_and_push(SCALE_WEB, "scale web")
-        tray.wait_state(TrayState.DEPLOYING)
-        tray.wait_state(TrayState.DEPLOYED)
-        wait_until(lambda: dunst.displayed() == 1, "the success notification")
-        calls = _notify_calls(monitor)
-        assert len(calls) == 1
-        assert f"✔ fleet deployed — main@{sha[:7]}" in calls[0]
-        assert "byte 1" in calls[0]  # urgency normal
+        sha, call = _push_and_watch(fleet, tray, dunst, monitor, SCALE_WEB, TrayState.DEPLOYED)
+        assert f"✔ fleet deployed — main@{sha[:7]}" in call
+        assert "byte 1" in call  # urgency normal
         tray.running.expect_stderr("icon: deployed")
         tray.open_menu_item("Up", "Return")  # Up from the top: the last item, Quit
         assert tray.running.finish(timeout=30) == 0
@@ -180,16 +188,11 @@ def test_a_failed_push_turns_red_notifies_critically_once_and_view_details_opens
 ) -> None:
     with desktop.notification_daemon() as dunst, desktop.bus_monitor() as monitor:
         tray = start_tray()
-        sha = fleet.commit_and_push(BROKEN_YAML, "break web")
-        tray.wait_state(TrayState.DEPLOYING)
-        tray.wait_state(TrayState.FAILED)
-        wait_until(lambda: dunst.displayed() == 1, "the failure notification")
-        calls = _notify_calls(monitor)
-        assert len(calls) == 1, calls
-        assert f"✗ apps failed — main@{sha[:7]}" in calls[0]
-        assert "Kustomization/apps: BuildFailed" in calls[0]
-        assert "byte 2" in calls[0]  # urgency critical
-        assert "View details" in calls[0]
+        sha, call = _push_and_watch(fleet, tray, dunst, monitor, BROKEN_YAML, TrayState.FAILED)
+        assert f"✗ apps failed — main@{sha[:7]}" in call
+        assert "Kustomization/apps: BuildFailed" in call
+        assert "byte 2" in call  # urgency critical
+        assert "View details" in call
 
         dunst.view_details()  # the notification's own button
         tray.running.expect_stderr("details window opened")
