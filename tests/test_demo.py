@@ -1,4 +1,5 @@
-"""`fluxmon demo --headless` as a newcomer runs it: the whole pipeline, three real pushes, nothing left behind."""
+"""`fluxmon demo` as a newcomer runs it on a machine with no display: it says why there is no tray, then runs the
+whole pipeline in the terminal view, three real pushes, and leaves nothing behind. (With a display: test_tray.)"""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from tests.gitrepos import isolated_env
 def test_the_demo_deploys_fails_and_deploys_the_fix(tmp_path: Path) -> None:
     env = {**isolated_env(tmp_path), "TMPDIR": str(tmp_path)}
     result = subprocess.run(
-        [sys.executable, "-m", "fluxmon", "demo", "--headless", "--fast"],
+        [sys.executable, "-m", "fluxmon", "demo", "--fast"],  # isolated_env has no DISPLAY
         env=env,
         capture_output=True,
         text=True,
@@ -21,6 +22,7 @@ def test_the_demo_deploys_fails_and_deploys_the_fix(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
+    assert "► no tray here (no display (DISPLAY is not set)" in out
     assert out.count("► the hooks recorded the push of") == 3  # hooks -> spool -> reader, for real
     finals = [line for line in out.splitlines() if line.startswith(("✔ ", "✗ ")) and "demo finished" not in line]
     assert (

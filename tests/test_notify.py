@@ -89,3 +89,16 @@ def test_the_notifier_is_chosen_by_platform_and_setting(monkeypatch: pytest.Monk
     assert isinstance(make_notifier(on_details=print), NoNotifier)
     monkeypatch.delenv("FLUXMON_NOTIFIER")
     assert isinstance(make_notifier(on_details=print), DbusNotifier)  # Linux with desktop-notifier
+
+
+def test_no_session_bus_is_logged_once(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent/bus")
+    notifier = DbusNotifier(on_details=lambda _session_id: None)
+    notifier.start()
+    with caplog.at_level(logging.WARNING, logger="fluxmon.notify"):
+        notifier.send(FAILURE)
+        notifier.send(FAILURE)
+        notifier.stop()
+    assert [record.getMessage() for record in caplog.records] == [
+        "no notification server answered on the D-Bus session bus; carrying on without notifications"
+    ]

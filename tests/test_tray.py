@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -221,8 +222,26 @@ def test_the_menu_opens_details_and_pause_silences_notifications(
         sha = fleet.commit_and_push(SCALE_WEB, "scale web")
         tray.wait_state(TrayState.DEPLOYED)
         wait_until(lambda: dunst.displayed() == 1, "the success notification")
-        menu = tray.running.expect_stderr("Show details…")  # the DEBUG outline of the menu
-        assert menu
+        tray.running.expect_stderr("notifying: ✔")  # the menu is rebuilt (and logged at DEBUG) right after
+        tray.running.expect(lambda _name, line: line == "Quit", "the menu's outline, to its end")
+        start = len(tray.running.stderr) - tray.running.stderr[::-1].index("fluxmon: menu:")
+        outline = [re.sub(r"\(\d+s\)", "(…)", line) for line in tray.running.stderr[start:]]
+        assert outline == [
+            f"✔ main@{sha[:7]} succeeded (…)",
+            "Show details…",
+            "Recent sessions",
+            f"  ✔ main@{sha[:7]} succeeded (…)",
+            "- (disabled)",
+            "Reconcile now",
+            "Pause notifications",
+            "  Not paused (disabled)",
+            "  For 1 hour",
+            "  Until tomorrow",
+            "  Resume (disabled)",
+            "Open config",
+            "- (disabled)",
+            "Quit",
+        ]
 
         # Down: the summary line; Down: "Show details…".
         tray.open_menu_item("Down", "Down", "Return")
