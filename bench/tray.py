@@ -85,7 +85,7 @@ def measure_process(desktop: Desktop, env: dict[str, str], kubeconfig: Path) -> 
 
 
 def measure_latency(desktop: Desktop, root: Path, kubeconfig: Path) -> None:
-    os.environ.update(desktop.env, FLUXMON_NOTIFIER="none")
+    os.environ.update(desktop.env, FLUXMON_NOTIFIER="none", PYSTRAY_BACKEND="gtk")
     from gi.repository import GLib
 
     from fluxmon.tray import app as tray_app
@@ -166,6 +166,7 @@ def main() -> None:
                 "XDG_RUNTIME_DIR": str(root),
                 "FLUXMON_SPOOL_DIR": str(root / "spool"),
                 "FLUXMON_NOTIFIER": "none",
+                "PYSTRAY_BACKEND": "gtk",  # trayer hosts XEmbed icons
             }
             measure_process(desktop, env, kubeconfig)
             measure_latency(desktop, root, kubeconfig)

@@ -73,7 +73,11 @@ def missing_programs() -> list[str]:
 
         gi.require_version("Gtk", "3.0")
     except (ImportError, ValueError):
-        missing.append("PyGObject with GTK 3")
+        return [*missing, "PyGObject with GTK 3"]
+    try:
+        gi.require_version("AyatanaAppIndicator3", "0.1")
+    except ValueError:
+        missing.append("gir1.2-ayatanaappindicator3-0.1")
     return missing
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from fluxmon.core import hookinstall
 from fluxmon.core.overview import TrayState
@@ -25,6 +26,7 @@ from tests.desktop import Desktop, Dunst, wait_until
 from tests.fleet import BROKEN_YAML, SCALE_WEB, Fleet, edit
 from tests.gitrepos import isolated_env
 from tests.running import Running
+from tests.sni import StatusNotifierWatcher, labels
 
 SCREENSHOT_DIR = os.environ.get("FLUXMON_SCREENSHOT_DIR", "")
 """Set it to refresh the README's screenshot (docs/tray-failed.png) from the failure test."""
@@ -112,7 +114,10 @@ def start_tray(desktop: Desktop, fleet: Fleet, tmp_path: Path) -> Iterator[Start
     hookinstall.install(repo=fleet.work)
     started: list[Tray] = []
 
-    def start(*, kubeconfig: Path = fleet.cluster.kubeconfig, state: TrayState = TrayState.IDLE) -> Tray:
+    def start(
+        *, kubeconfig: Path = fleet.cluster.kubeconfig, state: TrayState | None = TrayState.IDLE, backend: str = "gtk"
+    ) -> Tray:
+        """`state`: wait for trayer to show the icon so; `backend`: "" lets the tray choose (appindicator here)."""
         runtime = tmp_path / "run"
         scratch = tmp_path / "tmp"
         for folder in (runtime, scratch):
@@ -124,11 +129,14 @@ def start_tray(desktop: Desktop, fleet: Fleet, tmp_path: Path) -> Iterator[Start
             "TMPDIR": str(scratch),  # where pystray would have left its icon files
             "FLUXMON_LOG": "DEBUG",
         }
+        if backend:
+            env["PYSTRAY_BACKEND"] = backend  # trayer hosts XEmbed icons (gtk); the appindicator test has its host
         command = [sys.executable, "-m", "fluxmon", "tray", "--kubeconfig", str(kubeconfig)]
         tray = Tray(running=Running(command, env=env), desktop=desktop, env=env, runtime=runtime, scratch=scratch)
         started.append(tray)
         tray.running.expect_stderr("tray started")
-        tray.wait_state(state)
+        if state is not None:
+            tray.wait_state(state)
         return tray
 
     yield start
@@ -337,6 +345,7 @@ def test_the_demo_runs_the_tray_through_three_pushes_and_leaves_nothing(desktop:
         "TMPDIR": str(tmp_path),
         "XDG_RUNTIME_DIR": str(tmp_path / "run"),
         "FLUXMON_LOG": "INFO",
+        "PYSTRAY_BACKEND": "gtk",
     }
     (tmp_path / "run").mkdir(mode=0o700)
     with desktop.notification_daemon() as dunst, desktop.bus_monitor() as monitor:
@@ -358,7 +367,7 @@ def test_the_demo_runs_the_tray_through_three_pushes_and_leaves_nothing(desktop:
 
 def test_the_icon_sets_its_tooltip_and_keeps_its_files_private(desktop: Desktop, tmp_path: Path) -> None:
     """Two pystray workarounds: the gtk backend's missing hover tooltip, and its icon files in /tmp."""
-    env = {**os.environ, **desktop.env, "TMPDIR": str(tmp_path / "tmp")}
+    env = {**os.environ, **desktop.env, "TMPDIR": str(tmp_path / "tmp"), "PYSTRAY_BACKEND": "gtk"}
     (tmp_path / "tmp").mkdir()
     result = subprocess.run(
         [sys.executable, "-m", "tests.icon_probe", str(tmp_path / "icons")],
@@ -373,3 +382,39 @@ def test_the_icon_sets_its_tooltip_and_keeps_its_files_private(desktop: Desktop,
     assert len(seen["files"]) == 1  # each older image's file went when the next one came
     assert seen["left_after_stop"] is False
     assert not any((tmp_path / "tmp").iterdir())
+
+
+@ONLY_THE_SIMULATOR
+@SLOW_ENOUGH_TO_SEE
+def test_on_a_status_notifier_host_the_tray_is_an_appindicator_item_with_a_working_menu(
+    desktop: Desktop, fleet: Fleet, start_tray: StartTray
+) -> None:
+    """Modern desktops host StatusNotifierItems: with a watcher on the bus the tray chooses appindicator."""
+    watcher = StatusNotifierWatcher(desktop.bus_address)
+    watcher.start()
+    try:
+        tray = start_tray(backend="", state=None)
+        assert "fluxmon: tray started (appindicator backend)" in tray.running.stderr
+        watcher.wait_for_item()
+        wait_until(lambda: watcher.item_property("Title") == "Flux Push Monitor: idle", "the idle title")
+        sha = fleet.commit_and_push(BROKEN_YAML, "break web")
+        wait_until(lambda: watcher.item_property("Title").startswith("Flux Push Monitor: failed"), "a failed title")
+        icon = Path(watcher.item_property("IconName"))
+        assert icon.parent == tray.runtime / "fluxmon" / "icons"  # private, not /tmp
+        with Image.open(icon) as image:
+            assert image.convert("RGB").getpixel((32, 12)) == STATE_COLOURS[TrayState.FAILED]
+        menu = [re.sub(r"\(\d+s\)", "(…)", line) for line in labels(watcher.menu())]
+        assert menu[:4] == [
+            f"✗ main@{sha[:7]} failed: Kustomization/apps BuildFailed (…)",
+            "Show details…",
+            "Recent sessions",
+            f"  ✗ main@{sha[:7]} failed: Kustomization/apps BuildFailed (…)",
+        ]
+        assert menu[-1] == "Quit"
+        watcher.click("Show details…")
+        wait_until(lambda: desktop.find_window(name=_details_title(sha)), "the details window from the item's menu")
+        watcher.click("Quit")
+        assert tray.running.finish(timeout=30) == 0
+    finally:
+        watcher.stop()
+    assert "Traceback" not in "\n".join(tray.running.stderr)

@@ -99,10 +99,13 @@ def _icon_class(backend: str, icon_dir: Path) -> type[Any]:
     class PrivateFilesIcon(pystray.Icon):  # type: ignore[misc]
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
-            self._update_title()
+            self._set_tooltip()
 
         def _update_title(self) -> None:
             super()._update_title()
+            self._set_tooltip()
+
+        def _set_tooltip(self) -> None:
             status_icon = getattr(self, "_status_icon", None)
             if status_icon is not None:
                 # pystray's gtk backend only sets the accessible title: the hover tooltip stays empty.
@@ -118,6 +121,8 @@ def _icon_class(backend: str, icon_dir: Path) -> type[Any]:
 
         def _finalize(self) -> None:
             self._remove_fs_icon()
+            if hasattr(self, "_appindicator"):
+                del self._appindicator  # unreferenced, it leaves the StatusNotifierWatcher
 
     return PrivateFilesIcon
 
