@@ -310,6 +310,18 @@ def test_a_missing_kubeconfig_shows_as_unreachable_and_loses_no_push(
 
 
 @ONLY_THE_SIMULATOR
+def test_a_hostile_spool_file_is_named_and_the_next_push_is_followed(fleet: Fleet, start_tray: StartTray) -> None:
+    tray = start_tray()
+    spool = Path(fleet.env["FLUXMON_SPOOL_DIR"])
+    (spool / "20260101T000000Z-1-evil.json").write_bytes(b'{"schema": "fluxmon.session/v1", "id": "<b>\x00')
+    line = tray.running.expect_stderr("ignored spool file")
+    assert "20260101T000000Z-1-evil.json" in line
+    fleet.commit_and_push(SCALE_WEB, "scale web")
+    tray.wait_state(TrayState.DEPLOYED)
+    assert tray.stop() == 0
+
+
+@ONLY_THE_SIMULATOR
 def test_a_second_tray_says_one_is_running(desktop: Desktop, fleet: Fleet, start_tray: StartTray) -> None:
     tray = start_tray()
     second = subprocess.run(

@@ -214,7 +214,7 @@ class TrayApp:
             self._manager.add(spec_from_request(request, default_timeout=self.options.config.timeout_seconds))
 
     def _rejected(self, name: str, reason: str) -> None:
-        log.warning("ignored spool file %s: %s", name, reason)
+        log.warning("ignored spool file %s (kept in %s): %s", name, self.options.spool_dir / "rejected", reason)
 
     # --- the UI thread ---------------------------------------------------------------------------------------
 
