@@ -89,7 +89,7 @@ def choose_backend(environ: Mapping[str, str] = os.environ) -> str:
 
 
 def _icon_class(backend: str, icon_dir: Path) -> type[Any]:
-    """pystray's Icon for `backend`, with the two workarounds described in the module docstring."""
+    """pystray's Icon for `backend`, with the workarounds described in the module docstring."""
     os.environ["PYSTRAY_BACKEND"] = backend  # pystray reads it once, at import
     try:
         import pystray
