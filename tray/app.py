@@ -346,7 +346,7 @@ class TrayApp:
             self._children = [c for c in self._children if c.poll() is None]
             if changed:
                 self._refresh()
-        except Exception:
+        except Exception:  # the tick's error boundary: it must come round again next second
             log.exception("the tray's tick failed")
         if self._root is not None:
             self._root.after(int(TICK_SECONDS * 1000), self._tick)

@@ -181,7 +181,7 @@ class TrayIcon:
 
         try:
             self._icon.run(setup=setup)
-        except Exception:
+        except Exception:  # the thread's error boundary: said, and the app quits normally from its menu or a signal
             log.exception("the tray icon's loop failed")
 
     def _pystray_menu(self, entries: Sequence[Entry]) -> Any:

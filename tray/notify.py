@@ -155,7 +155,7 @@ class PlyerNotifier:
         self.sent: list[Notification] = []
 
     def start(self) -> None:
-        pass
+        """Nothing to start: plyer reaches its platform anew for each notification."""
 
     def send(self, notification: Notification) -> None:
         from plyer import notification as facade
@@ -170,14 +170,14 @@ class PlyerNotifier:
                     app_name="Flux Push Monitor",
                     timeout=SUCCESS_TIMEOUT_SECONDS,
                 )
-        except Exception as exc:
+        except Exception as exc:  # plyer raises whatever its platform raises
             self._problems.failed("could not send a desktop notification through plyer (%s)", exc)
             return
         self._problems.delivered()
         self.sent.append(notification)
 
     def stop(self) -> None:
-        pass
+        """Nothing to stop: no connection outlives a notification."""
 
 
 class NoNotifier:
@@ -186,13 +186,13 @@ class NoNotifier:
     sent: list[Notification] = []  # noqa: RUF012 - always empty
 
     def start(self) -> None:
-        pass
+        """Nothing to start."""
 
     def send(self, notification: Notification) -> None:
-        pass
+        """Dropped: the user turned notifications off."""
 
     def stop(self) -> None:
-        pass
+        """Nothing to stop."""
 
 
 def make_notifier(*, on_details: Callable[[str], None], icon: Path | None = None) -> Notifier:
