@@ -101,8 +101,8 @@ class Tray:
         )
         self.desktop.xdotool("key", "--delay", "50", *keys)
 
-    def stop(self) -> int:
-        self.running.process.send_signal(signal.SIGTERM)
+    def stop(self, signum: signal.Signals = signal.SIGTERM) -> int:
+        self.running.process.send_signal(signum)
         return self.running.finish(timeout=30)
 
 
@@ -305,7 +305,8 @@ def test_a_missing_kubeconfig_shows_as_unreachable_and_loses_no_push(
     fleet.commit_and_push(SCALE_WEB, "scale web")
     spool = Path(fleet.env["FLUXMON_SPOOL_DIR"])
     wait_until(lambda: list(spool.glob("*.json")), "the push's session file in the spool")
-    assert tray.stop() == 0
+    assert tray.stop(signal.SIGINT) == 0  # Ctrl-C in the terminal it was started from: the same orderly stop
+    assert "fluxmon: tray stopped" in tray.running.stderr
     assert len(list(spool.glob("*.json"))) == 1  # still there for the next start: nothing is lost
 
 
