@@ -311,6 +311,19 @@ def test_a_missing_kubeconfig_shows_as_unreachable_and_loses_no_push(
 
 
 @ONLY_THE_SIMULATOR
+def test_a_lost_cluster_shows_as_unreachable_until_it_is_back(fleet: Fleet, start_tray: StartTray) -> None:
+    assert fleet.cluster.sim is not None
+    tray = start_tray()
+    fleet.cluster.sim.stop()
+    tray.wait_state(TrayState.UNREACHABLE)
+    line = tray.running.expect_stderr("icon: unreachable")
+    assert "cluster: " in line  # the tooltip says what is wrong
+    fleet.cluster.sim.start()
+    tray.wait_state(TrayState.IDLE)
+    assert tray.stop() == 0
+
+
+@ONLY_THE_SIMULATOR
 def test_a_hostile_spool_file_is_named_and_the_next_push_is_followed(fleet: Fleet, start_tray: StartTray) -> None:
     tray = start_tray()
     spool = Path(fleet.env["FLUXMON_SPOOL_DIR"])
