@@ -184,6 +184,7 @@ def plan_for_push(objects: Iterable[FluxObject], push: Push, *, base_dir: str | 
         if source_ref is not None and source_ref in by_ref:
             edges.add((ref, source_ref))
     upstream = {dep for dependent, dep in edges if dependent in followed and dep not in followed and dep in by_ref}
+    outgoing = dependencies_by_dependent(edges)
     return Plan(
         sources=tuple(sources),
         kustomizations=tuple(sorted(kustomizations)),
@@ -191,8 +192,16 @@ def plan_for_push(objects: Iterable[FluxObject], push: Push, *, base_dir: str | 
         upstream=tuple(sorted(upstream)),
         edges=tuple(sorted(edge for edge in edges if edge[0] in followed)),
         touched=_touched(kustomizations, by_ref, push.changed_paths),
-        cycles=_cycles({ref: [d for r, d in edges if r == ref and d.kind == ref.kind] for ref in followed}),
+        cycles=_cycles({ref: [d for d in outgoing.get(ref, []) if d.kind == ref.kind] for ref in followed}),
     )
+
+
+def dependencies_by_dependent(edges: Iterable[tuple[ObjectRef, ObjectRef]]) -> dict[ObjectRef, list[ObjectRef]]:
+    """The (dependent, dependency) edges as a map, so that each object's are found at once, not by a scan."""
+    outgoing: dict[ObjectRef, list[ObjectRef]] = {}
+    for dependent, dependency in sorted(edges):
+        outgoing.setdefault(dependent, []).append(dependency)
+    return outgoing
 
 
 def _closure(start: set[ObjectRef], dependents: Mapping[ObjectRef, set[ObjectRef]]) -> set[ObjectRef]:

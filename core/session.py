@@ -20,7 +20,14 @@ from datetime import UTC, datetime
 from enum import StrEnum
 
 from fluxmon.core.cache import KindState, KindStatus
-from fluxmon.core.discovery import Plan, Push, normalize_remote_url, plan_for_push, redact_url
+from fluxmon.core.discovery import (
+    Plan,
+    Push,
+    dependencies_by_dependent,
+    normalize_remote_url,
+    plan_for_push,
+    redact_url,
+)
 from fluxmon.core.hints import Hint, hint_for
 from fluxmon.core.kube import FluxEvent
 from fluxmon.core.objects import FluxObject, ObjectRef
@@ -219,9 +226,13 @@ def evaluate(
     if plan.cycles:
         all_notes += [f"dependency cycle: {' -> '.join(str(r) for r in cycle)}" for cycle in plan.cycles]
     verdicts = _verdicts(plan, watched, spec.commit)
+    outgoing = dependencies_by_dependent(plan.edges)
     resources = tuple(
         sorted(
-            (_resource(ref, role, verdicts[ref], watched, plan, verdicts, events, now) for ref, role in _roles(plan)),
+            (
+                _resource(ref, role, verdicts[ref], outgoing.get(ref, []), verdicts, events, now)
+                for ref, role in _roles(plan)
+            ),
             key=lambda r: (ROLE_ORDER[r.role], r.ref),
         )
     )
@@ -277,18 +288,15 @@ def _resource(
     ref: ObjectRef,
     role: str,
     result: Verdict,
-    objects: Mapping[ObjectRef, FluxObject],
-    plan: Plan,
+    dependencies: list[ObjectRef],
     verdicts: Mapping[ObjectRef, Verdict],
     events: Mapping[ObjectRef, tuple[FluxEvent, ...]],
     now: float,
 ) -> ResourceStatus:
-    depends = tuple(
-        (dependency, verdicts[dependency].phase)
-        for dependent, dependency in plan.edges
-        if dependent == ref and dependency in verdicts and dependency.kind == ref.kind
-    )
-    parents = [dep for dependent, dep in plan.edges if dependent == ref and dep.kind != ref.kind and dep in verdicts]
+    """`dependencies`: what `ref` depends on (dependsOn, its source, what applies it), from the plan's edges."""
+    known = [dependency for dependency in dependencies if dependency in verdicts]
+    depends = tuple((dep, verdicts[dep].phase) for dep in known if dep.kind == ref.kind)
+    parents = [dep for dep in known if dep.kind != ref.kind]
     troubled = result.phase in (Phase.FAILED, Phase.SUSPENDED, Phase.WAITING)
     return ResourceStatus(
         ref=ref,
