@@ -115,6 +115,8 @@ class ClusterCache:
         self._objects: dict[str, dict[ObjectRef, FluxObject]] = {kind: {} for kind in kinds}
         self._states: dict[str, KindState] = {kind: KindState(kind=kind, status=KindStatus.SYNCING) for kind in kinds}
         self._apis: dict[str, KindApi] = {}
+        self._structure = 0
+        """Counts the changes that may change a plan: objects added or removed, specs, inventories."""
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -144,8 +146,14 @@ class ClusterCache:
     # --- reading -------------------------------------------------------------------------------------------------
 
     def objects(self) -> dict[ObjectRef, FluxObject]:
+        return self.snapshot()[0]
+
+    def snapshot(self) -> tuple[dict[ObjectRef, FluxObject], int]:
+        """Every object, and the structure version they are at, read together (a plan cached under a version
+        must have been made from objects at least that new)."""
         with self._lock:
-            return {ref: obj for by_ref in self._objects.values() for ref, obj in by_ref.items()}
+            objects = {ref: obj for by_ref in self._objects.values() for ref, obj in by_ref.items()}
+            return objects, self._structure
 
     def states(self) -> dict[str, KindState]:
         with self._lock:
@@ -218,6 +226,7 @@ class ClusterCache:
             parsed[obj.ref] = obj
         with self._lock:
             self._objects[kind] = parsed
+            self._structure += 1  # a fresh list may differ in anything
             self._states[kind] = KindState(kind=kind, status=KindStatus.SYNCED)
             self.changed.notify_all()
         self._on_change()
@@ -234,10 +243,13 @@ class ClusterCache:
             except ValueError:
                 continue
             with self._lock:
+                old = self._objects[kind].get(obj.ref)
                 if event.get("type") == "DELETED":
                     self._objects[kind].pop(obj.ref, None)
                 else:
                     self._objects[kind][obj.ref] = obj
+                if old is None or event.get("type") == "DELETED" or old.structure != obj.structure:
+                    self._structure += 1
                 if self._states[kind].status is not KindStatus.SYNCED:
                     self._states[kind] = KindState(kind=kind, status=KindStatus.SYNCED)
                 self.changed.notify_all()

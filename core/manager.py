@@ -161,17 +161,17 @@ class SessionManager:
                 log.exception("evaluating sessions failed")
 
     def _pass(self) -> None:
-        objects = self.cache.objects()
+        objects, structure = self.cache.snapshot()
         states = self.cache.states()
         now = self._clock()
         with self._lock:
             active = [s for s in self._sessions.values() if s.snapshot is None or not s.snapshot.state.final]
         for session in active:
-            snapshot = session.advance(objects, states, now)
+            snapshot = session.advance(objects, states, now, structure=structure)
             if not snapshot.state.final:
                 self._trigger_reconciles(session, snapshot, now)
             if self._fetch_events(session, snapshot):
-                snapshot = session.advance(objects, states, now)
+                snapshot = session.advance(objects, states, now, structure=structure)
             self._publish(session, snapshot)
 
     def _publish(self, session: Session, snapshot: SessionSnapshot) -> None:

@@ -8,7 +8,7 @@ dicts. Only the fields the product reasons about are kept.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -105,6 +105,26 @@ class FluxObject:
     @property
     def kind(self) -> str:
         return self.ref.kind
+
+    @property
+    def structure(self) -> FluxObject:
+        """The object without the status that only verdicts read: what discovery's plan may depend on.
+
+        Blanking the known status fields, rather than listing the spec ones, means a field added later counts as
+        structure until someone decides otherwise: a plan is recomputed too often, never kept too long.
+        """
+        return replace(
+            self,
+            observed_generation=None,
+            conditions=(),
+            requested_reconcile_at="",
+            last_handled_reconcile_at="",
+            artifact_revision="",
+            artifact_updated_at="",
+            last_applied_revision="",
+            last_attempted_revision="",
+            chart_version="",
+        )
 
     def condition(self, condition_type: str) -> Condition | None:
         """The condition of that type, if the controller has written one."""

@@ -166,6 +166,8 @@ class Session:
         self.events: dict[ObjectRef, tuple[FluxEvent, ...]] = {}
         self.notes: list[str] = []
         self.snapshot: SessionSnapshot | None = None
+        self._plan: tuple[int, Plan] | None = None
+        """The plan, and the cache's structure version it was made at: status writes leave it as it is."""
         self.final_state: SessionState | None = None
         """Set from outside (superseded, cancelled)."""
 
@@ -174,12 +176,25 @@ class Session:
             self.notes.append(text)
 
     def advance(
-        self, objects: Mapping[ObjectRef, FluxObject], states: Mapping[str, KindState], now: float
+        self,
+        objects: Mapping[ObjectRef, FluxObject],
+        states: Mapping[str, KindState],
+        now: float,
+        *,
+        structure: int | None = None,
     ) -> SessionSnapshot:
-        """Evaluate, update the timelines, and return the new snapshot (final states stick)."""
+        """Evaluate, update the timelines, and return the new snapshot (final states stick).
+
+        `structure`: the cache's structure version of `objects`; with it, the plan is reused until it changes.
+        """
         if self.snapshot is not None and self.snapshot.state.final:
             return self.snapshot
-        snapshot = evaluate(self.spec, objects, states, now=now, events=self.events, notes=tuple(self.notes))
+        if structure is None or self._plan is None or self._plan[0] != structure:
+            plan = plan_for_push(_watched(self.spec, objects).values(), self.spec.push, base_dir=self.spec.repo or None)
+            self._plan = None if structure is None else (structure, plan)
+        else:
+            plan = self._plan[1]
+        snapshot = evaluate(self.spec, objects, states, now=now, events=self.events, notes=tuple(self.notes), plan=plan)
         if self.final_state is not None:
             snapshot = replace(snapshot, state=self.final_state, message=_final_message(self.final_state), ended_at=now)
         resources = []
@@ -217,11 +232,16 @@ def evaluate(
     now: float,
     events: Mapping[ObjectRef, tuple[FluxEvent, ...]] | None = None,
     notes: tuple[str, ...] = (),
+    plan: Plan | None = None,
 ) -> SessionSnapshot:
-    """Judge the session from a snapshot of the cluster; pure: same inputs, same snapshot."""
+    """Judge the session from a snapshot of the cluster; pure: same inputs, same snapshot.
+
+    `plan`: discovery's plan for these objects, when the caller knows it is still current (Session.advance).
+    """
     events = events or {}
-    watched = {ref: obj for ref, obj in objects.items() if ref.kind in spec.monitor_types}
-    plan = plan_for_push(watched.values(), spec.push, base_dir=spec.repo or None)
+    watched = _watched(spec, objects)
+    if plan is None:
+        plan = plan_for_push(watched.values(), spec.push, base_dir=spec.repo or None)
     all_notes = list(notes) + _kind_notes(spec, states)
     if plan.cycles:
         all_notes += [f"dependency cycle: {' -> '.join(str(r) for r in cycle)}" for cycle in plan.cycles]
@@ -254,6 +274,10 @@ def evaluate(
         failed=failed,
         confirmed=spec.confirmed,
     )
+
+
+def _watched(spec: SessionSpec, objects: Mapping[ObjectRef, FluxObject]) -> dict[ObjectRef, FluxObject]:
+    return {ref: obj for ref, obj in objects.items() if ref.kind in spec.monitor_types}
 
 
 def _roles(plan: Plan) -> list[tuple[ObjectRef, str]]:

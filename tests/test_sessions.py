@@ -5,16 +5,17 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from fluxmon.core.cache import KindState, KindStatus, retry_delay
+from fluxmon.core.cache import ClusterCache, KindState, KindStatus, retry_delay
 from fluxmon.core.kube import Cluster, ClusterUnreachable, Forbidden, KindApi, KindMissing, WatchExpired
 from fluxmon.core.manager import SessionManager
-from fluxmon.core.objects import ObjectRef, parse_flux_object
-from fluxmon.core.session import SessionSnapshot, SessionSpec, SessionState, evaluate
+from fluxmon.core.objects import FluxObject, ObjectRef, parse_flux_object
+from fluxmon.core.session import Session, SessionSnapshot, SessionSpec, SessionState, evaluate
 from fluxmon.core.store import SessionStore
 from fluxmon.core.terminal import progress_lines, tree
 from fluxmon.core.verdict import Phase
@@ -272,3 +273,61 @@ def test_stop_joins_every_thread(fleet: Fleet) -> None:
     manager.stop()
     cluster.close()
     assert [t.name for t in threading.enumerate() if t.name.startswith("fluxmon-")] == []
+
+
+def test_status_is_not_structure_but_specs_and_inventories_are() -> None:
+    """What the cache counts as a plan-changing write (FluxObject.structure)."""
+
+    def structure(**changes: Any) -> Any:
+        return parse_flux_object(kustomization("apps", **changes)).structure
+
+    base = structure(applied=OLD, conditions=ready(OLD))
+    assert structure(applied=NEW, conditions=ready(NEW), observed=2) == base  # a status write
+    assert structure(applied=OLD, conditions=ready(OLD), path="./other") != base
+    assert structure(applied=OLD, conditions=ready(OLD), depends_on=("infra",)) != base
+    assert (
+        structure(applied=OLD, conditions=ready(OLD), inventory=("apps_redis_helm.toolkit.fluxcd.io_HelmRelease",))
+        != base
+    )
+
+
+def test_a_session_keeps_its_plan_until_the_structure_changes() -> None:
+    session = Session(SPEC)
+    before = objects(git_repository(revision=NEW), kustomization("apps", applied=OLD, conditions=ready(OLD)))
+    assert [r.ref.name for r in session.advance(before, SYNCED, 1001.0, structure=1).resources] == ["fleet", "apps"]
+    after = {**before, **objects(kustomization("infra", applied=OLD, conditions=ready(OLD)))}
+    # Same structure version: the plan made at version 1 stands (a status write could not have added infra).
+    assert [r.ref.name for r in session.advance(after, SYNCED, 1002.0, structure=1).resources] == ["fleet", "apps"]
+    snapshot = session.advance(after, SYNCED, 1003.0, structure=2)
+    assert [r.ref.name for r in snapshot.resources] == ["fleet", "apps", "infra"]
+    assert snapshot.state is SessionState.RECONCILING
+
+
+def test_the_cache_counts_structure_changes_but_not_status_writes(fleet: Fleet) -> None:
+    changed = threading.Event()
+    cluster = Cluster.connect(kubeconfig=str(fleet.cluster.kubeconfig))
+    cache = ClusterCache(cluster, ("Kustomization",), on_change=changed.set)
+    kustomizations = fleet.cluster.admin.resource("kustomize.toolkit.fluxcd.io/v1", "Kustomization")
+
+    def next_version(predicate: Callable[[FluxObject], bool]) -> int:
+        """Wait (on the cache's change events) until the apps Kustomization satisfies `predicate`."""
+        deadline = time.monotonic() + SNAPSHOT_TIMEOUT_SECONDS
+        while True:
+            found, version = cache.snapshot()
+            apps = found.get(ObjectRef(kind="Kustomization", namespace="flux-system", name="apps"))
+            if apps is not None and predicate(apps):
+                return version
+            assert changed.wait(max(deadline - time.monotonic(), 0.01)), "the cache saw no change"
+            changed.clear()
+
+    fleet.controllers.stop()  # only this test writes
+    cache.start()
+    try:
+        listed = next_version(lambda apps: True)
+        fleet.cluster.admin.patch_status(kustomizations, "flux-system", "apps", {"lastAttemptedRevision": "x@sha1:1"})
+        assert next_version(lambda apps: apps.last_attempted_revision == "x@sha1:1") == listed
+        fleet.cluster.admin.patch(kustomizations, "flux-system", "apps", {"spec": {"path": "./elsewhere"}})
+        assert next_version(lambda apps: apps.path == "./elsewhere") == listed + 1
+    finally:
+        cache.stop()
+        cluster.close()
