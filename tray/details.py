@@ -59,6 +59,8 @@ class DetailsWindow:
         self._on_closed = on_closed
         self._snapshot = snapshot
         self._selected_by_user = False
+        self._command = ""
+        """The selected row's command to dig further, for the Copy button."""
         self.top = tk.Toplevel(root)
         self.top.title(title_for(snapshot))
         self.top.geometry(GEOMETRY)
