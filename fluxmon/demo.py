@@ -156,7 +156,7 @@ def _run_with_tray(workdir: Path, script: _Script, narrator: _Narrator, *, backe
     results: list[bool] = []
 
     def play() -> None:
-        results.append(script.play(app.follow, stop=stop))
+        results.append(script.play(app.follow, stop=stop, show_details=app.show_details))
         if not stop.is_set():
             narrator.say(f"► the tray stays: push to {script.work} and watch, or Quit it from its menu (or Ctrl-C)")
 
@@ -179,8 +179,17 @@ class _Script:
     narrator: _Narrator
     say: Callable[[str], None]
 
-    def play(self, follow: Callable[[SessionSpec], None], *, stop: threading.Event) -> bool:
-        """Wait for the initial deployment, push each step, and say whether each ended as expected."""
+    def play(
+        self,
+        follow: Callable[[SessionSpec], None],
+        *,
+        stop: threading.Event,
+        show_details: Callable[[str], None] | None = None,
+    ) -> bool:
+        """Wait for the initial deployment, push each step, and say whether each ended as expected.
+
+        `show_details`: the tray's details window, opened on the failed push so that the demo shows it unasked.
+        """
         follow(
             SessionSpec(
                 id="initial",
@@ -208,6 +217,9 @@ class _Script:
                 return False
             self.say(tree(snapshot, colour=self.narrator.colour).rstrip())
             outcomes.append(snapshot.state is step.expected)
+            if show_details is not None and snapshot.state is SessionState.FAILED:
+                show_details(snapshot.id)
+                self.say("► opened its details window (later: click the notification, or the tray's menu)")
         ok = all(outcomes)
         self.say(f"\n{'✔' if ok else '✗'} demo finished: {sum(outcomes)} of {len(SCRIPT)} pushes ended as expected")
         return ok

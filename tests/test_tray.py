@@ -379,6 +379,7 @@ def test_the_demo_runs_the_tray_through_three_pushes_and_leaves_nothing(desktop:
         demo.expect(lambda name, line: "demo finished: 3 of 3 pushes ended as expected" in line, "the demo's end")
         demo.expect(lambda name, line: "the tray stays" in line, "the tray staying up")
         assert "fluxmon: tray started (gtk backend)" in demo.stderr
+        assert any(line.startswith("fluxmon: details window opened") for line in demo.stderr)  # on the failure
         failures = [call for call in _notify_calls(monitor) if "byte 2" in call]
         assert len(failures) == 1
         assert "✗ apps failed" in failures[0]

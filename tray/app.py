@@ -109,6 +109,9 @@ class TrayApp:
         """Follow a push that did not come through the spool (the demo's initial sync)."""
         self.post("follow", spec)
 
+    def show_details(self, session_id: str) -> None:
+        self.post("details", session_id)
+
     def quit(self) -> None:
         self.post("quit")
 
