@@ -170,8 +170,7 @@ class SessionManager:
             snapshot = session.advance(objects, states, now, structure=structure)
             if not snapshot.state.final:
                 self._trigger_reconciles(session, snapshot, now)
-            if self._fetch_events(session, snapshot):
-                snapshot = session.advance(objects, states, now, structure=structure)
+            snapshot = self._fetch_events(session, snapshot)
             self._publish(session, snapshot)
 
     def _publish(self, session: Session, snapshot: SessionSnapshot) -> None:
@@ -245,19 +244,18 @@ class SessionManager:
         except FluxmonError as error:
             log.info("reconcile request for %s failed: %s", ref, error.message)
 
-    def _fetch_events(self, session: Session, snapshot: SessionSnapshot) -> bool:
-        """Fetch the Events of newly failed objects (once per object and reason); True if any were added."""
-        added = False
+    def _fetch_events(self, session: Session, snapshot: SessionSnapshot) -> SessionSnapshot:
+        """Read the Events of newly failed objects (once per object) into the snapshot: they say most."""
         for resource in snapshot.resources:
             if resource.phase is not Phase.FAILED or resource.ref in session.events:
                 continue
             try:
-                session.events[resource.ref] = tuple(self.cluster.events(resource.ref))
-                added = True
+                events = tuple(self.cluster.events(resource.ref))
             except FluxmonError as error:
-                session.events[resource.ref] = ()
+                events = ()
                 log.info("could not read the events of %s: %s", resource.ref, error.message)
-        return added
+            snapshot = session.add_events(resource.ref, events) or snapshot
+        return snapshot
 
 
 def _signature(snapshot: SessionSnapshot) -> tuple[object, ...]:

@@ -171,6 +171,13 @@ class Session:
         self.final_state: SessionState | None = None
         """Set from outside (superseded, cancelled)."""
 
+    def add_events(self, ref: ObjectRef, events: tuple[FluxEvent, ...]) -> SessionSnapshot | None:
+        """Attach an object's Events to the current snapshot, also a final one (it was made before they were read)."""
+        self.events[ref] = events
+        if self.snapshot is not None:
+            self.snapshot = _with_events(self.snapshot, self.events)
+        return self.snapshot
+
     def note(self, text: str) -> None:
         if text not in self.notes:
             self.notes.append(text)
@@ -212,6 +219,11 @@ class Session:
             resources.append(replace(resource, since=timeline.since, seconds_in_phase=seconds))
         self.snapshot = replace(snapshot, resources=tuple(resources))
         return self.snapshot
+
+
+def _with_events(snapshot: SessionSnapshot, events: Mapping[ObjectRef, tuple[FluxEvent, ...]]) -> SessionSnapshot:
+    resources = tuple(replace(r, events=events.get(r.ref, r.events)) for r in snapshot.resources)
+    return replace(snapshot, resources=resources)
 
 
 def _final_message(state: SessionState) -> str:

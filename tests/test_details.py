@@ -38,7 +38,7 @@ def test_the_tree_nests_sources_kustomizations_and_releases_and_shows_the_failur
     apps_row = window.rows()[2][2]
     assert apps_row[1] == "main@sha1:1a2b3c4d"  # revisions as `flux get` shortens them
     assert apps_row[2] == "2s"
-    assert apps_row[3] == f"[depends on infrastructure] BuildFailed: {BUILD_ERROR}"
+    assert apps_row[3] == f"BuildFailed: {BUILD_ERROR} · depends on infrastructure"  # the error first
 
     detail = window.detail_text()  # the failed row is selected as the window opens
     assert detail.startswith("Kustomization flux-system/apps: Failed (BuildFailed)")

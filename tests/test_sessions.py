@@ -19,7 +19,7 @@ from fluxmon.core.session import Session, SessionSnapshot, SessionSpec, SessionS
 from fluxmon.core.store import SessionStore
 from fluxmon.core.terminal import progress_lines, tree
 from fluxmon.core.verdict import Phase
-from tests.fleet import SCALE_WEB, Fleet, edit
+from tests.fleet import BROKEN_YAML, SCALE_WEB, Fleet, edit
 from tests.flux_bodies import SHA_NEW, SHA_OLD, condition, git_repository, helm_release, kustomization, ready
 
 SNAPSHOT_TIMEOUT_SECONDS = 30.0
@@ -90,6 +90,27 @@ def test_a_newer_push_supersedes_the_older_session(fleet: Fleet) -> None:
     finally:
         manager.stop()
         cluster.close()
+
+
+def test_a_failure_carries_its_warning_events_in_the_final_snapshot(fleet: Fleet) -> None:
+    """The session is final the moment the failure is certain; the Events read after that still reach it."""
+    broken = fleet.commit_and_push(BROKEN_YAML, "broken")
+    cluster = connect(fleet)
+    recorder = Recorder()
+    manager = SessionManager(cluster)
+    manager.subscribe(recorder.snapshots.put)
+    manager.start()
+    try:
+        manager.add(spec_for(fleet, broken, session_id="broken", reconcile=True))
+        failed = recorder.until("broken", SessionState.FAILED)
+        while not next(r for r in failed.resources if r.ref == failed.failed).events:
+            failed = recorder.until("broken", SessionState.FAILED)  # the one with the Events follows at once
+    finally:
+        manager.stop()
+        cluster.close()
+    apps = next(r for r in failed.resources if r.ref == failed.failed)
+    assert apps.ref.name == "apps"
+    assert any(e.type == "Warning" and e.reason == "BuildFailed" for e in apps.events)
 
 
 @pytest.mark.parametrize("cluster", ["sim"], indirect=True)

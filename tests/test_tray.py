@@ -149,13 +149,22 @@ def _push_and_watch(
     fleet: Fleet, tray: Tray, dunst: Dunst, monitor: Running, change: Callable[[Path], None], final: TrayState
 ) -> tuple[str, str]:
     """Push a change; see the icon deploying, then `final`, and exactly one notification: (sha, its Notify call)."""
-    sha = fleet.commit_and_push(change, "a change")
+    sha = fleet.commit_and_push(change, f"a change the tray should show as {final.value}")
     tray.wait_state(TrayState.DEPLOYING)
     tray.wait_state(final)
     wait_until(lambda: dunst.displayed() == 1, "the notification on screen")
     calls = _notify_calls(monitor)
     assert len(calls) == 1, calls
     return sha, calls[0]
+
+
+FAILED_TEXT = (179, 20, 31)
+"""tray/details.py draws failed text in this colour."""
+
+
+def _count_colour(image: Image.Image, colour: tuple[int, int, int]) -> int:
+    colours: list[tuple[int, tuple[int, int, int]]] = image.convert("RGB").getcolors(1 << 20) or []  # type: ignore[assignment]
+    return sum(count for count, pixel in colours if pixel == colour)
 
 
 def _details_title(sha: str) -> str:
@@ -208,7 +217,9 @@ def test_a_failed_push_turns_red_notifies_critically_once_and_view_details_opens
         title = _details_title(sha)
         wait_until(lambda: desktop.find_window(name=title), "the details window")
         if SCREENSHOT_DIR:
-            desktop.grab().crop((0, 0, 1366, 620)).save(Path(SCREENSHOT_DIR) / "tray-failed.png")
+            # Drawn once its failed row's red shows (the selected failed row and the outcome line use it).
+            wait_until(lambda: _count_colour(desktop.grab(), FAILED_TEXT) > 100, "the details window drawn")
+            desktop.grab().crop((0, 0, 1366, 680)).save(Path(SCREENSHOT_DIR) / "tray-failed.png")
         desktop.close_window(title)
         tray.running.expect_stderr("details window closed")
         # The failure stays one notification, also after the session's later snapshots.

@@ -21,7 +21,7 @@ from fluxmon.core.session import ResourceStatus, SessionSnapshot
 from fluxmon.core.verdict import Phase
 
 TITLE_PREFIX = "Flux Push Monitor — "
-GEOMETRY = "980x600"
+GEOMETRY = "980x660"
 """Fits a 1366x768 screen with room for panels."""
 PHASE_MARKS = {
     Phase.READY: "✔",
@@ -39,10 +39,10 @@ PHASE_COLOURS = {
     Phase.WAITING: "#9a6700",
 }
 COLUMNS = (
-    ("state", "State", 110),
-    ("revision", "Revision", 150),
-    ("duration", "Time", 70),
-    ("message", "Message", 380),
+    ("state", "State", 105),
+    ("revision", "Revision", 165),
+    ("duration", "Time", 55),
+    ("message", "Message", 320),
 )
 MAX_EVENTS = 5
 
@@ -78,20 +78,21 @@ class DetailsWindow:
         outer.pack(fill=tk.BOTH, expand=True)
         header = ttk.Frame(outer)
         header.pack(fill=tk.X)
+        # One line each, so that a long subject or path never hides the outcome.
         self._commit = ttk.Label(header, font=("TkDefaultFont", 12, "bold"))
         self._commit.grid(row=0, column=0, sticky="w")
-        self._outcome = ttk.Label(header, font=("TkDefaultFont", 12, "bold"))
-        self._outcome.grid(row=0, column=1, sticky="e")
+        self._outcome = ttk.Label(header, font=("TkDefaultFont", 11, "bold"))
+        self._outcome.grid(row=1, column=0, sticky="w")
         self._where = ttk.Label(header)
-        self._where.grid(row=1, column=0, columnspan=2, sticky="w")
+        self._where.grid(row=2, column=0, sticky="w")
         header.columnconfigure(0, weight=1)
 
         panes = ttk.PanedWindow(outer, orient=tk.VERTICAL)
         panes.pack(fill=tk.BOTH, expand=True, pady=(8, 0))
         table = ttk.Frame(panes)
-        self.tree = ttk.Treeview(table, columns=[c[0] for c in COLUMNS], selectmode="browse", height=10)
+        self.tree = ttk.Treeview(table, columns=[c[0] for c in COLUMNS], selectmode="browse", height=7)
         self.tree.heading("#0", text="Resource")
-        self.tree.column("#0", width=260, stretch=False)
+        self.tree.column("#0", width=310, stretch=False)
         for name, text, width in COLUMNS:
             self.tree.heading(name, text=text)
             self.tree.column(name, width=width, stretch=name == "message")
@@ -102,19 +103,22 @@ class DetailsWindow:
         self.tree.pack(side=tk.LEFT, fill=tk.BOTH, expand=True)
         scroll.pack(side=tk.RIGHT, fill=tk.Y)
         self.tree.bind("<<TreeviewSelect>>", self._selected)
-        panes.add(table, weight=3)
+        panes.add(table, weight=2)
 
         detail = ttk.Frame(panes)
-        self.text = tk.Text(detail, wrap=tk.WORD, height=10, relief=tk.FLAT, padx=6, pady=6)
+        buttons = ttk.Frame(detail)
+        buttons.pack(side=tk.BOTTOM, fill=tk.X, pady=(6, 0))
+        self.text = tk.Text(detail, wrap=tk.WORD, height=12, relief=tk.FLAT, padx=6, pady=6)
         self.text.tag_configure("heading", font=("TkDefaultFont", 10, "bold"))
         self.text.tag_configure("code", font=("TkFixedFont", 10))
-        self.text.pack(side=tk.TOP, fill=tk.BOTH, expand=True)
-        buttons = ttk.Frame(detail)
-        buttons.pack(side=tk.TOP, fill=tk.X, pady=(6, 0))
+        text_scroll = ttk.Scrollbar(detail, orient=tk.VERTICAL, command=self.text.yview)
+        self.text.configure(yscrollcommand=text_scroll.set)
+        self.text.pack(side=tk.LEFT, fill=tk.BOTH, expand=True)
+        text_scroll.pack(side=tk.RIGHT, fill=tk.Y)
         self.copy_button = ttk.Button(buttons, text="Copy command", command=self._copy_command, state=tk.DISABLED)
         self.copy_button.pack(side=tk.LEFT)
         ttk.Button(buttons, text="Close", command=self.close).pack(side=tk.RIGHT)
-        panes.add(detail, weight=2)
+        panes.add(detail, weight=3)
 
     # --- content -----------------------------------------------------------------------------------------------
 
@@ -246,7 +250,7 @@ def _row(resource: ResourceStatus) -> tuple[str, ...]:
     else:
         message = resource.message.strip().splitlines()[0] if resource.message.strip() else resource.reason
     if resource.depends_on:
-        message = f"[depends on {', '.join(dep.name for dep, _ in resource.depends_on)}] {message}"
+        message = f"{message} · depends on {', '.join(dep.name for dep, _ in resource.depends_on)}"
     return (
         f"{PHASE_MARKS.get(resource.phase, '?')} {resource.phase.value}",
         short_revision(resource.revision),
