@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,21 @@ def connect(fleet: Fleet) -> CountingCluster:
     return cluster
 
 
+@contextlib.contextmanager
+def following(fleet: Fleet, *, store: SessionStore | None = None) -> Iterator[tuple[SessionManager, Recorder]]:
+    """A started SessionManager on the real adapter, and a recorder of its snapshots; stopped on leaving."""
+    cluster = connect(fleet)
+    recorder = Recorder()
+    manager = SessionManager(cluster, store=store)
+    manager.subscribe(recorder.snapshots.put)
+    manager.start()
+    try:
+        yield manager, recorder
+    finally:
+        manager.stop()
+        cluster.close()
+
+
 def spec_for(fleet: Fleet, sha: str, *, session_id: str, **extra: Any) -> SessionSpec:
     return SessionSpec(
         id=session_id,
@@ -74,12 +90,7 @@ def test_a_newer_push_supersedes_the_older_session(fleet: Fleet) -> None:
     fleet.controllers.stop()  # hold both pushes in flight
     first = fleet.commit_and_push(SCALE_WEB, "first")
     second = fleet.commit_and_push(edit("apps/web.yaml", "replicas: 3", "replicas: 4"), "second")
-    cluster = connect(fleet)
-    recorder = Recorder()
-    manager = SessionManager(cluster)
-    manager.subscribe(recorder.snapshots.put)
-    manager.start()
-    try:
+    with following(fleet) as (manager, recorder):
         manager.add(spec_for(fleet, first, session_id="first"))
         recorder.until("first", SessionState.WAITING_FOR_SOURCE)
         manager.add(spec_for(fleet, second, session_id="second", reconcile=True))
@@ -87,27 +98,16 @@ def test_a_newer_push_supersedes_the_older_session(fleet: Fleet) -> None:
         assert superseded.message == "superseded by a newer push to the same branch"
         fleet.controllers.start()
         assert recorder.until("second", SessionState.SUCCEEDED).commit == second
-    finally:
-        manager.stop()
-        cluster.close()
 
 
 def test_a_failure_carries_its_warning_events_in_the_final_snapshot(fleet: Fleet) -> None:
     """The session is final the moment the failure is certain; the Events read after that still reach it."""
     broken = fleet.commit_and_push(BROKEN_YAML, "broken")
-    cluster = connect(fleet)
-    recorder = Recorder()
-    manager = SessionManager(cluster)
-    manager.subscribe(recorder.snapshots.put)
-    manager.start()
-    try:
+    with following(fleet) as (manager, recorder):
         manager.add(spec_for(fleet, broken, session_id="broken", reconcile=True))
         failed = recorder.until("broken", SessionState.FAILED)
         while not next(r for r in failed.resources if r.ref == failed.failed).events:
             failed = recorder.until("broken", SessionState.FAILED)  # the one with the Events follows at once
-    finally:
-        manager.stop()
-        cluster.close()
     apps = next(r for r in failed.resources if r.ref == failed.failed)
     assert apps.ref.name == "apps"
     assert any(e.type == "Warning" and e.reason == "BuildFailed" for e in apps.events)
@@ -150,18 +150,10 @@ def test_a_restart_resumes_active_sessions_and_keeps_the_history(fleet: Fleet, t
     cluster.close()
     assert [spec.id for spec in store.load_active()] == ["kept"]
 
-    cluster = connect(fleet)
-    recorder = Recorder()
-    after = SessionManager(cluster, store=store)
-    after.subscribe(recorder.snapshots.put)
-    after.start()
-    try:
+    with following(fleet, store=store) as (_after, recorder):
         fleet.controllers.start()
         fleet.reconcile_source()
         assert recorder.until("kept", SessionState.SUCCEEDED).commit == sha
-    finally:
-        after.stop()
-        cluster.close()
     assert store.load_active() == []
     (record,) = store.history()
     assert (record["id"], record["state"]) == ("kept", "succeeded")
