@@ -3,7 +3,7 @@
 Backend, chosen on purpose (DESIGN §8): `appindicator` (StatusNotifierItem, the modern desktops' tray) when its
 typelib is installed, else `gtk` (XEmbed, a menu on right click and "Show details…" on left click). The `xorg`
 backend has no menu and three known bugs, so it is refused with a message saying what to install. Both usable
-backends need PyGObject: `pip install 'flux-push-monitor[gtk]'` plus Debian's `gir1.2-gtk-3.0`.
+backends need PyGObject (the `gtk` extra, `pip install '.[gtk]'`) plus Debian's `gir1.2-gtk-3.0`.
 
 Three pystray 0.19.5 behaviours are worked around here, and tests prove them:
 - Its GTK backends write each icon image to a fresh `tempfile.mktemp()` in /tmp, which a crash leaves behind. We
@@ -76,7 +76,7 @@ def choose_backend(environ: Mapping[str, str] = os.environ) -> str:
         gi.require_version("Gtk", "3.0")
     except (ImportError, ValueError) as exc:
         raise TrayUnavailable(
-            "the tray needs PyGObject and GTK 3: pip install 'flux-push-monitor[gtk]' "
+            "the tray needs PyGObject and GTK 3: install fluxmon with its gtk extra (pip install '.[gtk]') "
             "(which builds with libgirepository1.0-dev libcairo2-dev pkg-config) and apt install gir1.2-gtk-3.0"
         ) from exc
     if wanted:
