@@ -15,9 +15,7 @@ import json
 import logging
 import os
 import queue
-import signal
 import sys
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -40,6 +38,7 @@ from fluxmon.core.spool import default_spool_dir, lock_holder
 from fluxmon.core.store import snapshot_record
 from fluxmon.core.terminal import VERBOSITIES, progress_lines, tree, use_colour
 from fluxmon.core.verdict import Phase, Verdict, verdict
+from fluxmon.signals import StopSignals
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -284,28 +283,30 @@ def run_sim(args: argparse.Namespace) -> int:
     if not (args.repo / "HEAD").exists():
         raise InputError(f"--repo {args.repo}: not a bare git repository")
     timings = TEST_TIMINGS if args.fast else DEMO_TIMINGS
-    stop = _stop_on_signals()
-    if args.attach is not None:
-        client = KubeClient.from_kubeconfig(args.attach)
-        install_crds(client)
-        bootstrap(client, repo=args.repo, path=args.path)
-        controllers = FluxControllers(client, timings=timings)
-        controllers.start()
-        print(f"fluxmon sim: Flux controllers running against {args.attach}; Ctrl-C stops them", flush=True)
+    with StopSignals() as stop:
+        if args.attach is not None:
+            client = KubeClient.from_kubeconfig(args.attach)
+            install_crds(client)
+            bootstrap(client, repo=args.repo, path=args.path)
+            controllers = FluxControllers(client, timings=timings)
+            controllers.start()
+            print(f"fluxmon sim: Flux controllers running against {args.attach}; Ctrl-C stops them", flush=True)
+            stop.wait()
+            controllers.stop()
+            return EXIT_OK
+        if args.kubeconfig is None:
+            raise InputError("--kubeconfig OUT is required (or --attach KUBECONFIG)")
+        cluster = SimCluster(
+            repo=args.repo, kubeconfig=args.kubeconfig, path=args.path, port=args.port, timings=timings
+        )
+        cluster.start()
+        print(
+            f"fluxmon sim: cluster ready at {cluster.server.url}, following {args.repo}; "
+            f"export KUBECONFIG={args.kubeconfig}",
+            flush=True,
+        )
         stop.wait()
-        controllers.stop()
-        return EXIT_OK
-    if args.kubeconfig is None:
-        raise InputError("--kubeconfig OUT is required (or --attach KUBECONFIG)")
-    cluster = SimCluster(repo=args.repo, kubeconfig=args.kubeconfig, path=args.path, port=args.port, timings=timings)
-    cluster.start()
-    print(
-        f"fluxmon sim: cluster ready at {cluster.server.url}, following {args.repo}; "
-        f"export KUBECONFIG={args.kubeconfig}",
-        flush=True,
-    )
-    stop.wait()
-    cluster.stop()
+        cluster.stop()
     return EXIT_OK
 
 
@@ -319,18 +320,6 @@ def run_sim_init_repo(args: argparse.Namespace) -> int:
     print(f"created the sample fleet in {args.directory}, pushed to {remote}")
     print(f"next: fluxmon sim --repo {remote} --kubeconfig {args.directory.parent / 'kubeconfig'}")
     return EXIT_OK
-
-
-def _stop_on_signals() -> threading.Event:
-    """An event set by SIGINT or SIGTERM, so that long-running verbs shut down in order instead of dying."""
-    stop = threading.Event()
-
-    def handle(signum: int, frame: object) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGINT, handle)
-    signal.signal(signal.SIGTERM, handle)
-    return stop
 
 
 EXIT_TIMED_OUT = 3

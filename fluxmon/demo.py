@@ -14,7 +14,6 @@ import contextlib
 import os
 import queue
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -33,6 +32,7 @@ from fluxmon.core.session import SessionSnapshot, SessionSpec, SessionState, spe
 from fluxmon.core.spool import SessionRequest, SpoolReader
 from fluxmon.core.store import SessionStore
 from fluxmon.core.terminal import progress_lines, tree, use_colour
+from fluxmon.signals import StopSignals
 from fluxmon.sim.cluster import SimCluster
 from fluxmon.sim.controllers import DEMO_TIMINGS, TEST_TIMINGS
 from fluxmon.sim.samplerepo import init_repo
@@ -304,7 +304,5 @@ def _git(cwd: Path, *args: str) -> None:
 
 
 def _wait_for_interrupt() -> None:
-    stopped = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stopped.set())
-    stopped.wait()
+    with StopSignals() as stop:
+        stop.wait()
