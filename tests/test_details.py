@@ -2,27 +2,32 @@
 
 from __future__ import annotations
 
-import tkinter as tk
 from collections.abc import Iterator
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import pytest
 
-from fluxmon.core.session import SessionState
-from fluxmon.tray.details import DetailsWindow, title_for
-from tests.desktop import Desktop
-from tests.snapshots import APPS, BUILD_ERROR, SOURCE, failed_snapshot, snapshot
+if TYPE_CHECKING:
+    import tkinter
+
+tk = pytest.importorskip("tkinter", reason="this Python was built without Tk (Debian: python3-tk, or tk-dev)")
+
+from fluxmon.core.session import SessionState  # noqa: E402 - after the skip: tray.details imports tkinter
+from fluxmon.tray.details import DetailsWindow, title_for  # noqa: E402
+from tests.desktop import Desktop  # noqa: E402
+from tests.snapshots import APPS, BUILD_ERROR, SOURCE, failed_snapshot, snapshot  # noqa: E402
 
 
 @pytest.fixture
-def root(desktop: Desktop) -> Iterator[tk.Tk]:
+def root(desktop: Desktop) -> Iterator[tkinter.Tk]:
     root = tk.Tk(screenName=desktop.display)
     root.withdraw()
     yield root
     root.destroy()
 
 
-def test_the_tree_nests_sources_kustomizations_and_releases_and_shows_the_failure(root: tk.Tk) -> None:
+def test_the_tree_nests_sources_kustomizations_and_releases_and_shows_the_failure(root: tkinter.Tk) -> None:
     closed: list[str] = []
     session = failed_snapshot()
     window = DetailsWindow(root, session, on_closed=closed.append)
@@ -57,7 +62,7 @@ def test_the_tree_nests_sources_kustomizations_and_releases_and_shows_the_failur
     assert not window.top.winfo_exists()
 
 
-def test_it_updates_live_keeps_the_users_selection_and_redacts(root: tk.Tk) -> None:
+def test_it_updates_live_keeps_the_users_selection_and_redacts(root: tkinter.Tk) -> None:
     running = snapshot(SessionState.RECONCILING)
     window = DetailsWindow(root, running, on_closed=lambda _id: None)
     window.select(SOURCE)
