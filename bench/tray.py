@@ -42,8 +42,9 @@ IDLE_SECONDS = float(os.environ.get("BENCH_IDLE_SECONDS", "60"))
 def icon_docked(desktop: Desktop) -> bool:
     image = desktop.grab(desktop.geometry(desktop.trayer_window)).convert("RGB")
     colours: Any = image.getcolors(1 << 16) or []
-    green: int = sum(n for n, (r, g, b) in colours if abs(r - 40) + abs(g - 160) + abs(b - 70) < 30)
-    return green > 40
+    red, green, blue = DEPLOYED_GREEN
+    matching: int = sum(n for n, (r, g, b) in colours if abs(r - red) + abs(g - green) + abs(b - blue) < 30)
+    return matching > 40
 
 
 def cpu_seconds(pid: int) -> float:
@@ -95,7 +96,13 @@ def measure_latency(desktop: Desktop, root: Path, kubeconfig: Path) -> None:
     posted: dict[str, float] = {}
     applied = threading.Event()
 
+    started = threading.Event()
+
     class MeasuredIcon(TrayIcon):
+        def start(self, **kwargs: Any) -> None:
+            super().start(**kwargs)
+            started.set()
+
         def show(self, **kwargs: Any) -> None:
             super().show(**kwargs)
             token = kwargs["tooltip"]
@@ -121,7 +128,8 @@ def measure_latency(desktop: Desktop, root: Path, kubeconfig: Path) -> None:
     app = tray_app.TrayApp(options)
 
     def inject() -> None:
-        wait_until(lambda: app.shown is not None, "the tray")
+        if not started.wait(30):
+            raise RuntimeError("the tray did not start")
         for sample in range(LATENCY_SAMPLES):
             state = SessionState.RECONCILING if sample % 2 else SessionState.SUCCEEDED
             update = replace(snapshot(state), id=f"latency-{sample}", started_at=float(sample))

@@ -25,6 +25,7 @@ from fluxmon.core.overview import TrayState
 from tests.desktop import Desktop, Dunst, wait_until
 from tests.fleet import BROKEN_YAML, SCALE_WEB, Fleet, edit
 from tests.gitrepos import isolated_env
+from tests.processes import children, wait_for_children
 from tests.running import Running
 from tests.sni import StatusNotifierWatcher, labels
 
@@ -313,9 +314,10 @@ def test_a_missing_kubeconfig_shows_as_unreachable_and_loses_no_push(
     tray = start_tray(kubeconfig=tmp_path / "nowhere", state=TrayState.UNREACHABLE)
     line = tray.running.expect_stderr("icon: unreachable")
     assert f"no kubeconfig at {tmp_path / 'nowhere'}" in line  # the tooltip says why
+    before = children()
     fleet.commit_and_push(SCALE_WEB, "scale web")
+    assert not wait_for_children(timeout=30, ignore=before)  # the hook's confirmer has spooled the push (pidfd)
     spool = Path(fleet.env["FLUXMON_SPOOL_DIR"])
-    wait_until(lambda: list(spool.glob("*.json")), "the push's session file in the spool")
     assert tray.stop(signal.SIGINT) == 0  # Ctrl-C in the terminal it was started from: the same orderly stop
     assert "fluxmon: tray stopped" in tray.running.stderr
     assert len(list(spool.glob("*.json"))) == 1  # still there for the next start: nothing is lost
