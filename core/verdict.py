@@ -44,6 +44,11 @@ is not ready (helm-controller `isSourceReady`, internal/controller/helmrelease_c
 the dependency interval, not retried with backoff); a HelmChart whose source has no artifact yet
 (source-controller internal/controller/helmchart_controller.go@39b711b1, ResultRequeue)."""
 
+HEALTH_CHECK_CANCELED = "HealthCheckCanceled"
+"""Written when a new reconcile request (often the push itself, through its source) cancels running health checks;
+the controller requeues at once, so nothing has failed (fluxcd/pkg apis/meta/conditions.go@e2cfd1a2;
+kustomize-controller internal/controller/kustomization_controller.go@186fb3b2)."""
+
 ARTIFACT_GONE = "Source not ready: artifact not found"
 """helm-controller's ArtifactFailed message when the chart artifact vanished between lookup and download; it waits
 (errWaitForDependency) instead of failing (internal/controller/helmrelease_controller.go@0f61a860)."""
@@ -180,8 +185,11 @@ def verdict(obj: FluxObject, target: str | None = None) -> Verdict:
 
     if ready.reason in WAIT_REASONS:
         return judged(Phase.WAITING, ready.reason, ready.message, matched=matched)
-    if obj.kind == "HelmRelease" and ready.reason == ARTIFACT_FAILED and ready.message.startswith(ARTIFACT_GONE):
-        # The chart artifact was replaced between lookup and download; helm-controller waits and looks again.
+    if ready.reason == HEALTH_CHECK_CANCELED or (
+        obj.kind == "HelmRelease" and ready.reason == ARTIFACT_FAILED and ready.message.startswith(ARTIFACT_GONE)
+    ):
+        # Health checks cancelled by a newer request, or a chart artifact replaced between lookup and download: the
+        # controller starts again at once.
         return judged(Phase.PROGRESSING, ready.reason, ready.message, matched=matched)
     if (
         reconciling
@@ -194,6 +202,7 @@ def verdict(obj: FluxObject, target: str | None = None) -> Verdict:
     # The attempt failed at the current generation. A HelmRelease that failed before any release action failed on
     # its current spec (values, chart, Secret), whatever chart revision it last attempted.
     before_release = obj.kind == "HelmRelease" and ready.reason in HELM_PREREQUISITE_FAILURES
+    failure = _failure(obj)
     if (
         target
         and trace is not None
@@ -206,11 +215,10 @@ def verdict(obj: FluxObject, target: str | None = None) -> Verdict:
         tried = f"the last attempt, at {short_revision(trace.attempted)}," if trace.attempted else "the last attempt"
         return judged(
             Phase.PENDING,
-            ready.reason,
-            f"{tried} failed; the pushed commit has not been tried yet: {ready.message}",
+            failure.reason,
+            f"{tried} failed; the pushed commit has not been tried yet: {failure.message}",
             matched=False,
         )
-    failure = _failure(obj)
     if obj.kind == "HelmRelease" and not before_release and (retry := _helm_retry(obj, reconciling)):
         return judged(Phase.PROGRESSING, failure.reason, f"{retry}: {failure.message}", matched=matched, failed=True)
     return judged(Phase.FAILED, failure.reason or "Failed", failure.message, matched=matched)

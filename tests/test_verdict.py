@@ -632,3 +632,31 @@ def test_an_install_failure_counts_install_failures() -> None:
     assert judge(body).message.startswith("install failed, retry 2 of 2: Helm install failed")
     body["status"]["installFailures"] = 3
     assert judge(body).phase is Phase.FAILED
+
+
+def test_health_checks_cancelled_by_a_newer_request_are_not_a_failure() -> None:
+    # kustomize-controller writes this when a new reconcile (often the push itself) interrupts the health checks,
+    # and requeues at once; finalizeStatus still turns Reconciling to ProgressingWithRetry.
+    body = kustomization(
+        "apps",
+        applied=OLD,
+        attempted=NEW,
+        conditions=[
+            condition("Reconciling", "True", "ProgressingWithRetry", "Running health checks"),
+            condition(
+                "Ready",
+                "False",
+                "HealthCheckCanceled",
+                "New reconciliation triggered by GitRepository/flux-system/fleet",
+            ),
+        ],
+    )
+    assert judge(body).phase is Phase.PROGRESSING
+
+
+def test_a_release_failure_at_an_older_revision_shows_the_release_error_not_the_rollback() -> None:
+    body = failed_upgrade(retries=3, failures=1)
+    body["status"]["lastAttemptedRevision"] = f"1.2.0+{SHA_OLD[:12]}"
+    result = judge(body)
+    assert (result.phase, result.reason) == (Phase.PENDING, "UpgradeFailed")
+    assert result.message.endswith(UPGRADE_ERROR)
