@@ -74,12 +74,6 @@ internal/controller/helmrelease_controller.go@0f61a860 reconcileRelease; StateEr
 internal/reconcile/atomic_release.go@0f61a860). InitFailed and GetLastReleaseFailed are the v2beta1 API's
 (api/v2beta1/condition_types.go)."""
 
-HELM_RELEASE_FAILURES = frozenset(
-    {"InstallFailed", "UpgradeFailed", "TestFailed", "RollbackSucceeded", "UninstallSucceeded"}
-)
-"""Ready=False reasons after a failed install, upgrade or test, and after the remediation (rollback or uninstall)
-that helm-controller runs between retries (internal/reconcile/release.go@0f61a860 `summarize`)."""
-
 RETRY_ON_FAILURE = "RetryOnFailure"
 """spec.install/upgrade.strategy.name that retries after an interval instead of remediating at once."""
 
@@ -324,7 +318,9 @@ _ACTION_BY_REASON = {
     "UpgradeFailed": "upgrade",
     "RollbackSucceeded": "upgrade",
 }
-"""The release action a failure belongs to, where status.lastAttemptedReleaseAction is missing (v2beta1)."""
+"""The release action a failure belongs to, where status.lastAttemptedReleaseAction is missing (v2beta1): a failed
+install is remediated by an uninstall, a failed upgrade by a rollback, and helm-controller's `summarize` then puts the
+remediation's reason on Ready (internal/reconcile/release.go@0f61a860)."""
 
 
 def _current(obj: FluxObject, condition: Condition | None) -> Condition | None:
