@@ -13,6 +13,7 @@ counts as deployed once its parent Kustomization has applied the push and it is 
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -257,7 +258,7 @@ def evaluate(
     all_notes = list(notes) + _kind_notes(spec, states)
     if plan.cycles:
         all_notes += [f"dependency cycle: {' -> '.join(str(r) for r in cycle)}" for cycle in plan.cycles]
-    verdicts = _verdicts(plan, watched, spec.commit)
+    verdicts = _verdicts(plan, watched, spec.commit, pushed_at=spec.created_at)
     outgoing = dependencies_by_dependent(plan.edges)
     resources = tuple(
         sorted(
@@ -301,23 +302,45 @@ def _roles(plan: Plan) -> list[tuple[ObjectRef, str]]:
     )
 
 
-def _verdicts(plan: Plan, objects: Mapping[ObjectRef, FluxObject], commit: str) -> dict[ObjectRef, Verdict]:
+def _verdicts(
+    plan: Plan, objects: Mapping[ObjectRef, FluxObject], commit: str, *, pushed_at: float
+) -> dict[ObjectRef, Verdict]:
     verdicts = {ref: verdict(objects[ref], commit) for ref in (*plan.followed, *plan.upstream) if ref in objects}
-    # No trace of the commit: deployed once the parent that applies it has applied the push (DESIGN §3).
     for ref in plan.helm_releases:
         result = verdicts.get(ref)
-        if result is None or result.target_matched is not None or result.phase is not Phase.READY:
+        if result is None or result.target_matched:
             continue
-        parent = objects[ref].owner
-        parent_verdict = verdicts.get(parent) if parent else None
-        if parent_verdict is not None and parent_verdict.phase is not Phase.READY:
+        if result.phase is Phase.READY and result.target_matched is None:
+            # No trace of the commit: deployed once the parent that applies it has applied the push (DESIGN §3).
+            parent = objects[ref].owner
+            parent_verdict = verdicts.get(parent) if parent else None
+            if parent_verdict is not None and parent_verdict.phase is not Phase.READY:
+                verdicts[ref] = replace(
+                    result,
+                    phase=Phase.PENDING,
+                    reason="ParentNotApplied",
+                    message=f"waiting for {parent} to apply the pushed commit",
+                )
+        elif result.phase is Phase.FAILED and _failing_since_before(result, pushed_at):
+            # A HelmRelease failure that names no commit (a missing Secret, a values error) and was already there
+            # before the push is not this push's failure: the push may be the fix. Flux moves a condition's
+            # lastTransitionTime only when its status, reason or message change (fluxcd/pkg
+            # runtime/conditions/setter.go, Set), so the same failure, retried, keeps its old time.
             verdicts[ref] = replace(
                 result,
                 phase=Phase.PENDING,
-                reason="ParentNotApplied",
-                message=f"waiting for {parent} to apply the pushed commit",
+                message=f"failing since before this push, which may fix it: {result.message}",
             )
     return verdicts
+
+
+def _failing_since_before(result: Verdict, pushed_at: float) -> bool:
+    try:
+        since = datetime.strptime(result.transitioned_at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        return False
+    # Flux truncates condition times to the second (setter.go), so a failure in the push's own second is new.
+    return since < math.floor(pushed_at)
 
 
 def _resource(

@@ -7,6 +7,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -344,3 +345,44 @@ def test_the_cache_counts_structure_changes_but_not_status_writes(fleet: Fleet) 
     finally:
         cache.stop()
         cluster.close()
+
+
+def values_error_release(*, failing_since: str) -> dict[str, Any]:
+    """helm-controller's shape for a values error (helm-controller internal/controller/helmrelease_controller.go)."""
+    failure = condition(
+        "Ready",
+        "False",
+        "ValuesError",
+        "could not resolve Secret chart values reference 'apps/redis-values' with key 'values.yaml': not found",
+    )
+    failure["lastTransitionTime"] = failing_since
+    release = labelled_release("apps")
+    release["status"]["conditions"] = [
+        condition("Reconciling", "True", "Progressing", "Fulfilling prerequisites"),
+        failure,
+    ]
+    return release
+
+
+def test_a_release_failure_older_than_the_push_is_not_the_push_s_failure() -> None:
+    # The push may add the missing Secret: until the release says something new, it has not failed this push.
+    spec = replace(SPEC, created_at=1_700_000_000.5)
+    before, after = "2023-11-14T22:13:19Z", "2023-11-14T22:13:20Z"  # the push's own second counts as after
+    world = objects(
+        git_repository(revision=NEW),
+        kustomization("apps", applied=NEW, conditions=ready(NEW)),
+        values_error_release(failing_since=before),
+    )
+    snapshot = evaluate(spec, world, SYNCED, now=spec.created_at + 1)
+    redis = next(r for r in snapshot.resources if r.ref.name == "redis")
+    assert snapshot.state is SessionState.RECONCILING
+    assert redis.phase is Phase.PENDING
+    assert redis.message.startswith("failing since before this push, which may fix it: could not resolve Secret")
+    world = objects(
+        git_repository(revision=NEW),
+        kustomization("apps", applied=NEW, conditions=ready(NEW)),
+        values_error_release(failing_since=after),
+    )
+    snapshot = evaluate(spec, world, SYNCED, now=spec.created_at + 1)
+    assert snapshot.state is SessionState.FAILED
+    assert snapshot.failed == ObjectRef(kind="HelmRelease", namespace="apps", name="redis")
