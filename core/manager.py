@@ -30,6 +30,9 @@ IDLE_WAKE_SECONDS = 1.0
 NUDGE_AFTER_SECONDS = 5.0
 """A Kustomization that has not started on the pushed commit this long after its source has it gets nudged."""
 STOP_TIMEOUT_SECONDS = 5.0
+FINISHED_KEPT = 20
+"""Finished sessions whose last snapshot the manager still answers for (`wait_final`); older ones are dropped,
+with their signatures and triggers, so that memory stays flat over days. Their outcomes live in the store."""
 
 Subscriber = Callable[[SessionSnapshot], None]
 
@@ -61,11 +64,14 @@ class SessionManager:
         self.store = store
         self._clock = clock
         self._sessions: dict[str, Session] = {}
+        """The sessions still being followed; a session leaves once its final snapshot is published."""
+        self._finished: dict[str, SessionSnapshot] = {}
+        """The last FINISHED_KEPT final snapshots, oldest first."""
         self._triggers: dict[str, _Triggers] = {}
         self._signatures: dict[str, tuple[object, ...]] = {}
         self._subscribers: list[Subscriber] = []
         self._lock = threading.RLock()
-        self._finished = threading.Condition(self._lock)
+        self._ended = threading.Condition(self._lock)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -115,19 +121,21 @@ class SessionManager:
         self._wake_up()
 
     def snapshots(self) -> list[SessionSnapshot]:
+        """The latest snapshot of every session followed now, and of the last few that finished."""
         with self._lock:
-            return [s.snapshot for s in self._sessions.values() if s.snapshot is not None]
+            following = [s.snapshot for s in self._sessions.values() if s.snapshot is not None]
+            return [*self._finished.values(), *following]
 
     def wait_final(self, session_id: str, timeout: float) -> SessionSnapshot | None:
         """Block until the session reaches a final state (or `timeout` passes); returns its last snapshot."""
 
-        def done() -> bool:
-            snapshot = self._sessions[session_id].snapshot
-            return snapshot is not None and snapshot.state.final
+        def latest() -> SessionSnapshot | None:
+            session = self._sessions.get(session_id)
+            return session.snapshot if session is not None else self._finished.get(session_id)
 
-        with self._finished:
-            self._finished.wait_for(done, timeout)
-            return self._sessions[session_id].snapshot
+        with self._ended:
+            self._ended.wait_for(lambda: (s := latest()) is not None and s.state.final, timeout)
+            return latest()
 
     def reconcile_now(self, refs: list[ObjectRef]) -> list[str]:
         """`flux reconcile --with-source`, on demand: each source, then each Kustomization, once.
@@ -182,12 +190,22 @@ class SessionManager:
             subscribers = list(self._subscribers)
             if snapshot.state.final:
                 self._record(snapshot)
-                self._finished.notify_all()
+                self._forget(snapshot)
+                self._ended.notify_all()
         for subscriber in subscribers:
             try:
                 subscriber(snapshot)
             except Exception:
                 log.exception("a snapshot subscriber failed")
+
+    def _forget(self, final: SessionSnapshot) -> None:
+        """A final session is never evaluated again: keep its last snapshot for a while, and drop the rest."""
+        self._sessions.pop(final.id, None)
+        self._signatures.pop(final.id, None)
+        self._triggers.pop(final.id, None)
+        self._finished[final.id] = final
+        while len(self._finished) > FINISHED_KEPT:
+            del self._finished[next(iter(self._finished))]
 
     def _record(self, snapshot: SessionSnapshot) -> None:
         """Keep a finished session in the history; a store that fails must not hide the outcome from anyone."""
