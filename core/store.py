@@ -3,6 +3,10 @@
 Layout under `$XDG_STATE_HOME/fluxmon` (default ~/.local/state/fluxmon), private to the user:
     active/<id>.json     the spec of each session still being followed
     history.jsonl        one record per finished session, newest last, trimmed to HISTORY_LIMIT
+    .lock                held (flock) by the one tray that owns this folder; holds its pid
+
+The folder is per user whatever the environment (the spool moves with XDG_RUNTIME_DIR, this does not), so its
+lock, not the spool's, is what keeps a user to one tray: two would resume the same sessions and notify twice.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from typing import Any
 from fluxmon.core.hints import Hint
 from fluxmon.core.objects import ObjectRef
 from fluxmon.core.session import ResourceStatus, SessionSnapshot, SessionSpec, SessionState
-from fluxmon.core.spool import ensure_private_dir
+from fluxmon.core.spool import ensure_private_dir, hold_lock
 from fluxmon.core.verdict import Phase
 
 log = logging.getLogger("fluxmon.store")
@@ -135,6 +139,21 @@ class SessionStore:
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
+        self._lock_fd: int | None = None
+
+    def take_lock(self) -> None:
+        """Become the one app that owns this folder; SpoolError "fluxmon is already running" names the holder."""
+        if self._lock_fd is not None:
+            return
+        self._ready()
+        self._lock_fd = hold_lock(
+            self.directory / ".lock", busy="already keeps its sessions in {folder}; stop it first"
+        )
+
+    def release_lock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing releases the flock
+            self._lock_fd = None
 
     def save_active(self, spec: SessionSpec) -> None:
         self._ready()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import queue
+import sys
 import tracemalloc
 from pathlib import Path
 
@@ -14,7 +15,12 @@ from fluxmon.core.kube import Cluster
 from fluxmon.core.manager import SessionManager
 from fluxmon.core.session import SessionSnapshot, SessionSpec, SessionState
 from fluxmon.core.store import SessionStore
+from tests.desktop import Desktop
 from tests.fleet import BROKEN_YAML, Fleet
+from tests.running import Running
+from tests.test_tray import StartTray, start_tray
+
+__all__ = ["start_tray"]  # the fixture, shared with the tray's own tests
 
 ONLY_THE_SIMULATOR = pytest.mark.parametrize("cluster", ["sim"], indirect=True)
 FINAL_TIMEOUT_SECONDS = 30.0
@@ -65,3 +71,28 @@ def test_five_hundred_failed_sessions_leave_the_managers_memory_flat(fleet: Flee
     print(f"memory growth over {MEASURED_SESSIONS} sessions: {growth} bytes")
     assert growth < MEASURED_SESSIONS * GROWTH_LIMIT_BYTES_PER_SESSION
     assert len(SessionStore(tmp_path / "state").history(limit=1000)) >= 200  # the outcomes live on in the store
+
+
+# --- 22: one tray per user -----------------------------------------------------------------------------------
+
+
+@ONLY_THE_SIMULATOR
+def test_a_second_tray_is_refused_even_when_its_spool_is_elsewhere(
+    desktop: Desktop, fleet: Fleet, start_tray: StartTray
+) -> None:
+    """Autostart sets XDG_RUNTIME_DIR, a terminal over ssh may not: the spools differ, the state folder does not."""
+    tray = start_tray()
+    Path(tray.env["XDG_STATE_HOME"]).mkdir(parents=True, exist_ok=True)  # ~/.local/state, as on any desktop
+    elsewhere = {k: v for k, v in tray.env.items() if k not in ("XDG_RUNTIME_DIR", "FLUXMON_SPOOL_DIR")}
+    command = [sys.executable, "-m", "fluxmon", "tray", "--kubeconfig", str(fleet.cluster.kubeconfig)]
+    second = Running(command, env=elsewhere)
+    try:
+        second.expect(lambda _name, line: "already running" in line or "tray started" in line, "the second's fate")
+        assert second.finish(timeout=30) == 2
+    finally:
+        second.kill()
+    stderr = "\n".join(second.stderr)
+    assert "fluxmon is already running" in stderr
+    assert f"(pid {tray.running.process.pid}," in stderr
+    assert "tray started" not in stderr
+    assert tray.stop() == 0

@@ -119,9 +119,15 @@ class TrayApp:
 
     def run(self, *, backend: str = "") -> int:
         backend = backend or choose_backend()
-        # One tray per user: the spool's lock says so before any window exists (SpoolError names the holder).
-        self._reader = SpoolReader(self.options.spool_dir, on_session=self._spooled, on_rejected=self._rejected)
-        self._reader.take_lock()
+        # One tray per user, said before any window exists (SpoolError names the holder). The state folder is the
+        # user's whatever the environment, so its lock comes first; the spool's keeps two readers off one spool.
+        self._store.take_lock()
+        try:
+            self._reader = SpoolReader(self.options.spool_dir, on_session=self._spooled, on_rejected=self._rejected)
+            self._reader.take_lock()
+        except BaseException:
+            self._store.release_lock()
+            raise
         try:
             self._open_display()
             previous = {signum: signal.signal(signum, lambda *_: self.post("quit")) for signum in QUIT_SIGNALS}
@@ -208,6 +214,7 @@ class TrayApp:
             self._root = None
         for fd in (self._wake_read, self._wake_write):
             os.close(fd)
+        self._store.release_lock()
         log.info("tray stopped")
 
     # --- engine callbacks (their threads): post only --------------------------------------------------------
