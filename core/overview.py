@@ -6,7 +6,8 @@ a display or a bus:
 - `overview()`: the newest session per remote and branch counts, and the worst of them wins the icon. A failure
   stays red until a newer push to that branch ends; a paused tray shows "paused" unless something is failing.
 - `notification_for()`: one notification per session outcome, for final outcomes only, never while paused;
-  failures are critical. The body is markup-escaped (servers such as dunst render it) and redacted.
+  failures are critical. The body is markup-escaped (servers such as dunst render it) and redacted. A success
+  that follows failures on its branch says "fixed" and closes their notifications (`failures_fixed_by()`).
 """
 
 from __future__ import annotations
@@ -175,10 +176,39 @@ class Notification:
     body: str
     """Markup-escaped: servers such as dunst render `<b>` and `&amp;` in bodies."""
     urgency: Urgency
+    closes: tuple[str, ...] = ()
+    """Sessions whose (critical, sticky) notifications this one makes stale: the failures a fix deployed over."""
 
 
 NOTIFIED_OUTCOME_NAMES = ("succeeded", "failed", "timed-out")
 """The default of config `notify_on`: the final outcomes a user acts on."""
+
+
+def failures_fixed_by(snapshot: SessionSnapshot, known: Iterable[SessionSnapshot]) -> tuple[SessionSnapshot, ...]:
+    """The failures on this success's remote and branch since the last success there, newest first: it fixed them.
+
+    Sessions that say nothing about what is deployed (superseded, cancelled) and timeouts are passed over.
+    """
+    if snapshot.state is not SessionState.SUCCEEDED:
+        return ()
+    earlier = sorted(
+        (
+            other
+            for other in known
+            if (other.remote, other.branch) == (snapshot.remote, snapshot.branch)
+            and other.id != snapshot.id
+            and other.started_at <= snapshot.started_at
+        ),
+        key=lambda other: other.started_at,
+        reverse=True,
+    )
+    fixed = []
+    for other in earlier:
+        if other.state is SessionState.SUCCEEDED:
+            break
+        if other.state is SessionState.FAILED:
+            fixed.append(other)
+    return tuple(fixed)
 
 
 def notification_for(
@@ -188,8 +218,12 @@ def notification_for(
     paused_until: datetime | None = None,
     now: datetime,
     outcomes: Sequence[str] = NOTIFIED_OUTCOME_NAMES,
+    fixes: Sequence[SessionSnapshot] = (),
 ) -> Notification | None:
-    """The notification this snapshot deserves, or None; `sent` holds (session id, outcome) already decided."""
+    """The notification this snapshot deserves, or None; `sent` holds (session id, outcome) already decided.
+
+    `fixes`: the failures this success fixed (`failures_fixed_by`); it then says "fixed" and closes theirs.
+    """
     if snapshot.state.value not in outcomes:
         return None
     key = (snapshot.id, snapshot.state.value)
@@ -201,23 +235,24 @@ def notification_for(
     return Notification(
         session_id=snapshot.id,
         outcome=snapshot.state,
-        title=_title(snapshot),
-        body=html.escape(redact_text(_body(snapshot)), quote=False),
+        title=_title(snapshot, fixed=bool(fixes)),
+        body=html.escape(redact_text(_body(snapshot, fixes=fixes)), quote=False),
         urgency=Urgency.CRITICAL if snapshot.state is SessionState.FAILED else Urgency.NORMAL,
+        closes=tuple(failure.id for failure in fixes),
     )
 
 
-def _title(snapshot: SessionSnapshot) -> str:
+def _title(snapshot: SessionSnapshot, *, fixed: bool = False) -> str:
     where = f"{snapshot.branch}@{snapshot.short_commit}"
     if snapshot.state is SessionState.FAILED:
         name = snapshot.failed.name if snapshot.failed else repo_name(snapshot)
         return f"✗ {name} failed — {where}"
     if snapshot.state is SessionState.TIMED_OUT:
         return f"⚠ {repo_name(snapshot)} timed out — {where}"
-    return f"✔ {repo_name(snapshot)} deployed — {where}"
+    return f"✔ {repo_name(snapshot)} {'fixed' if fixed else 'deployed'} — {where}"
 
 
-def _body(snapshot: SessionSnapshot) -> str:
+def _body(snapshot: SessionSnapshot, *, fixes: Sequence[SessionSnapshot] = ()) -> str:
     lines = []
     if snapshot.state is SessionState.FAILED and snapshot.failed is not None:
         failed = next((r for r in snapshot.resources if r.ref == snapshot.failed), None)
@@ -228,9 +263,16 @@ def _body(snapshot: SessionSnapshot) -> str:
                 lines.append(error[:BODY_ERROR_CHARS])
     else:
         lines.append(f"{snapshot.message} in {format_duration(snapshot.elapsed)}")
+    if fixes:
+        lines.append(f"fixes the failure of {describe_briefly(fixes[0])}")
     if snapshot.subject:
         lines.append(f"“{snapshot.subject}”")
     return "\n".join(lines)
+
+
+def describe_briefly(snapshot: SessionSnapshot) -> str:
+    """`1a2b3c4 (Kustomization/apps BuildFailed)`: which push, and what went wrong."""
+    return f"{snapshot.short_commit} ({describe(snapshot).removeprefix('failed: ')})"
 
 
 def pause_until(choice: str, now: datetime) -> datetime | None:

@@ -3,6 +3,9 @@
 Layout under `$XDG_STATE_HOME/fluxmon` (default ~/.local/state/fluxmon), private to the user:
     active/<id>.json     the spec of each session still being followed
     history.jsonl        one record per finished session, newest last, trimmed to HISTORY_LIMIT
+    untold/<id>          a finished session whose outcome the user has not been told yet (made before its history
+                         record, removed once the notification went out or was deliberately skipped), so that a
+                         tray killed in between tells it at its next start
     .lock                held (flock) by the one tray that owns this folder; holds its pid
 
 The folder is per user whatever the environment (the spool moves with XDG_RUNTIME_DIR, this does not), so its
@@ -28,6 +31,7 @@ from fluxmon.core.verdict import Phase
 log = logging.getLogger("fluxmon.store")
 
 HISTORY_LIMIT = 200
+UNTOLD = "untold"
 
 
 def default_state_dir(environ: Mapping[str, str] = os.environ) -> Path:
@@ -169,12 +173,24 @@ class SessionStore:
         return specs
 
     def finish(self, snapshot: SessionSnapshot) -> None:
-        """Move a finished session from active to the history."""
+        """Move a finished session from active to the history, as not yet told (see `told`)."""
         self._ready()
+        (self.directory / UNTOLD / snapshot.id).touch(mode=0o600)
         with (self.directory / "history.jsonl").open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(snapshot_record(snapshot)) + "\n")
         (self.directory / "active" / f"{snapshot.id}.json").unlink(missing_ok=True)
         self._trim()
+
+    def untold(self, limit: int = HISTORY_LIMIT) -> list[SessionSnapshot]:
+        """Finished sessions whose outcome nobody has told the user yet, oldest first."""
+        waiting = {path.name for path in (self.directory / UNTOLD).glob("*")}
+        return [snapshot for snapshot in reversed(self.recent(limit)) if snapshot.id in waiting]
+
+    def told(self, session_id: str) -> None:
+        """The outcome went out (or was deliberately not sent): never again. Safe from any thread."""
+        if "/" in session_id or session_id.startswith("."):
+            return
+        (self.directory / UNTOLD / session_id).unlink(missing_ok=True)
 
     def recent(self, limit: int = 10) -> list[SessionSnapshot]:
         """The newest finished sessions first, as snapshots; a record this version cannot read is skipped."""
@@ -203,12 +219,17 @@ class SessionStore:
         self.directory.parent.mkdir(parents=True, exist_ok=True)  # ~/.local/state may not exist yet
         ensure_private_dir(self.directory)
         ensure_private_dir(self.directory / "active")
+        ensure_private_dir(self.directory / UNTOLD)
 
     def _trim(self) -> None:
         path = self.directory / "history.jsonl"
         lines = path.read_text(encoding="utf-8").splitlines()
         if len(lines) > 2 * HISTORY_LIMIT:
             _atomic_write(path, "\n".join(lines[-HISTORY_LIMIT:]) + "\n")
+            kept = {record["id"] for record in self.history(HISTORY_LIMIT) if isinstance(record, dict)}
+            for marker in (self.directory / UNTOLD).glob("*"):
+                if marker.name not in kept:  # gone from the history: too old to tell
+                    marker.unlink(missing_ok=True)
 
 
 def _atomic_write(path: Path, text: str) -> None:

@@ -4,6 +4,7 @@ fixed against the real pieces (the simulated cluster over HTTP, git, and the hea
 from __future__ import annotations
 
 import gc
+import logging
 import queue
 import sys
 import tracemalloc
@@ -11,14 +12,18 @@ from pathlib import Path
 
 import pytest
 
+from fluxmon.core.config import Config
 from fluxmon.core.kube import Cluster
 from fluxmon.core.manager import SessionManager
+from fluxmon.core.overview import TrayState
 from fluxmon.core.session import SessionSnapshot, SessionSpec, SessionState
 from fluxmon.core.store import SessionStore
-from tests.desktop import Desktop
-from tests.fleet import BROKEN_YAML, Fleet
+from fluxmon.tray.app import TrayApp, TrayOptions
+from tests.desktop import Desktop, wait_until
+from tests.fleet import BROKEN_YAML, Fleet, edit
 from tests.running import Running
-from tests.test_tray import StartTray, start_tray
+from tests.snapshots import failed_snapshot
+from tests.test_tray import StartTray, _notify_calls, start_tray
 
 __all__ = ["start_tray"]  # the fixture, shared with the tray's own tests
 
@@ -96,3 +101,89 @@ def test_a_second_tray_is_refused_even_when_its_spool_is_elsewhere(
     assert f"(pid {tray.running.process.pid}," in stderr
     assert "tray started" not in stderr
     assert tray.stop() == 0
+
+
+# --- 23: an outcome is never lost between the history and the notification ------------------------------------
+
+
+@ONLY_THE_SIMULATOR
+def test_an_outcome_that_could_not_be_notified_is_notified_at_the_next_start_and_only_once(
+    desktop: Desktop, fleet: Fleet, start_tray: StartTray
+) -> None:
+    tray = start_tray()  # no notification server yet: the failure cannot go out
+    sha = fleet.commit_and_push(BROKEN_YAML, "break web")
+    tray.wait_state(TrayState.FAILED)
+    tray.running.expect_stderr("no notification server")
+    assert tray.stop() == 0
+    with desktop.notification_daemon() as dunst, desktop.bus_monitor() as monitor:
+        again = start_tray(state=TrayState.FAILED)
+        wait_until(lambda: dunst.displayed() == 1, "the failure, notified late")
+        (call,) = _notify_calls(monitor)
+        assert f"✗ apps failed — main@{sha[:7]}" in call
+        assert again.stop() == 0
+        third = start_tray(state=TrayState.FAILED)
+        assert third.stop() == 0  # waits for every send it started
+        assert len(_notify_calls(monitor)) == 1  # told once: never again
+
+
+@pytest.mark.filterwarnings("ignore:GObject.idle_add is deprecated")  # pystray's gtk backend, in this process
+def test_an_orderly_stop_notifies_the_snapshots_still_queued(
+    desktop: Desktop, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A session that ends while the tray stops is told before it goes (the stand-in for the engine's last post
+    is a log handler that posts as the tray says it is stopping, on the UI thread, so the order is certain)."""
+    for key, value in {**desktop.env, "PYSTRAY_BACKEND": "gtk", "FLUXMON_NOTIFIER": "dbus"}.items():
+        monkeypatch.setenv(key, value)
+    options = TrayOptions(
+        spool_dir=tmp_path / "spool",
+        state_dir=tmp_path / "state",
+        config=Config(),
+        kubeconfig=str(tmp_path / "no-kubeconfig"),
+        icon_dir=tmp_path / "icons",
+    )
+    app = TrayApp(options)
+    late = failed_snapshot(id="late")
+
+    class Cue(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.getMessage().startswith("tray started"):
+                app.quit()
+            elif record.getMessage() == "tray stopping":
+                app.post("snapshot", late)
+
+    cue = Cue()
+    logger = logging.getLogger("fluxmon.tray")
+    logger.addHandler(cue)
+    previous_level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        with desktop.notification_daemon() as dunst:
+            assert app.run(backend="gtk") == 0
+            assert dunst.displayed() == 1
+    finally:
+        logger.removeHandler(cue)
+        logger.setLevel(previous_level)
+
+
+# --- 26: what people expect of a build light -------------------------------------------------------------------
+
+FIX_YAML = edit("apps/web.yaml", "\n    oops: [unclosed", "")
+
+
+@ONLY_THE_SIMULATOR
+def test_a_fix_closes_the_failures_notification_and_says_fixed(
+    desktop: Desktop, fleet: Fleet, start_tray: StartTray
+) -> None:
+    with desktop.notification_daemon() as dunst, desktop.bus_monitor() as monitor:
+        tray = start_tray()
+        broken = fleet.commit_and_push(BROKEN_YAML, "break web")
+        tray.wait_state(TrayState.FAILED)
+        wait_until(lambda: dunst.displayed() == 1, "the failure on screen")
+        fixed = fleet.commit_and_push(FIX_YAML, "fix web")
+        tray.wait_state(TrayState.DEPLOYED)
+        wait_until(lambda: len(_notify_calls(monitor)) == 2, "the fix notified")
+        assert f"✔ fleet fixed — main@{fixed[:7]}" in _notify_calls(monitor)[1]
+        closed = wait_until(dunst.history, "the failure's notification closed")
+        assert [entry["summary"] for entry in closed] == [f"✗ apps failed — main@{broken[:7]}"]
+        assert dunst.displayed() == 1  # only the good news is left on screen
+        assert tray.stop() == 0

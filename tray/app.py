@@ -9,8 +9,12 @@ Everything crosses to the main thread through one queue. A self-pipe wakes Tk th
 (no polling), and signal.set_wakeup_fd points SIGINT and SIGTERM at the same pipe, so a signal stops the app
 in order even while Tk sleeps in C.
 
-Shutdown order: producers (spool reader, sessions and their cluster watches), then the notifier, then the UI
-(details windows, icon, Tk). Active sessions stay in the store and resume on the next start.
+Shutdown order: producers (spool reader, sessions and their cluster watches), then the snapshots they left in the
+queue (so a session that ended as the tray stops is still told), then the notifier (which waits for its sends),
+then the UI (details windows, icon, Tk). Active sessions stay in the store and resume on the next start.
+
+An outcome counts as told only once its notification went out, or was deliberately not sent (paused, or not an
+outcome the user asked for); the store keeps the others, and the next start tells them.
 """
 
 from __future__ import annotations
@@ -34,7 +38,14 @@ from fluxmon.core.config import Config, user_config_path
 from fluxmon.core.errors import FluxmonError
 from fluxmon.core.kube import Cluster
 from fluxmon.core.manager import SessionManager
-from fluxmon.core.overview import Overview, notification_for, overview, pause_until
+from fluxmon.core.overview import (
+    Notification,
+    Overview,
+    failures_fixed_by,
+    notification_for,
+    overview,
+    pause_until,
+)
 from fluxmon.core.session import SessionSnapshot, SessionSpec, spec_from_request
 from fluxmon.core.spool import SessionRequest, SpoolReader
 from fluxmon.core.store import SessionStore
@@ -155,9 +166,12 @@ class TrayApp:
         self._root.tk.createfilehandler(self._wake_read, tk.READABLE, lambda *_: self._drain())
 
     def _start(self, backend: str) -> None:
+        untold = self._store.untold()
+        waiting = {snapshot.id for snapshot in untold}
         for snapshot in self._store.recent(RECENT_SESSIONS):
             self.snapshots[snapshot.id] = snapshot
-            self._sent.add((snapshot.id, snapshot.state.value))  # told before the restart: never again
+            if snapshot.id not in waiting:
+                self._sent.add((snapshot.id, snapshot.state.value))  # told before the restart: never again
         view = self._overview()
         self._menu = self._build_menu(view)
         self._icon = TrayIcon(
@@ -167,8 +181,14 @@ class TrayApp:
         self.shown = view
         log.info("tray started (%s backend)", backend)
         log.debug("menu:\n%s", "\n".join(outline(self._menu)))
-        self._notifier = make_notifier(on_details=lambda session_id: self.post("details", session_id))
+        self._notifier = make_notifier(
+            on_details=lambda session_id: self.post("details", session_id), on_delivered=self._delivered
+        )
         self._notifier.start()
+        for snapshot in untold:  # ended while no tray could tell (stopped, killed, or no notification server)
+            self.snapshots.setdefault(snapshot.id, snapshot)
+            self._notify(snapshot)
+        self._trim()
         self._connect()
 
     def _connect(self) -> None:
@@ -191,6 +211,7 @@ class TrayApp:
         self._refresh()
 
     def _shutdown(self) -> None:
+        log.info("tray stopping")
         if self._reader is not None:
             self._reader.stop()
         if self._manager is not None:
@@ -199,6 +220,7 @@ class TrayApp:
             self._cluster.close()
         for worker in self._workers:
             worker.join(STOP_TIMEOUT_SECONDS)
+        self._drain_snapshots()
         if self._notifier is not None:
             self._notifier.stop()
         for window in list(self._windows.values()):
@@ -216,6 +238,19 @@ class TrayApp:
             os.close(fd)
         self._store.release_lock()
         log.info("tray stopped")
+
+    def _drain_snapshots(self) -> None:
+        """The producers have stopped: tell what they left in the queue; nothing else matters any more."""
+        while True:
+            try:
+                kind, payload = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if kind == "snapshot":
+                try:
+                    self._snapshot(payload)
+                except Exception:
+                    log.exception("handling a last snapshot failed")
 
     # --- engine callbacks (their threads): post only --------------------------------------------------------
 
@@ -265,18 +300,41 @@ class TrayApp:
     def _snapshot(self, snapshot: SessionSnapshot) -> None:
         self.snapshots[snapshot.id] = snapshot
         self._trim()
-        paused = self.paused_until if self.paused_until and datetime.now() < self.paused_until else None
-        notification = notification_for(
-            snapshot, sent=self._sent, paused_until=paused, now=datetime.now(), outcomes=self.options.config.notify_on
-        )
-        if notification is not None and self._notifier is not None:
-            log.info("notifying: %s", notification.title)
-            self._notifier.send(notification)
+        self._notify(snapshot)
         window = self._windows.get(snapshot.id)
         if window is not None:
             window.update(snapshot)
         if self._observer is not None:
             self._observer(snapshot)
+
+    def _notify(self, snapshot: SessionSnapshot) -> None:
+        """Tell a final outcome once: told at once when deliberately not sent, else once it went out."""
+        if not snapshot.state.final or (snapshot.id, snapshot.state.value) in self._sent:
+            return
+        paused = self.paused_until if self.paused_until and datetime.now() < self.paused_until else None
+        notification = notification_for(
+            snapshot,
+            sent=self._sent,
+            paused_until=paused,
+            now=datetime.now(),
+            outcomes=self.options.config.notify_on,
+            fixes=failures_fixed_by(snapshot, self.snapshots.values()),
+        )
+        if notification is None:
+            self._told(snapshot.id)
+        elif self._notifier is not None:
+            log.info("notifying: %s", notification.title)
+            self._notifier.send(notification)
+
+    def _delivered(self, notification: Notification) -> None:
+        """From the notifier's thread: the notification went out (the store is safe from any thread)."""
+        self._told(notification.session_id)
+
+    def _told(self, session_id: str) -> None:
+        try:
+            self._store.told(session_id)
+        except OSError as exc:  # at worst it is told again at the next start
+            log.warning("could not record that session %s was told: %s", session_id, exc)
 
     def _action(self, action: Action) -> bool:
         if action.name == "details":
@@ -394,6 +452,7 @@ class TrayApp:
         final = [s for s in keep if s.state.final][: RECENT_SESSIONS * 2]
         kept = {s.id for s in (*active, *final)} | set(self._windows)
         self.snapshots = {k: v for k, v in self.snapshots.items() if k in kept}
+        self._sent = {key for key in self._sent if key[0] in kept}  # a dropped session sends no more snapshots
 
 
 def report_leftover_threads() -> None:
