@@ -21,6 +21,7 @@ from fluxmon.core.store import SessionStore
 from fluxmon.tray.app import TrayApp, TrayOptions
 from tests.desktop import Desktop, wait_until
 from tests.fleet import BROKEN_YAML, Fleet, edit
+from tests.gitrepos import isolated_env
 from tests.running import Running
 from tests.snapshots import failed_snapshot
 from tests.test_tray import StartTray, _notify_calls, start_tray
@@ -73,8 +74,7 @@ def test_five_hundred_failed_sessions_leave_the_managers_memory_flat(fleet: Flee
         manager.stop()
         cluster.close()
     growth = after - before
-    print(f"memory growth over {MEASURED_SESSIONS} sessions: {growth} bytes")
-    assert growth < MEASURED_SESSIONS * GROWTH_LIMIT_BYTES_PER_SESSION
+    assert growth < MEASURED_SESSIONS * GROWTH_LIMIT_BYTES_PER_SESSION, f"{growth} bytes more"
     assert len(SessionStore(tmp_path / "state").history(limit=1000)) >= 200  # the outcomes live on in the store
 
 
@@ -187,3 +187,34 @@ def test_a_fix_closes_the_failures_notification_and_says_fixed(
         assert [entry["summary"] for entry in closed] == [f"✗ apps failed — main@{broken[:7]}"]
         assert dunst.displayed() == 1  # only the good news is left on screen
         assert tray.stop() == 0
+
+
+# --- 24: the X server goes away ------------------------------------------------------------------------------
+
+
+def test_when_the_x_server_goes_away_the_tray_says_so_in_one_line_and_exits_2(desktop: Desktop, tmp_path: Path) -> None:
+    """Its own Xvfb (the module's desktop serves the other tests): killed under a running tray."""
+    private = Desktop(tmp_path / "desktop")
+    try:
+        private.start()
+        env = {
+            **isolated_env(tmp_path),
+            **private.env,
+            "XDG_RUNTIME_DIR": str(tmp_path),
+            "PYSTRAY_BACKEND": "gtk",
+            "FLUXMON_LOG": "INFO",
+        }
+        tray = Running([sys.executable, "-m", "fluxmon", "tray", "--kubeconfig", str(tmp_path / "none")], env=env)
+        tray.expect_stderr("tray started")
+        tray.expect_stderr("icon: unreachable")  # settled: the missing kubeconfig is said
+        said = len(tray.stderr)
+        xvfb = private.processes[0]
+        xvfb.terminate()
+        xvfb.wait(30)
+        code = tray.finish(timeout=30)
+    finally:
+        private.stop()
+    last_words = tray.stderr[said:]
+    assert code == 2, last_words
+    assert len(last_words) == 1, last_words
+    assert last_words[0].startswith(f"fluxmon: the display {private.display} went away"), last_words

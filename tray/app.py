@@ -13,6 +13,10 @@ Shutdown order: producers (spool reader, sessions and their cluster watches), th
 queue (so a session that ended as the tray stops is still told), then the notifier (which waits for its sends),
 then the UI (details windows, icon, Tk). Active sessions stay in the store and resume on the next start.
 
+When the X server goes away (the session ended, Xvfb killed), Xlib calls its fatal IO error handler, which must
+not return; Tk's and GTK's would exit 1 in silence. Ours stops the producers (active sessions stay in the store),
+says so in one line, and exits 2.
+
 An outcome counts as told only once its notification went out, or was deliberately not sent (paused, or not an
 outcome the user asked for); the store keeps the others, and the next start tells them.
 """
@@ -20,6 +24,8 @@ outcome the user asked for); the store keeps the others, and the next start tell
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import logging
 import os
 import queue
@@ -60,6 +66,8 @@ TICK_SECONDS = 1.0
 RECONNECT_SECONDS = 30.0
 """A kubeconfig that could not be loaded is tried again this often (the user may be fixing it)."""
 STOP_TIMEOUT_SECONDS = 5.0
+EXIT_DISPLAY_LOST = 2
+"""The tray cannot go on without a display: like any other reason it cannot run (`fluxmon` exits 2 for those)."""
 QUIT_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 PROBLEM_STATUSES = (KindStatus.UNREACHABLE, KindStatus.UNAUTHORIZED, KindStatus.FORBIDDEN, KindStatus.MISSING)
 CONFIG_TEMPLATE = """# Flux Push Monitor settings (see the README, "Configuration").
@@ -107,6 +115,9 @@ class TrayApp:
         self._children: list[subprocess.Popen[bytes]] = []
         self._next_connect = 0.0
         self.shown: Overview | None = None
+        self._display_watch: object = None
+        """Keeps the ctypes callback alive for as long as Xlib may call it."""
+        self._leaving = threading.Lock()
 
     # --- from any thread ---------------------------------------------------------------------------------------
 
@@ -179,6 +190,8 @@ class TrayApp:
         )
         self._icon.start(state=view.state, tooltip=view.tooltip, menu=self._menu)
         self.shown = view
+        # After Tk and GTK have opened their displays (GDK installs its own handler as it opens one).
+        self._display_watch = on_display_lost(self._display_lost)
         log.info("tray started (%s backend)", backend)
         log.debug("menu:\n%s", "\n".join(outline(self._menu)))
         self._notifier = make_notifier(
@@ -238,6 +251,21 @@ class TrayApp:
             os.close(fd)
         self._store.release_lock()
         log.info("tray stopped")
+
+    def _display_lost(self) -> None:
+        """Xlib's fatal IO error handler, on whichever thread found the display gone: it must never return."""
+        with self._leaving:  # a second thread that finds it gone waits here until the process has ended
+            log.error(
+                "the display %s went away (the X server stopped or the desktop session ended); the tray stopped. "
+                "Sessions still being followed resume when it starts again (fluxmon tray)",
+                os.environ.get("DISPLAY", ""),
+            )
+            logging.disable(logging.CRITICAL)  # the line above is the whole story
+            for producer in (self._reader, self._manager, self._notifier):
+                if producer is not None:
+                    with contextlib.suppress(Exception):
+                        producer.stop()
+            os._exit(EXIT_DISPLAY_LOST)
 
     def _drain_snapshots(self) -> None:
         """The producers have stopped: tell what they left in the queue; nothing else matters any more."""
@@ -460,6 +488,27 @@ def report_leftover_threads() -> None:
     leftover = [t.name for t in threading.enumerate() if t is not threading.main_thread()]
     if leftover:
         log.error("threads still running after the tray stopped: %s", ", ".join(leftover))
+
+
+def on_display_lost(handler: Callable[[], None]) -> object:
+    """Make `handler` Xlib's fatal IO error handler (process-wide: Tk's and GTK's connections alike).
+
+    Returns the callback, which the caller must keep; None where there is no libX11 (nothing to watch).
+    """
+    library = ctypes.util.find_library("X11")
+    if library is None:
+        return None
+    xlib = ctypes.CDLL(library)
+    prototype = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p)
+
+    def fatal(_display: int | None) -> int:
+        handler()
+        return 0  # not reached: the handler ends the process
+
+    callback = prototype(fatal)
+    xlib.XSetIOErrorHandler.argtypes = [prototype]
+    xlib.XSetIOErrorHandler(callback)
+    return callback
 
 
 def _runtime_dir() -> Path:
