@@ -218,3 +218,30 @@ def test_when_the_x_server_goes_away_the_tray_says_so_in_one_line_and_exits_2(de
     assert code == 2, last_words
     assert len(last_words) == 1, last_words
     assert last_words[0].startswith(f"fluxmon: the display {private.display} went away"), last_words
+
+
+# --- 25: the icon recovers with the cluster ------------------------------------------------------------------
+
+FAILURES_BEFORE_RETURN = 7
+"""The cluster stays away this many tries of each kind: with a 30 s backoff the next try would be 15-30 s off."""
+RECOVERY_SECONDS = 8.0
+"""'Within a few seconds' of the API server's return, the icon no longer says it cannot reach it."""
+
+
+@ONLY_THE_SIMULATOR
+def test_the_icon_clears_within_seconds_once_the_api_server_is_back(fleet: Fleet, start_tray: StartTray) -> None:
+    assert fleet.cluster.sim is not None
+    tray = start_tray()
+    fleet.cluster.sim.stop()
+    tray.wait_state(TrayState.UNREACHABLE)
+    failures = 0
+
+    def counted(_name: str, line: str) -> bool:
+        nonlocal failures
+        failures += line.startswith("fluxmon: GitRepository: ") and "retrying in" in line
+        return failures >= FAILURES_BEFORE_RETURN
+
+    tray.running.expect(counted, f"{FAILURES_BEFORE_RETURN} failed tries to reach the cluster")
+    fleet.cluster.sim.start()
+    wait_until(lambda: tray.icon_state() is TrayState.IDLE, "the icon to recover", RECOVERY_SECONDS)
+    assert tray.stop() == 0

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from fluxmon.core.cache import ClusterCache, KindState, KindStatus, retry_delay
-from fluxmon.core.kube import Cluster, ClusterUnreachable, Forbidden, KindApi, KindMissing, WatchExpired
+from fluxmon.core.kube import Cluster, ClusterError, ClusterUnreachable, Forbidden, KindApi, KindMissing, WatchExpired
 from fluxmon.core.manager import SessionManager
 from fluxmon.core.objects import FluxObject, ObjectRef, parse_flux_object
 from fluxmon.core.session import Session, SessionSnapshot, SessionSpec, SessionState, evaluate
@@ -249,8 +249,10 @@ def test_forbidden_kinds_are_noted() -> None:
     [
         (WatchExpired("gone"), 1, 0.0, 0.0),
         (ClusterUnreachable("down"), 1, 0.25, 0.5),
-        (ClusterUnreachable("down"), 4, 2.0, 4.0),
-        (ClusterUnreachable("down"), 50, 15.0, 30.0),
+        (ClusterUnreachable("down"), 3, 1.0, 2.0),
+        (ClusterUnreachable("down"), 50, 1.0, 2.0),  # tried every few seconds: the icon must recover with it
+        (ClusterError("500"), 4, 2.0, 4.0),
+        (ClusterError("500"), 50, 15.0, 30.0),
         (Forbidden("no"), 1, 30.0, 30.0),
         (KindMissing("no"), 7, 30.0, 30.0),
     ],
