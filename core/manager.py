@@ -2,8 +2,9 @@
 
 The worker wakes on every cache change (and at the next deadline), evaluates each active session (a pure
 function), and hands changed snapshots to the subscribers. It also does the session's I/O: asking Flux to
-reconcile now instead of at its next interval, and fetching the Events of an object that failed. Subscribers are
-called on the worker thread and must only enqueue (the UI drains its own queue).
+reconcile now instead of at its next interval, and fetching the Events of an object that failed (those of the
+revision it tried: an older failure's events are history). Subscribers are called on the worker thread and must
+only enqueue (the UI drains its own queue). A session leaves the manager once its final snapshot is out.
 """
 
 from __future__ import annotations
@@ -11,14 +12,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from fluxmon.core.cache import ClusterApi, ClusterCache
+from fluxmon.core.cache import ClusterApi, ClusterCache, KindStatus
+from fluxmon.core.discovery import Push, source_follows
 from fluxmon.core.errors import FluxmonError
-from fluxmon.core.kube import Forbidden
+from fluxmon.core.kube import FluxEvent, Forbidden
 from fluxmon.core.objects import ObjectRef
+from fluxmon.core.revision import parse_revision
 from fluxmon.core.session import Session, SessionSnapshot, SessionSpec, SessionState
 from fluxmon.core.store import SessionStore
 from fluxmon.core.verdict import Phase
@@ -136,6 +139,27 @@ class SessionManager:
         with self._ended:
             self._ended.wait_for(lambda: (s := latest()) is not None and s.state.final, timeout)
             return latest()
+
+    def unfollowed(self, snapshots: Iterable[SessionSnapshot]) -> set[str]:
+        """Ids of the given sessions whose remote and branch (or tag) no Flux source follows any more.
+
+        Nothing is said until every source kind has been read: a cluster half known follows nothing yet.
+        """
+        states = self.cache.states()
+        source_kinds = [kind for kind in ("GitRepository", "OCIRepository") if kind in states]
+        if not source_kinds or any(states[kind].status is not KindStatus.SYNCED for kind in source_kinds):
+            return set()
+        sources = [obj for obj in self.cache.objects().values() if obj.kind in source_kinds]
+        gone = set()
+        for snapshot in snapshots:
+            pushes = (
+                Push(remote_url=snapshot.remote, branch=snapshot.branch, commit=snapshot.commit),
+                Push(remote_url=snapshot.remote, tag=snapshot.branch, commit=snapshot.commit),
+            )
+            base = snapshot.repo or None
+            if not any(source_follows(obj, push, base_dir=base) for obj in sources for push in pushes):
+                gone.add(snapshot.id)
+        return gone
 
     def reconcile_now(self, refs: list[ObjectRef]) -> list[str]:
         """`flux reconcile --with-source`, on demand: each source, then each Kustomization, once.
@@ -268,7 +292,7 @@ class SessionManager:
             if resource.phase is not Phase.FAILED or resource.ref in session.events:
                 continue
             try:
-                events = tuple(self.cluster.events(resource.ref))
+                events = tuple(e for e in self.cluster.events(resource.ref) if _tried(e, resource.revision))
             except FluxmonError as error:
                 events = ()
                 log.info("could not read the events of %s: %s", resource.ref, error.message)
@@ -284,6 +308,20 @@ def _signature(snapshot: SessionSnapshot) -> tuple[object, ...]:
         snapshot.notes,
         tuple((r.ref, r.phase, r.reason, r.message, r.revision, len(r.events)) for r in snapshot.resources),
     )
+
+
+def _tried(event: FluxEvent, revision: str) -> bool:
+    """Whether an event belongs to the revision the object tried: it names that revision, or none at all.
+
+    Flux's controllers put the revision they worked on in each event's annotations; an event naming another one
+    is about an earlier (or later) attempt.
+    """
+    if not event.revision or not revision or event.revision == revision:
+        return True
+    said, tried = parse_revision(event.revision), parse_revision(revision)
+    if said.digest and tried.digest:
+        return said.digest.startswith(tried.digest) or tried.digest.startswith(said.digest)
+    return False
 
 
 def _token() -> str:

@@ -4,7 +4,9 @@ The tray (tray/) only draws what these pure functions return, so every rule here
 a display or a bus:
 
 - `overview()`: the newest session per remote and branch counts, and the worst of them wins the icon. A failure
-  stays red until a newer push to that branch ends; a paused tray shows "paused" unless something is failing.
+  stays red until a newer push to that branch ends, or until Flux no longer follows that branch (no push could
+  ever fix it then); a paused tray shows "paused" unless something is failing. Settings that could not be
+  applied (an invalid config file) need attention, and the tooltip says why.
 - `notification_for()`: one notification per session outcome, for final outcomes only, never while paused;
   failures are critical. The body is markup-escaped (servers such as dunst render it) and redacted. A success
   that follows failures on its branch says "fixed" and closes their notifications (`failures_fixed_by()`).
@@ -13,7 +15,8 @@ a display or a bus:
 from __future__ import annotations
 
 import html
-from collections.abc import Iterable, Sequence
+import re
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -82,24 +85,42 @@ class Overview:
 
 
 def overview(
-    snapshots: Iterable[SessionSnapshot], *, cluster_problem: str = "", paused_until: datetime | None = None
+    snapshots: Iterable[SessionSnapshot],
+    *,
+    cluster_problem: str = "",
+    paused_until: datetime | None = None,
+    unfollowed: Collection[str] = (),
+    config_problem: str = "",
 ) -> Overview:
-    """The icon's state and texts for the sessions the tray knows (any order; newest snapshot of each)."""
+    """The icon's state and texts for the sessions the tray knows (any order; newest snapshot of each).
+
+    `unfollowed`: ids of sessions on a remote and branch that no Flux source follows any more: they no longer count.
+    `config_problem`: why the user's settings could not be applied.
+    """
     newest_first = sorted(snapshots, key=lambda s: s.started_at, reverse=True)
     counted: dict[tuple[str, str], SessionSnapshot] = {}
     for snapshot in newest_first:
         if tray_state_of(snapshot) is not None:
             counted.setdefault((snapshot.remote, snapshot.branch), snapshot)
+    counted = {key: snapshot for key, snapshot in counted.items() if snapshot.id not in unfollowed}
     states = {tray_state_of(s) for s in counted.values()}
     if cluster_problem:
         states.add(TrayState.UNREACHABLE)
+    if config_problem:
+        states.add(TrayState.ATTENTION)
     state = next((s for s in WORST_FIRST if s in states), TrayState.IDLE)
     if paused_until is not None and state is not TrayState.FAILED:
         state = TrayState.PAUSED
     summary = session_line(newest_first[0]) if newest_first else "No pushes yet"
     return Overview(
         state=state,
-        tooltip=_tooltip(state, list(counted.values()), cluster_problem=cluster_problem, paused_until=paused_until),
+        tooltip=_tooltip(
+            state,
+            list(counted.values()),
+            cluster_problem=cluster_problem,
+            paused_until=paused_until,
+            config_problem=config_problem,
+        ),
         summary=summary,
     )
 
@@ -124,7 +145,12 @@ def describe(snapshot: SessionSnapshot) -> str:
 
 
 def _tooltip(
-    state: TrayState, counted: Sequence[SessionSnapshot], *, cluster_problem: str, paused_until: datetime | None
+    state: TrayState,
+    counted: Sequence[SessionSnapshot],
+    *,
+    cluster_problem: str,
+    paused_until: datetime | None,
+    config_problem: str = "",
 ) -> str:
     lines = [f"Flux Push Monitor: {state.value}"]
     if len(counted) > 1:
@@ -139,6 +165,8 @@ def _tooltip(
         lines.append(f"… and {len(counted) - TOOLTIP_SESSION_LINES} more")
     if cluster_problem:
         lines.append(f"cluster: {one_line(redact_text(cluster_problem))}")
+    if config_problem:
+        lines.append(f"config: {one_line(config_problem)}")
     if paused_until is not None:
         lines.append(f"notifications paused until {paused_until:%H:%M}")
     return "\n".join(lines)
@@ -260,7 +288,8 @@ def _body(snapshot: SessionSnapshot, *, fixes: Sequence[SessionSnapshot] = ()) -
             error = failed.error.strip().splitlines()[0] if failed.error.strip() else ""
             lines.append(f"{failed.ref.kind}/{failed.ref.name}: {failed.reason}")
             if error:
-                lines.append(error[:BODY_ERROR_CHARS])
+                # Redacted before it is cut: a URL cut mid-way is no longer seen as one, credentials and all.
+                lines.append(shorten(redact_text(error), BODY_ERROR_CHARS))
     else:
         lines.append(f"{snapshot.message} in {format_duration(snapshot.elapsed)}")
     if fixes:
@@ -268,6 +297,22 @@ def _body(snapshot: SessionSnapshot, *, fixes: Sequence[SessionSnapshot] = ()) -
     if snapshot.subject:
         lines.append(f"“{snapshot.subject}”")
     return "\n".join(lines)
+
+
+_LAST_WORD = re.compile(r"\s+\S*\Z")
+
+
+def shorten(text: str, limit: int) -> str:
+    """`text` in at most `limit` characters: cut between words and ended with an ellipsis, so that what is cut
+    is seen to be cut, and no token (a URL, a name, a digest) is shown half. A single word longer than `limit`
+    is the one thing cut inside."""
+    if len(text) <= limit:
+        return text
+    room = text[: limit - 1]
+    last_word = _LAST_WORD.search(room)
+    if not text[limit - 1].isspace() and last_word is not None and last_word.start() > 0:
+        room = room[: last_word.start()]
+    return room.rstrip() + "…"
 
 
 def describe_briefly(snapshot: SessionSnapshot) -> str:

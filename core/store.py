@@ -6,6 +6,7 @@ Layout under `$XDG_STATE_HOME/fluxmon` (default ~/.local/state/fluxmon), private
     untold/<id>          a finished session whose outcome the user has not been told yet (made before its history
                          record, removed once the notification went out or was deliberately skipped), so that a
                          tray killed in between tells it at its next start
+    pause.json           until when the user paused notifications (so that "until tomorrow" survives a restart)
     .lock                held (flock) by the one tray that owns this folder; holds its pid
 
 The folder is per user whatever the environment (the spool moves with XDG_RUNTIME_DIR, this does not), so its
@@ -19,6 +20,7 @@ import logging
 import os
 from collections.abc import Mapping
 from dataclasses import asdict, fields
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +34,7 @@ log = logging.getLogger("fluxmon.store")
 
 HISTORY_LIMIT = 200
 UNTOLD = "untold"
+PAUSE_FILE = "pause.json"
 
 
 def default_state_dir(environ: Mapping[str, str] = os.environ) -> Path:
@@ -214,6 +217,27 @@ class SessionStore:
             except ValueError:
                 continue
         return list(reversed(records))
+
+    def save_pause(self, until: datetime | None) -> None:
+        """Remember a pause (None: not paused); the tray reads it back at its next start."""
+        self._ready()
+        if until is None:
+            (self.directory / PAUSE_FILE).unlink(missing_ok=True)
+        else:
+            _atomic_write(self.directory / PAUSE_FILE, json.dumps({"until": until.isoformat()}))
+
+    def load_pause(self, now: datetime) -> datetime | None:
+        """The pause still running at `now`, or None (none, over, or unreadable: then notifications go out)."""
+        try:
+            until = datetime.fromisoformat(
+                json.loads((self.directory / PAUSE_FILE).read_text(encoding="utf-8"))["until"]
+            )
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            log.warning("ignoring an unreadable %s: %s", PAUSE_FILE, exc)
+            return None
+        return until if until > now and until.tzinfo is None else None
 
     def _ready(self) -> None:
         self.directory.parent.mkdir(parents=True, exist_ok=True)  # ~/.local/state may not exist yet

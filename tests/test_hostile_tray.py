@@ -4,7 +4,6 @@ fixed against the real pieces (the simulated cluster over HTTP, git, and the hea
 from __future__ import annotations
 
 import gc
-import logging
 import queue
 import sys
 import tracemalloc
@@ -12,18 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from fluxmon.core.config import Config
+from fluxmon.core.config import Config, reload_user_config
 from fluxmon.core.kube import Cluster
 from fluxmon.core.manager import SessionManager
 from fluxmon.core.overview import TrayState
 from fluxmon.core.session import SessionSnapshot, SessionSpec, SessionState
 from fluxmon.core.store import SessionStore
-from fluxmon.tray.app import TrayApp, TrayOptions
+from fluxmon.tray.menu import Action, build_menu
 from tests.desktop import Desktop, wait_until
-from tests.fleet import BROKEN_YAML, Fleet, edit
+from tests.fleet import BROKEN_YAML, SCALE_WEB, Fleet, edit
 from tests.gitrepos import isolated_env
 from tests.running import Running
-from tests.snapshots import failed_snapshot
 from tests.test_tray import StartTray, _notify_calls, start_tray
 
 __all__ = ["start_tray"]  # the fixture, shared with the tray's own tests
@@ -126,43 +124,14 @@ def test_an_outcome_that_could_not_be_notified_is_notified_at_the_next_start_and
         assert len(_notify_calls(monitor)) == 1  # told once: never again
 
 
-@pytest.mark.filterwarnings("ignore:GObject.idle_add is deprecated")  # pystray's gtk backend, in this process
-def test_an_orderly_stop_notifies_the_snapshots_still_queued(
-    desktop: Desktop, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A session that ends while the tray stops is told before it goes (the stand-in for the engine's last post
-    is a log handler that posts as the tray says it is stopping, on the UI thread, so the order is certain)."""
-    for key, value in {**desktop.env, "PYSTRAY_BACKEND": "gtk", "FLUXMON_NOTIFIER": "dbus"}.items():
-        monkeypatch.setenv(key, value)
-    options = TrayOptions(
-        spool_dir=tmp_path / "spool",
-        state_dir=tmp_path / "state",
-        config=Config(),
-        kubeconfig=str(tmp_path / "no-kubeconfig"),
-        icon_dir=tmp_path / "icons",
-    )
-    app = TrayApp(options)
-    late = failed_snapshot(id="late")
-
-    class Cue(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            if record.getMessage().startswith("tray started"):
-                app.quit()
-            elif record.getMessage() == "tray stopping":
-                app.post("snapshot", late)
-
-    cue = Cue()
-    logger = logging.getLogger("fluxmon.tray")
-    logger.addHandler(cue)
-    previous_level = logger.level
-    logger.setLevel(logging.INFO)
-    try:
-        with desktop.notification_daemon() as dunst:
-            assert app.run(backend="gtk") == 0
-            assert dunst.displayed() == 1
-    finally:
-        logger.removeHandler(cue)
-        logger.setLevel(previous_level)
+def test_an_orderly_stop_notifies_the_snapshots_still_queued(desktop: Desktop, tmp_path: Path) -> None:
+    """A session that ends while the tray stops is told before it goes (tests.stop_probe hands it over then)."""
+    env = {**isolated_env(tmp_path), **desktop.env, "PYSTRAY_BACKEND": "gtk", "FLUXMON_NOTIFIER": "dbus"}
+    with desktop.notification_daemon() as dunst:
+        probe = Running([sys.executable, "-m", "tests.stop_probe", str(tmp_path)], env=env)
+        assert probe.finish(timeout=60) == 0, probe.stderr
+        assert "fluxmon: notifying: ✗ apps failed — main@1a2b3c4" in probe.stderr
+        assert dunst.displayed() == 1  # the notifier's stop waited for it
 
 
 # --- 26: what people expect of a build light -------------------------------------------------------------------
@@ -245,3 +214,66 @@ def test_the_icon_clears_within_seconds_once_the_api_server_is_back(fleet: Fleet
     fleet.cluster.sim.start()
     wait_until(lambda: tray.icon_state() is TrayState.IDLE, "the icon to recover", RECOVERY_SECONDS)
     assert tray.stop() == 0
+
+
+@ONLY_THE_SIMULATOR
+def test_pause_until_tomorrow_survives_a_restart(fleet: Fleet, start_tray: StartTray) -> None:
+    tray = start_tray()
+    tray.open_menu_item("Up", "Up", "Up", "Right", "Down", "Return")  # Quit, Open config, Pause ▸ Until tomorrow
+    line = tray.running.expect_stderr("notifications paused until")
+    tray.wait_state(TrayState.PAUSED)
+    assert tray.stop() == 0
+    again = start_tray(state=TrayState.PAUSED)
+    assert line in again.running.stderr  # the same end, read back (said before "tray started")
+    assert again.stop() == 0
+
+
+@ONLY_THE_SIMULATOR
+def test_a_failure_on_a_branch_flux_no_longer_follows_stops_counting(fleet: Fleet, start_tray: StartTray) -> None:
+    tray = start_tray()
+    fleet.commit_and_push(BROKEN_YAML, "break web")
+    tray.wait_state(TrayState.FAILED)
+    sources = fleet.cluster.admin.resource("source.toolkit.fluxcd.io/v1", "GitRepository")
+    fleet.cluster.admin.patch(sources, "flux-system", "flux-system", {"spec": {"ref": {"branch": "release"}}})
+    tray.wait_state(TrayState.IDLE)  # main's failure can never be fixed by a push Flux will fetch
+    line = tray.running.expect_stderr("no longer follows")
+    assert "main" in line
+    assert tray.stop() == 0
+
+
+@ONLY_THE_SIMULATOR
+def test_the_config_file_is_applied_while_the_tray_runs_and_a_bad_one_is_shown(
+    desktop: Desktop, fleet: Fleet, start_tray: StartTray
+) -> None:
+    config = Path(fleet.env["XDG_CONFIG_HOME"]) / "fluxmon" / "config.toml"
+    with desktop.notification_daemon(), desktop.bus_monitor() as monitor:
+        tray = start_tray()
+        config.parent.mkdir(parents=True, exist_ok=True)
+        config.write_text('notify_on = ["failed", "sometimes"]\n', encoding="utf-8")
+        line = tray.running.expect_stderr("icon: attention")  # said where autostarted users look: the tray
+        assert f"config: {config}: notify_on: unknown outcomes ['sometimes']" in line
+        config.write_text('notify_on = ["failed"]\n', encoding="utf-8")  # only failures, from now on
+        tray.running.expect_stderr(f"applied the settings in {config}")
+        tray.wait_state(TrayState.IDLE)
+        fleet.commit_and_push(SCALE_WEB, "scale web")
+        tray.wait_state(TrayState.DEPLOYED)
+        assert tray.stop() == 0  # waits for any send it started
+        assert _notify_calls(monitor) == []
+
+
+def test_a_config_file_that_turns_invalid_keeps_the_settings_in_force_and_says_why(tmp_path: Path) -> None:
+    environ = {"XDG_CONFIG_HOME": str(tmp_path)}
+    path = tmp_path / "fluxmon" / "config.toml"
+    path.parent.mkdir()
+    path.write_text('notify_on = ["failed"]\ntimeout = "10m"\n', encoding="utf-8")
+    in_force = reload_user_config(Config(), environ)
+    assert (in_force.notify_on, in_force.timeout_seconds, in_force.warnings) == (("failed",), 600.0, ())
+    path.write_text('timeout = "soon"\n', encoding="utf-8")
+    kept = reload_user_config(in_force, environ)
+    assert (kept.notify_on, kept.timeout_seconds) == (("failed",), 600.0)  # not the defaults
+    (warning,) = kept.warnings
+    assert warning.startswith(f"{path}: timeout: expected a duration")
+    assert warning.endswith("keeping the settings in force until it is fixed")
+    menu = build_menu(summary="-", recent=[], paused_until=None, can_reconcile=False, config_problem=warning)
+    assert menu[0].text.startswith("⚠ Settings not applied: config.toml: timeout: expected a duration")
+    assert menu[0].action == Action("open-config")

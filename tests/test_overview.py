@@ -16,6 +16,7 @@ from fluxmon.core.overview import (
     notification_for,
     overview,
     pause_until,
+    shorten,
 )
 from fluxmon.core.session import SessionState
 from fluxmon.core.store import SessionStore
@@ -205,3 +206,19 @@ def test_the_store_keeps_an_outcome_untold_until_it_went_out(tmp_path: Path) -> 
     assert [s.id for s in store.untold()] == ["a", "b"]  # oldest first
     store.told("a")
     assert [s.id for s in SessionStore(tmp_path).untold()] == ["b"]  # also for the next start
+
+
+def test_a_cut_error_ends_with_an_ellipsis_at_a_word_and_leaks_no_credential() -> None:
+    error = "kustomize build failed: " + "word " * 50 + "fetching https://bot:tok3nvalue@git.example.com/acme/x.git"
+    failure = failed_snapshot()
+    apps = replace(next(r for r in failure.resources if r.ref == APPS), message=error, events=())
+    failure = replace(failure, resources=tuple(apps if r.ref == APPS else r for r in failure.resources))
+    notification = notification_for(failure, sent=set(), now=NOW)
+    assert notification is not None
+    cut = notification.body.splitlines()[1]
+    assert cut.endswith("…")
+    assert cut.removesuffix("…").rstrip() in error  # whole words of the error, then the ellipsis
+    assert error.startswith(cut.removesuffix("…").rstrip() + " ")  # cut between words
+    assert "tok3" not in notification.body
+    assert shorten("short enough", 20) == "short enough"
+    assert shorten("x" * 30, 10) == "x" * 9 + "…"  # one long token: cut, but never without saying so

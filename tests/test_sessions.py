@@ -20,7 +20,7 @@ from fluxmon.core.session import Session, SessionSnapshot, SessionSpec, SessionS
 from fluxmon.core.store import SessionStore
 from fluxmon.core.terminal import progress_lines, tree
 from fluxmon.core.verdict import Phase
-from tests.fleet import BROKEN_YAML, SCALE_WEB, Fleet, edit
+from tests.fleet import BROKEN_YAML, SCALE_WEB, UNHEALTHY_WEB, Fleet, edit
 from tests.flux_bodies import SHA_NEW, SHA_OLD, condition, git_repository, helm_release, kustomization, ready
 
 SNAPSHOT_TIMEOUT_SECONDS = 30.0
@@ -346,3 +346,18 @@ def test_the_cache_counts_structure_changes_but_not_status_writes(fleet: Fleet) 
     finally:
         cache.stop()
         cluster.close()
+
+
+@pytest.mark.parametrize("cluster", ["sim"], indirect=True)
+def test_a_failures_events_are_only_those_of_the_revision_it_tried(fleet: Fleet) -> None:
+    """An older failure's Warning events on the same object are history, not this push's error."""
+    unhealthy = fleet.push(UNHEALTHY_WEB, "an unhealthy web")
+    fleet.wait_phases(unhealthy, {"Kustomization/apps": Phase.FAILED})
+    broken = fleet.commit_and_push(BROKEN_YAML, "broken")
+    with following(fleet) as (manager, recorder):
+        manager.add(spec_for(fleet, broken, session_id="broken", reconcile=True))
+        failed = recorder.until("broken", SessionState.FAILED)
+    apps = next(r for r in failed.resources if r.ref == failed.failed)
+    assert apps.events, "the BuildFailed event of the pushed commit"
+    assert {event.reason for event in apps.events} == {"BuildFailed"}
+    assert all(event.revision.endswith(broken) for event in apps.events)

@@ -17,6 +17,11 @@ When the X server goes away (the session ended, Xvfb killed), Xlib calls its fat
 not return; Tk's and GTK's would exit 1 in silence. Ours stops the producers (active sessions stay in the store),
 says so in one line, and exits 2.
 
+The tray reads the user's config file again whenever it changes (looked at every tick): new settings apply at
+once (a new context or list of kinds restarts the engine; active sessions resume), and an invalid file is shown
+in the tooltip and the menu, with the settings in force left as they were. A pause is kept in the state folder, so
+that "until tomorrow" survives a restart.
+
 An outcome counts as told only once its notification went out, or was deliberately not sent (paused, or not an
 outcome the user asked for); the store keeps the others, and the next start tells them.
 """
@@ -40,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from fluxmon.core.cache import KindStatus
-from fluxmon.core.config import Config, user_config_path
+from fluxmon.core.config import Config, file_stamp, reload_user_config, user_config_path
 from fluxmon.core.errors import FluxmonError
 from fluxmon.core.kube import Cluster
 from fluxmon.core.manager import SessionManager
@@ -52,7 +57,7 @@ from fluxmon.core.overview import (
     overview,
     pause_until,
 )
-from fluxmon.core.session import SessionSnapshot, SessionSpec, spec_from_request
+from fluxmon.core.session import SessionSnapshot, SessionSpec, SessionState, spec_from_request
 from fluxmon.core.spool import SessionRequest, SpoolReader
 from fluxmon.core.store import SessionStore
 from fluxmon.tray.icon import TrayIcon, TrayUnavailable, choose_backend
@@ -97,6 +102,10 @@ class TrayApp:
         self.snapshots: dict[str, SessionSnapshot] = {}
         self.paused_until: datetime | None = None
         self.cluster_problem = ""
+        self.config_problem = "; ".join(options.config.warnings)
+        self.unfollowed: set[str] = set()
+        """Sessions on a remote and branch that Flux no longer follows: their outcome no longer counts."""
+        self._config_stamp = file_stamp(user_config_path())
         self._sent: set[tuple[str, str]] = set()
         self._queue: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         self._wake_read, self._wake_write = os.pipe()
@@ -145,7 +154,7 @@ class TrayApp:
         # user's whatever the environment, so its lock comes first; the spool's keeps two readers off one spool.
         self._store.take_lock()
         try:
-            self._reader = SpoolReader(self.options.spool_dir, on_session=self._spooled, on_rejected=self._rejected)
+            self._reader = self._new_reader()
             self._reader.take_lock()
         except BaseException:
             self._store.release_lock()
@@ -176,7 +185,15 @@ class TrayApp:
         self._root.withdraw()
         self._root.tk.createfilehandler(self._wake_read, tk.READABLE, lambda *_: self._drain())
 
+    def _new_reader(self) -> SpoolReader:
+        return SpoolReader(self.options.spool_dir, on_session=self._spooled, on_rejected=self._rejected)
+
     def _start(self, backend: str) -> None:
+        self.paused_until = self._store.load_pause(datetime.now())
+        if self.paused_until is not None:
+            log.info("notifications paused until %s", self.paused_until)
+        if self.config_problem:
+            log.warning("%s", self.config_problem)
         untold = self._store.untold()
         waiting = {snapshot.id for snapshot in untold}
         for snapshot in self._store.recent(RECENT_SESSIONS):
@@ -223,14 +240,20 @@ class TrayApp:
             self._reader.start()
         self._refresh()
 
-    def _shutdown(self) -> None:
-        log.info("tray stopping")
+    def _disconnect(self) -> None:
+        """Producers first: the spool reader (files not taken stay for later), then the sessions and the cluster."""
         if self._reader is not None:
             self._reader.stop()
         if self._manager is not None:
             self._manager.stop()
+            self._manager = None
         if self._cluster is not None:
             self._cluster.close()
+            self._cluster = None
+
+    def _shutdown(self) -> None:
+        log.info("tray stopping")
+        self._disconnect()
         for worker in self._workers:
             worker.join(STOP_TIMEOUT_SECONDS)
         self._drain_snapshots()
@@ -370,6 +393,7 @@ class TrayApp:
         elif action.name == "pause":
             self.paused_until = pause_until(action.argument, datetime.now())
             log.info("notifications %s", f"paused until {self.paused_until}" if self.paused_until else "resumed")
+            self._save_pause()
             return True
         elif action.name == "reconcile":
             self._reconcile(action.argument)
@@ -430,6 +454,11 @@ class TrayApp:
             changed = False
             if self.paused_until is not None and datetime.now() >= self.paused_until:
                 self.paused_until, changed = None, True
+                self._save_pause()
+            stamp = file_stamp(user_config_path())
+            if stamp != self._config_stamp:
+                self._config_stamp, changed = stamp, True
+                self._reload_config()
             if self._manager is None and time.monotonic() >= self._next_connect:
                 self._connect()
             elif self._manager is not None:
@@ -437,6 +466,7 @@ class TrayApp:
                 problem = problems[0].message if problems else ""
                 changed |= problem != self.cluster_problem
                 self.cluster_problem = problem
+                changed |= self._look_for_unfollowed(self._manager)
             for window in self._windows.values():
                 window.tick()
             self._children = [c for c in self._children if c.poll() is None]
@@ -447,8 +477,59 @@ class TrayApp:
         if self._root is not None:
             self._root.after(int(TICK_SECONDS * 1000), self._tick)
 
+    def _save_pause(self) -> None:
+        try:
+            self._store.save_pause(self.paused_until)
+        except (FluxmonError, OSError) as exc:  # the pause holds for this run all the same
+            log.warning("could not keep the pause for the next start: %s", exc)
+
+    def _reload_config(self) -> None:
+        """The user's config file changed: apply it, or show why it cannot be (keeping the settings in force)."""
+        old = self.options.config
+        new = reload_user_config(old)
+        self.options.config = new
+        self.config_problem = "; ".join(new.warnings)
+        if self.config_problem:
+            log.warning("%s", self.config_problem)
+            return
+        log.info("applied the settings in %s", user_config_path())
+        context = self.options.context
+        if not context or context == (old.context or None):  # not given on the command line: the file's to change
+            context = new.context or None
+        if (context, new.monitor_types) != (self.options.context, old.monitor_types):
+            self.options.context = context
+            if self._manager is not None or self._cluster is not None:
+                log.info("following the cluster again with the new settings (active sessions resume)")
+                self._disconnect()
+                self._reader = self._new_reader()
+                self._connect()
+
+    def _look_for_unfollowed(self, manager: SessionManager) -> bool:
+        """Whether the sessions Flux no longer follows changed (each such failure or timeout is said once)."""
+        gone = manager.unfollowed([s for s in self.snapshots.values() if s.state.final])
+        if gone == self.unfollowed:
+            return False
+        for session_id in gone - self.unfollowed:
+            snapshot = self.snapshots[session_id]
+            if snapshot.state in (SessionState.FAILED, SessionState.TIMED_OUT):
+                log.info(
+                    "Flux no longer follows %s %s: the %s of %s no longer counts",
+                    snapshot.remote,
+                    snapshot.branch,
+                    "failure" if snapshot.state is SessionState.FAILED else "timeout",
+                    snapshot.short_commit,
+                )
+        self.unfollowed = gone
+        return True
+
     def _overview(self) -> Overview:
-        return overview(self.snapshots.values(), cluster_problem=self.cluster_problem, paused_until=self.paused_until)
+        return overview(
+            self.snapshots.values(),
+            cluster_problem=self.cluster_problem,
+            paused_until=self.paused_until,
+            unfollowed=self.unfollowed,
+            config_problem=self.config_problem,
+        )
 
     def _build_menu(self, view: Overview) -> tuple[Entry, ...]:
         recent = sorted(self.snapshots.values(), key=lambda s: s.started_at, reverse=True)[:RECENT_SESSIONS]
@@ -457,6 +538,7 @@ class TrayApp:
             recent=recent,
             paused_until=self.paused_until,
             can_reconcile=bool(recent and self._manager),
+            config_problem=self.config_problem,
         )
 
     def _refresh(self) -> None:
