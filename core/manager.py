@@ -140,15 +140,18 @@ class SessionManager:
             self._ended.wait_for(lambda: (s := latest()) is not None and s.state.final, timeout)
             return latest()
 
-    def unfollowed(self, snapshots: Iterable[SessionSnapshot]) -> set[str]:
+    def unfollowed(self, snapshots: Iterable[SessionSnapshot]) -> set[str] | None:
         """Ids of the given sessions whose remote and branch (or tag) no Flux source follows any more.
 
-        Nothing is said until every source kind has been read: a cluster half known follows nothing yet.
+        None while not every source kind is known (still reading, or unreachable): a cluster half known follows
+        nothing yet, and an outage must not bring old failures back.
         """
         states = self.cache.states()
         source_kinds = [kind for kind in ("GitRepository", "OCIRepository") if kind in states]
-        if not source_kinds or any(states[kind].status is not KindStatus.SYNCED for kind in source_kinds):
-            return set()
+        known = [states[kind].status for kind in source_kinds]
+        # A kind that is not installed (missing) has no sources to follow anything; any other trouble is unknown.
+        if KindStatus.SYNCED not in known or any(s not in (KindStatus.SYNCED, KindStatus.MISSING) for s in known):
+            return None
         sources = [obj for obj in self.cache.objects().values() if obj.kind in source_kinds]
         gone = set()
         for snapshot in snapshots:

@@ -257,6 +257,11 @@ def test_the_config_file_is_applied_while_the_tray_runs_and_a_bad_one_is_shown(
         tray.wait_state(TrayState.IDLE)
         fleet.commit_and_push(SCALE_WEB, "scale web")
         tray.wait_state(TrayState.DEPLOYED)
+        # Other kinds to watch: the engine starts again with them, and goes on following pushes.
+        config.write_text('notify_on = ["failed"]\nmonitor_types = ["GitRepository", "Kustomization"]\n')
+        tray.running.expect_stderr("following the cluster again with the new settings")
+        sha = fleet.commit_and_push(edit("apps/web.yaml", "replicas: 3", "replicas: 4"), "scale web again")
+        tray.running.expect(lambda _name, line: f"main@{sha[:7]} succeeded" in line, "the next push deployed")
         assert tray.stop() == 0  # waits for any send it started
         assert _notify_calls(monitor) == []
 

@@ -507,8 +507,8 @@ class TrayApp:
     def _look_for_unfollowed(self, manager: SessionManager) -> bool:
         """Whether the sessions Flux no longer follows changed (each such failure or timeout is said once)."""
         gone = manager.unfollowed([s for s in self.snapshots.values() if s.state.final])
-        if gone == self.unfollowed:
-            return False
+        if gone is None or gone == self.unfollowed:
+            return False  # unknown for now: what was known stands
         for session_id in gone - self.unfollowed:
             snapshot = self.snapshots[session_id]
             if snapshot.state in (SessionState.FAILED, SessionState.TIMED_OUT):
