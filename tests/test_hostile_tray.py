@@ -162,13 +162,14 @@ def test_a_fix_closes_the_failures_notification_and_says_fixed(
 
 
 def test_when_the_x_server_goes_away_the_tray_says_so_in_one_line_and_exits_2(desktop: Desktop, tmp_path: Path) -> None:
-    """Its own Xvfb (the module's desktop serves the other tests): killed under a running tray."""
+    """Its own Xvfb (the module's desktop serves the other tests), killed under a running tray."""
     private = Desktop(tmp_path / "desktop")
     try:
-        private.start()
+        private.start_display()
         env = {
             **isolated_env(tmp_path),
-            **private.env,
+            **desktop.env,
+            "DISPLAY": private.display,
             "XDG_RUNTIME_DIR": str(tmp_path),
             "PYSTRAY_BACKEND": "gtk",
             "FLUXMON_LOG": "INFO",
