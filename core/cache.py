@@ -22,6 +22,7 @@ from typing import Any, Protocol
 from fluxmon.core.errors import FluxmonError
 from fluxmon.core.kube import (
     ClusterError,
+    ClusterUnreachable,
     FluxEvent,
     FluxNotInstalled,
     Forbidden,
@@ -36,6 +37,10 @@ log = logging.getLogger("fluxmon.cache")
 
 BACKOFF_BASE_SECONDS = 0.5
 BACKOFF_MAX_SECONDS = 30.0
+RECONNECT_MAX_SECONDS = 2.0
+"""An API server that cannot be reached is tried at least this often: a refused connection costs nothing, and the
+tray must stop saying "cannot reach" within seconds of its return (a 30 s backoff kept it wrong while a push
+deployed). Other errors, from a server that answers, back off to BACKOFF_MAX_SECONDS."""
 SLOW_RETRY_SECONDS = 30.0
 """A missing or forbidden kind is asked about again this often: someone may install it or grant access."""
 STOP_TIMEOUT_SECONDS = 5.0
@@ -78,14 +83,16 @@ class KindState:
 def retry_delay(error: FluxmonError, attempt: int, *, rand: Callable[[], float] = random.random) -> float:
     """How long to wait before trying again after `error` (the `attempt`-th failure in a row).
 
-    Connection trouble backs off exponentially with full jitter, so that many clients do not retry in step;
-    a missing or forbidden kind will not change soon, so it is asked about slowly.
+    Trouble backs off exponentially with jitter, so that many clients do not retry in step, up to
+    RECONNECT_MAX_SECONDS while the server cannot be reached at all, and BACKOFF_MAX_SECONDS when it answers with
+    errors; a missing or forbidden kind will not change soon, so it is asked about slowly.
     """
     if isinstance(error, WatchExpired):
         return 0.0
     if isinstance(error, (KindMissing, FluxNotInstalled, Forbidden, Unauthorized)):
         return SLOW_RETRY_SECONDS
-    ceiling = min(BACKOFF_MAX_SECONDS, BACKOFF_BASE_SECONDS * float(2 ** max(attempt - 1, 0)))
+    limit = RECONNECT_MAX_SECONDS if isinstance(error, ClusterUnreachable) else BACKOFF_MAX_SECONDS
+    ceiling = min(limit, BACKOFF_BASE_SECONDS * float(2 ** max(attempt - 1, 0)))
     return ceiling / 2 + rand() * ceiling / 2
 
 
@@ -192,9 +199,12 @@ class ClusterCache:
                 if stop.is_set():
                     return
                 attempt += 1
-                self._set_state(state_for(kind, error))
+                changed = self._set_state(state_for(kind, error))
                 delay = retry_delay(error, attempt)
-                log.info("%s: %s; retrying in %.1fs", kind, error.message, delay)
+                # Said once per change: an unreachable server is tried every few seconds, maybe for hours.
+                log.log(
+                    logging.INFO if changed else logging.DEBUG, "%s: %s; retrying in %.1fs", kind, error.message, delay
+                )
                 stop.wait(delay)
             except Exception:
                 # One error boundary per loop: a bug here must not kill the watch for good.
@@ -256,10 +266,12 @@ class ClusterCache:
             self._on_change()
         return resource_version
 
-    def _set_state(self, state: KindState) -> None:
+    def _set_state(self, state: KindState) -> bool:
+        """Record a kind's state; whether it changed."""
         with self._lock:
             if self._states.get(state.kind) == state:
-                return
+                return False
             self._states[state.kind] = state
             self.changed.notify_all()
         self._on_change()
+        return True

@@ -7,6 +7,9 @@ Precedence, lowest first:
      `config.timeout`, `config.verbosity`, `config.monitor_types`);
   4. the repo's `.fluxmon.toml` (our own file, same keys as config.toml).
 A file that is invalid is reported (file and key) and skipped as a whole, so a typo never half-applies.
+
+The tray reads the user's file again whenever it changes (`file_stamp`, `reload_user_config`). A file that turns
+invalid then leaves the settings in force as they were, and says why, rather than falling back to the defaults.
 """
 
 from __future__ import annotations
@@ -70,8 +73,34 @@ def user_config_path(environ: Mapping[str, str] = os.environ) -> Path:
     return Path(base) / "fluxmon" / "config.toml"
 
 
-def load_config(*, repo: Path | None = None, environ: Mapping[str, str] = os.environ) -> Config:
-    """The merged settings; never raises for a bad file, which is reported in `Config.warnings` instead."""
+FileStamp = tuple[int, int, int] | None
+"""What tells a changed file from the same one: inode, size and modification time (None: no file)."""
+
+
+def file_stamp(path: Path) -> FileStamp:
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return (info.st_ino, info.st_size, info.st_mtime_ns)
+
+
+def reload_user_config(previous: Config, environ: Mapping[str, str] = os.environ) -> Config:
+    """The user's settings read again: the new ones, or, when the file is now invalid, `previous` with the reason."""
+    fresh = load_config(environ=environ, when_invalid="keeping the settings in force until it is fixed")
+    if fresh.warnings:
+        return replace(previous, warnings=fresh.warnings)
+    return fresh
+
+
+def load_config(
+    *,
+    repo: Path | None = None,
+    environ: Mapping[str, str] = os.environ,
+    when_invalid: str = "using the settings without this file",
+) -> Config:
+    """The merged settings; never raises for a bad file, which is reported in `Config.warnings` instead (each
+    warning ends with `when_invalid`, what becomes of the settings)."""
     config = Config()
     layers: list[tuple[Path, Any]] = [(user_config_path(environ), _read_toml)]
     if repo is not None:
@@ -83,7 +112,7 @@ def load_config(*, repo: Path | None = None, environ: Mapping[str, str] = os.env
             if values is not None:
                 config = apply_settings(config, values, source=str(path))
         except ConfigError as error:
-            warnings.append(f"{error.message}; using the settings without this file")
+            warnings.append(f"{error.message}; {when_invalid}")
     return replace(config, warnings=tuple(warnings))
 
 

@@ -2,8 +2,9 @@
 
 The worker wakes on every cache change (and at the next deadline), evaluates each active session (a pure
 function), and hands changed snapshots to the subscribers. It also does the session's I/O: asking Flux to
-reconcile now instead of at its next interval, and fetching the Events of an object that failed. Subscribers are
-called on the worker thread and must only enqueue (the UI drains its own queue).
+reconcile now instead of at its next interval, and fetching the Events of an object that failed (those of the
+revision it tried: an older failure's events are history). Subscribers are called on the worker thread and must
+only enqueue (the UI drains its own queue). A session leaves the manager once its final snapshot is out.
 """
 
 from __future__ import annotations
@@ -11,14 +12,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from fluxmon.core.cache import ClusterApi, ClusterCache
+from fluxmon.core.cache import ClusterApi, ClusterCache, KindStatus
+from fluxmon.core.discovery import Push, source_follows
 from fluxmon.core.errors import FluxmonError
-from fluxmon.core.kube import Forbidden
+from fluxmon.core.kube import FluxEvent, Forbidden
 from fluxmon.core.objects import ObjectRef
+from fluxmon.core.revision import parse_revision
 from fluxmon.core.session import Session, SessionSnapshot, SessionSpec, SessionState
 from fluxmon.core.store import SessionStore
 from fluxmon.core.verdict import Phase
@@ -30,6 +33,9 @@ IDLE_WAKE_SECONDS = 1.0
 NUDGE_AFTER_SECONDS = 5.0
 """A Kustomization that has not started on the pushed commit this long after its source has it gets nudged."""
 STOP_TIMEOUT_SECONDS = 5.0
+FINISHED_KEPT = 20
+"""Finished sessions whose last snapshot the manager still answers for (`wait_final`); older ones are dropped,
+with their signatures and triggers, so that memory stays flat over days. Their outcomes live in the store."""
 
 Subscriber = Callable[[SessionSnapshot], None]
 
@@ -61,11 +67,14 @@ class SessionManager:
         self.store = store
         self._clock = clock
         self._sessions: dict[str, Session] = {}
+        """The sessions still being followed; a session leaves once its final snapshot is published."""
+        self._finished: dict[str, SessionSnapshot] = {}
+        """The last FINISHED_KEPT final snapshots, oldest first."""
         self._triggers: dict[str, _Triggers] = {}
         self._signatures: dict[str, tuple[object, ...]] = {}
         self._subscribers: list[Subscriber] = []
         self._lock = threading.RLock()
-        self._finished = threading.Condition(self._lock)
+        self._ended = threading.Condition(self._lock)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -115,19 +124,45 @@ class SessionManager:
         self._wake_up()
 
     def snapshots(self) -> list[SessionSnapshot]:
+        """The latest snapshot of every session followed now, and of the last few that finished."""
         with self._lock:
-            return [s.snapshot for s in self._sessions.values() if s.snapshot is not None]
+            following = [s.snapshot for s in self._sessions.values() if s.snapshot is not None]
+            return [*self._finished.values(), *following]
 
     def wait_final(self, session_id: str, timeout: float) -> SessionSnapshot | None:
         """Block until the session reaches a final state (or `timeout` passes); returns its last snapshot."""
 
-        def done() -> bool:
-            snapshot = self._sessions[session_id].snapshot
-            return snapshot is not None and snapshot.state.final
+        def latest() -> SessionSnapshot | None:
+            session = self._sessions.get(session_id)
+            return session.snapshot if session is not None else self._finished.get(session_id)
 
-        with self._finished:
-            self._finished.wait_for(done, timeout)
-            return self._sessions[session_id].snapshot
+        with self._ended:
+            self._ended.wait_for(lambda: (s := latest()) is not None and s.state.final, timeout)
+            return latest()
+
+    def unfollowed(self, snapshots: Iterable[SessionSnapshot]) -> set[str] | None:
+        """Ids of the given sessions whose remote and branch (or tag) no Flux source follows any more.
+
+        None while not every source kind is known (still reading, or unreachable): a cluster half known follows
+        nothing yet, and an outage must not bring old failures back.
+        """
+        states = self.cache.states()
+        source_kinds = [kind for kind in ("GitRepository", "OCIRepository") if kind in states]
+        known = [states[kind].status for kind in source_kinds]
+        # A kind that is not installed (missing) has no sources to follow anything; any other trouble is unknown.
+        if KindStatus.SYNCED not in known or any(s not in (KindStatus.SYNCED, KindStatus.MISSING) for s in known):
+            return None
+        sources = [obj for obj in self.cache.objects().values() if obj.kind in source_kinds]
+        gone = set()
+        for snapshot in snapshots:
+            pushes = (
+                Push(remote_url=snapshot.remote, branch=snapshot.branch, commit=snapshot.commit),
+                Push(remote_url=snapshot.remote, tag=snapshot.branch, commit=snapshot.commit),
+            )
+            base = snapshot.repo or None
+            if not any(source_follows(obj, push, base_dir=base) for obj in sources for push in pushes):
+                gone.add(snapshot.id)
+        return gone
 
     def reconcile_now(self, refs: list[ObjectRef]) -> list[str]:
         """`flux reconcile --with-source`, on demand: each source, then each Kustomization, once.
@@ -182,12 +217,22 @@ class SessionManager:
             subscribers = list(self._subscribers)
             if snapshot.state.final:
                 self._record(snapshot)
-                self._finished.notify_all()
+                self._forget(snapshot)
+                self._ended.notify_all()
         for subscriber in subscribers:
             try:
                 subscriber(snapshot)
             except Exception:
                 log.exception("a snapshot subscriber failed")
+
+    def _forget(self, final: SessionSnapshot) -> None:
+        """A final session is never evaluated again: keep its last snapshot for a while, and drop the rest."""
+        self._sessions.pop(final.id, None)
+        self._signatures.pop(final.id, None)
+        self._triggers.pop(final.id, None)
+        self._finished[final.id] = final
+        while len(self._finished) > FINISHED_KEPT:
+            del self._finished[next(iter(self._finished))]
 
     def _record(self, snapshot: SessionSnapshot) -> None:
         """Keep a finished session in the history; a store that fails must not hide the outcome from anyone."""
@@ -250,7 +295,7 @@ class SessionManager:
             if resource.phase is not Phase.FAILED or resource.ref in session.events:
                 continue
             try:
-                events = tuple(self.cluster.events(resource.ref))
+                events = tuple(e for e in self.cluster.events(resource.ref) if _tried(e, resource.revision))
             except FluxmonError as error:
                 events = ()
                 log.info("could not read the events of %s: %s", resource.ref, error.message)
@@ -266,6 +311,20 @@ def _signature(snapshot: SessionSnapshot) -> tuple[object, ...]:
         snapshot.notes,
         tuple((r.ref, r.phase, r.reason, r.message, r.revision, len(r.events)) for r in snapshot.resources),
     )
+
+
+def _tried(event: FluxEvent, revision: str) -> bool:
+    """Whether an event belongs to the revision the object tried: it names that revision, or none at all.
+
+    Flux's controllers put the revision they worked on in each event's annotations; an event naming another one
+    is about an earlier (or later) attempt.
+    """
+    if not event.revision or not revision or event.revision == revision:
+        return True
+    said, tried = parse_revision(event.revision), parse_revision(revision)
+    if said.digest and tried.digest:
+        return said.digest.startswith(tried.digest) or tried.digest.startswith(said.digest)
+    return False
 
 
 def _token() -> str:

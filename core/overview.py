@@ -4,15 +4,19 @@ The tray (tray/) only draws what these pure functions return, so every rule here
 a display or a bus:
 
 - `overview()`: the newest session per remote and branch counts, and the worst of them wins the icon. A failure
-  stays red until a newer push to that branch ends; a paused tray shows "paused" unless something is failing.
+  stays red until a newer push to that branch ends, or until Flux no longer follows that branch (no push could
+  ever fix it then); a paused tray shows "paused" unless something is failing. Settings that could not be
+  applied (an invalid config file) need attention, and the tooltip says why.
 - `notification_for()`: one notification per session outcome, for final outcomes only, never while paused;
-  failures are critical. The body is markup-escaped (servers such as dunst render it) and redacted.
+  failures are critical. The body is markup-escaped (servers such as dunst render it) and redacted. A success
+  that follows failures on its branch says "fixed" and closes their notifications (`failures_fixed_by()`).
 """
 
 from __future__ import annotations
 
 import html
-from collections.abc import Iterable, Sequence
+import re
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -81,24 +85,42 @@ class Overview:
 
 
 def overview(
-    snapshots: Iterable[SessionSnapshot], *, cluster_problem: str = "", paused_until: datetime | None = None
+    snapshots: Iterable[SessionSnapshot],
+    *,
+    cluster_problem: str = "",
+    paused_until: datetime | None = None,
+    unfollowed: Collection[str] = (),
+    config_problem: str = "",
 ) -> Overview:
-    """The icon's state and texts for the sessions the tray knows (any order; newest snapshot of each)."""
+    """The icon's state and texts for the sessions the tray knows (any order; newest snapshot of each).
+
+    `unfollowed`: ids of sessions on a remote and branch that no Flux source follows any more: they no longer count.
+    `config_problem`: why the user's settings could not be applied.
+    """
     newest_first = sorted(snapshots, key=lambda s: s.started_at, reverse=True)
     counted: dict[tuple[str, str], SessionSnapshot] = {}
     for snapshot in newest_first:
         if tray_state_of(snapshot) is not None:
             counted.setdefault((snapshot.remote, snapshot.branch), snapshot)
+    counted = {key: snapshot for key, snapshot in counted.items() if snapshot.id not in unfollowed}
     states = {tray_state_of(s) for s in counted.values()}
     if cluster_problem:
         states.add(TrayState.UNREACHABLE)
+    if config_problem:
+        states.add(TrayState.ATTENTION)
     state = next((s for s in WORST_FIRST if s in states), TrayState.IDLE)
     if paused_until is not None and state is not TrayState.FAILED:
         state = TrayState.PAUSED
     summary = session_line(newest_first[0]) if newest_first else "No pushes yet"
     return Overview(
         state=state,
-        tooltip=_tooltip(state, list(counted.values()), cluster_problem=cluster_problem, paused_until=paused_until),
+        tooltip=_tooltip(
+            state,
+            list(counted.values()),
+            cluster_problem=cluster_problem,
+            paused_until=paused_until,
+            config_problem=config_problem,
+        ),
         summary=summary,
     )
 
@@ -123,7 +145,12 @@ def describe(snapshot: SessionSnapshot) -> str:
 
 
 def _tooltip(
-    state: TrayState, counted: Sequence[SessionSnapshot], *, cluster_problem: str, paused_until: datetime | None
+    state: TrayState,
+    counted: Sequence[SessionSnapshot],
+    *,
+    cluster_problem: str,
+    paused_until: datetime | None,
+    config_problem: str = "",
 ) -> str:
     lines = [f"Flux Push Monitor: {state.value}"]
     if len(counted) > 1:
@@ -138,6 +165,8 @@ def _tooltip(
         lines.append(f"… and {len(counted) - TOOLTIP_SESSION_LINES} more")
     if cluster_problem:
         lines.append(f"cluster: {one_line(redact_text(cluster_problem))}")
+    if config_problem:
+        lines.append(f"config: {one_line(config_problem)}")
     if paused_until is not None:
         lines.append(f"notifications paused until {paused_until:%H:%M}")
     return "\n".join(lines)
@@ -175,10 +204,39 @@ class Notification:
     body: str
     """Markup-escaped: servers such as dunst render `<b>` and `&amp;` in bodies."""
     urgency: Urgency
+    closes: tuple[str, ...] = ()
+    """Sessions whose (critical, sticky) notifications this one makes stale: the failures a fix deployed over."""
 
 
 NOTIFIED_OUTCOME_NAMES = ("succeeded", "failed", "timed-out")
 """The default of config `notify_on`: the final outcomes a user acts on."""
+
+
+def failures_fixed_by(snapshot: SessionSnapshot, known: Iterable[SessionSnapshot]) -> tuple[SessionSnapshot, ...]:
+    """The failures on this success's remote and branch since the last success there, newest first: it fixed them.
+
+    Sessions that say nothing about what is deployed (superseded, cancelled) and timeouts are passed over.
+    """
+    if snapshot.state is not SessionState.SUCCEEDED:
+        return ()
+    earlier = sorted(
+        (
+            other
+            for other in known
+            if (other.remote, other.branch) == (snapshot.remote, snapshot.branch)
+            and other.id != snapshot.id
+            and other.started_at <= snapshot.started_at
+        ),
+        key=lambda other: other.started_at,
+        reverse=True,
+    )
+    fixed = []
+    for other in earlier:
+        if other.state is SessionState.SUCCEEDED:
+            break
+        if other.state is SessionState.FAILED:
+            fixed.append(other)
+    return tuple(fixed)
 
 
 def notification_for(
@@ -188,8 +246,12 @@ def notification_for(
     paused_until: datetime | None = None,
     now: datetime,
     outcomes: Sequence[str] = NOTIFIED_OUTCOME_NAMES,
+    fixes: Sequence[SessionSnapshot] = (),
 ) -> Notification | None:
-    """The notification this snapshot deserves, or None; `sent` holds (session id, outcome) already decided."""
+    """The notification this snapshot deserves, or None; `sent` holds (session id, outcome) already decided.
+
+    `fixes`: the failures this success fixed (`failures_fixed_by`); it then says "fixed" and closes theirs.
+    """
     if snapshot.state.value not in outcomes:
         return None
     key = (snapshot.id, snapshot.state.value)
@@ -201,23 +263,24 @@ def notification_for(
     return Notification(
         session_id=snapshot.id,
         outcome=snapshot.state,
-        title=_title(snapshot),
-        body=html.escape(redact_text(_body(snapshot)), quote=False),
+        title=_title(snapshot, fixed=bool(fixes)),
+        body=html.escape(redact_text(_body(snapshot, fixes=fixes)), quote=False),
         urgency=Urgency.CRITICAL if snapshot.state is SessionState.FAILED else Urgency.NORMAL,
+        closes=tuple(failure.id for failure in fixes),
     )
 
 
-def _title(snapshot: SessionSnapshot) -> str:
+def _title(snapshot: SessionSnapshot, *, fixed: bool = False) -> str:
     where = f"{snapshot.branch}@{snapshot.short_commit}"
     if snapshot.state is SessionState.FAILED:
         name = snapshot.failed.name if snapshot.failed else repo_name(snapshot)
         return f"✗ {name} failed — {where}"
     if snapshot.state is SessionState.TIMED_OUT:
         return f"⚠ {repo_name(snapshot)} timed out — {where}"
-    return f"✔ {repo_name(snapshot)} deployed — {where}"
+    return f"✔ {repo_name(snapshot)} {'fixed' if fixed else 'deployed'} — {where}"
 
 
-def _body(snapshot: SessionSnapshot) -> str:
+def _body(snapshot: SessionSnapshot, *, fixes: Sequence[SessionSnapshot] = ()) -> str:
     lines = []
     if snapshot.state is SessionState.FAILED and snapshot.failed is not None:
         failed = next((r for r in snapshot.resources if r.ref == snapshot.failed), None)
@@ -225,12 +288,36 @@ def _body(snapshot: SessionSnapshot) -> str:
             error = failed.error.strip().splitlines()[0] if failed.error.strip() else ""
             lines.append(f"{failed.ref.kind}/{failed.ref.name}: {failed.reason}")
             if error:
-                lines.append(error[:BODY_ERROR_CHARS])
+                # Redacted before it is cut: a URL cut mid-way is no longer seen as one, credentials and all.
+                lines.append(shorten(redact_text(error), BODY_ERROR_CHARS))
     else:
         lines.append(f"{snapshot.message} in {format_duration(snapshot.elapsed)}")
+    if fixes:
+        lines.append(f"fixes the failure of {describe_briefly(fixes[0])}")
     if snapshot.subject:
         lines.append(f"“{snapshot.subject}”")
     return "\n".join(lines)
+
+
+_LAST_WORD = re.compile(r"\s+\S*\Z")
+
+
+def shorten(text: str, limit: int) -> str:
+    """`text` in at most `limit` characters: cut between words and ended with an ellipsis, so that what is cut
+    is seen to be cut, and no token (a URL, a name, a digest) is shown half. A single word longer than `limit`
+    is the one thing cut inside."""
+    if len(text) <= limit:
+        return text
+    room = text[: limit - 1]
+    last_word = _LAST_WORD.search(room)
+    if not text[limit - 1].isspace() and last_word is not None and last_word.start() > 0:
+        room = room[: last_word.start()]
+    return room.rstrip() + "…"
+
+
+def describe_briefly(snapshot: SessionSnapshot) -> str:
+    """`1a2b3c4 (Kustomization/apps BuildFailed)`: which push, and what went wrong."""
+    return f"{snapshot.short_commit} ({describe(snapshot).removeprefix('failed: ')})"
 
 
 def pause_until(choice: str, now: datetime) -> datetime | None:

@@ -252,6 +252,29 @@ def lock_holder(spool_dir: Path) -> LockHolder | None:
         os.close(fd)
 
 
+def hold_lock(path: Path, *, busy: str) -> int:
+    """Take the flock at `path` for this process (writing its pid and start time in); returns the fd to close.
+
+    A lock held elsewhere raises SpoolError "fluxmon is already running", naming the holder; `busy` ends that
+    sentence, with `{folder}` for the lock's folder.
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = _read_holder(fd)
+        os.close(fd)
+        raise SpoolError(
+            f"another fluxmon instance (pid {holder.pid}, since {holder.since or 'unknown'}) "
+            + busy.format(folder=path.parent),
+            title="fluxmon is already running",
+        ) from None
+    os.ftruncate(fd, 0)
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    os.pwrite(fd, f"{os.getpid()} {started}\n".encode(), 0)
+    return fd
+
+
 def _read_holder(fd: int) -> LockHolder:
     text = os.pread(fd, 256, 0).decode("utf-8", "replace").split()
     pid = int(text[0]) if text and text[0].isdigit() else 0
@@ -347,21 +370,10 @@ class SpoolReader:
         if self._lock_fd is not None:
             return
         ensure_private_dir(self.spool_dir)
-        fd = os.open(self.spool_dir / ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = _read_holder(fd)
-            os.close(fd)
-            raise SpoolError(
-                f"another fluxmon instance (pid {holder.pid}, since {holder.since or 'unknown'}) is already "
-                f"reading {self.spool_dir}; stop it first, or give this one its own FLUXMON_SPOOL_DIR",
-                title="fluxmon is already running",
-            ) from None
-        os.ftruncate(fd, 0)
-        started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        os.pwrite(fd, f"{os.getpid()} {started}\n".encode(), 0)
-        self._lock_fd = fd
+        self._lock_fd = hold_lock(
+            self.spool_dir / ".lock",
+            busy="is already reading {folder}; stop it first, or give this one its own FLUXMON_SPOOL_DIR",
+        )
 
     def _run(self, stop: threading.Event) -> None:
         while not stop.is_set():

@@ -3,6 +3,14 @@
 Layout under `$XDG_STATE_HOME/fluxmon` (default ~/.local/state/fluxmon), private to the user:
     active/<id>.json     the spec of each session still being followed
     history.jsonl        one record per finished session, newest last, trimmed to HISTORY_LIMIT
+    untold/<id>          a finished session whose outcome the user has not been told yet (made before its history
+                         record, removed once the notification went out or was deliberately skipped), so that a
+                         tray killed in between tells it at its next start
+    pause.json           until when the user paused notifications (so that "until tomorrow" survives a restart)
+    .lock                held (flock) by the one tray that owns this folder; holds its pid
+
+The folder is per user whatever the environment (the spool moves with XDG_RUNTIME_DIR, this does not), so its
+lock, not the spool's, is what keeps a user to one tray: two would resume the same sessions and notify twice.
 """
 
 from __future__ import annotations
@@ -12,18 +20,21 @@ import logging
 import os
 from collections.abc import Mapping
 from dataclasses import asdict, fields
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from fluxmon.core.hints import Hint
 from fluxmon.core.objects import ObjectRef
 from fluxmon.core.session import ResourceStatus, SessionSnapshot, SessionSpec, SessionState
-from fluxmon.core.spool import ensure_private_dir
+from fluxmon.core.spool import ensure_private_dir, hold_lock
 from fluxmon.core.verdict import Phase
 
 log = logging.getLogger("fluxmon.store")
 
 HISTORY_LIMIT = 200
+UNTOLD = "untold"
+PAUSE_FILE = "pause.json"
 
 
 def default_state_dir(environ: Mapping[str, str] = os.environ) -> Path:
@@ -135,6 +146,21 @@ class SessionStore:
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
+        self._lock_fd: int | None = None
+
+    def take_lock(self) -> None:
+        """Become the one app that owns this folder; SpoolError "fluxmon is already running" names the holder."""
+        if self._lock_fd is not None:
+            return
+        self._ready()
+        self._lock_fd = hold_lock(
+            self.directory / ".lock", busy="already keeps its sessions in {folder}; stop it first"
+        )
+
+    def release_lock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing releases the flock
+            self._lock_fd = None
 
     def save_active(self, spec: SessionSpec) -> None:
         self._ready()
@@ -150,12 +176,24 @@ class SessionStore:
         return specs
 
     def finish(self, snapshot: SessionSnapshot) -> None:
-        """Move a finished session from active to the history."""
+        """Move a finished session from active to the history, as not yet told (see `told`)."""
         self._ready()
+        (self.directory / UNTOLD / snapshot.id).touch(mode=0o600)
         with (self.directory / "history.jsonl").open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(snapshot_record(snapshot)) + "\n")
         (self.directory / "active" / f"{snapshot.id}.json").unlink(missing_ok=True)
         self._trim()
+
+    def untold(self, limit: int = HISTORY_LIMIT) -> list[SessionSnapshot]:
+        """Finished sessions whose outcome nobody has told the user yet, oldest first."""
+        waiting = {path.name for path in (self.directory / UNTOLD).glob("*")}
+        return [snapshot for snapshot in reversed(self.recent(limit)) if snapshot.id in waiting]
+
+    def told(self, session_id: str) -> None:
+        """The outcome went out (or was deliberately not sent): never again. Safe from any thread."""
+        if "/" in session_id or session_id.startswith("."):
+            return
+        (self.directory / UNTOLD / session_id).unlink(missing_ok=True)
 
     def recent(self, limit: int = 10) -> list[SessionSnapshot]:
         """The newest finished sessions first, as snapshots; a record this version cannot read is skipped."""
@@ -180,16 +218,42 @@ class SessionStore:
                 continue
         return list(reversed(records))
 
+    def save_pause(self, until: datetime | None) -> None:
+        """Remember a pause (None: not paused); the tray reads it back at its next start."""
+        self._ready()
+        if until is None:
+            (self.directory / PAUSE_FILE).unlink(missing_ok=True)
+        else:
+            _atomic_write(self.directory / PAUSE_FILE, json.dumps({"until": until.isoformat()}))
+
+    def load_pause(self, now: datetime) -> datetime | None:
+        """The pause still running at `now`, or None (none, over, or unreadable: then notifications go out)."""
+        try:
+            until = datetime.fromisoformat(
+                json.loads((self.directory / PAUSE_FILE).read_text(encoding="utf-8"))["until"]
+            )
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            log.warning("ignoring an unreadable %s: %s", PAUSE_FILE, exc)
+            return None
+        return until if until > now and until.tzinfo is None else None
+
     def _ready(self) -> None:
         self.directory.parent.mkdir(parents=True, exist_ok=True)  # ~/.local/state may not exist yet
         ensure_private_dir(self.directory)
         ensure_private_dir(self.directory / "active")
+        ensure_private_dir(self.directory / UNTOLD)
 
     def _trim(self) -> None:
         path = self.directory / "history.jsonl"
         lines = path.read_text(encoding="utf-8").splitlines()
         if len(lines) > 2 * HISTORY_LIMIT:
             _atomic_write(path, "\n".join(lines[-HISTORY_LIMIT:]) + "\n")
+            kept = {record["id"] for record in self.history(HISTORY_LIMIT) if isinstance(record, dict)}
+            for marker in (self.directory / UNTOLD).glob("*"):
+                if marker.name not in kept:  # gone from the history: too old to tell
+                    marker.unlink(missing_ok=True)
 
 
 def _atomic_write(path: Path, text: str) -> None:

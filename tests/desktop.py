@@ -122,10 +122,7 @@ class Desktop:
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def start(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self.display = (
-            f":{self._read_line(['Xvfb', '-displayfd', '{fd}', '-screen', '0', '1366x768x24', '-nolisten', 'tcp'])}"
-        )
+        self.start_display()
         config = self.directory / "session.conf"
         bus_dir = self.directory / "bus"
         bus_dir.mkdir(exist_ok=True)
@@ -138,6 +135,13 @@ class Desktop:
              "--heighttype", "pixel", "--height", "32", "--transparent", "false", "--tint", "0x303030"]
         )  # fmt: skip
         self.trayer_window = wait_until(lambda: self.find_window(class_name="trayer"), "trayer's window")
+
+    def start_display(self) -> None:
+        """Xvfb alone: enough for a program that needs a display but no tray host or bus of this desktop's."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.display = (
+            f":{self._read_line(['Xvfb', '-displayfd', '{fd}', '-screen', '0', '1366x768x24', '-nolisten', 'tcp'])}"
+        )
 
     def stop(self) -> None:
         for process in reversed(self.processes):

@@ -8,7 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from fluxmon.core.overview import Notification, TrayState, Urgency, notification_for, overview, pause_until
+from fluxmon.core.overview import (
+    Notification,
+    TrayState,
+    Urgency,
+    failures_fixed_by,
+    notification_for,
+    overview,
+    pause_until,
+    shorten,
+)
 from fluxmon.core.session import SessionState
 from fluxmon.core.store import SessionStore
 from fluxmon.tray import autostart
@@ -171,3 +180,45 @@ def test_autostart_writes_and_removes_an_xdg_entry(tmp_path: Path) -> None:
     assert autostart.disable(environ) == path
     assert not path.exists()
     assert autostart.disable(environ) is None
+
+
+def test_a_success_after_failures_on_its_branch_says_fixed_and_closes_them() -> None:
+    first = failed_snapshot(id="f1", started_at=100.0)
+    second = failed_snapshot(id="f2", started_at=200.0)
+    elsewhere = failed_snapshot(id="other", branch="staging", started_at=250.0)
+    fix = snapshot(id="fix", started_at=300.0)
+    fixed = failures_fixed_by(fix, [first, second, elsewhere, fix])
+    assert [s.id for s in fixed] == ["f2", "f1"]
+    notification = notification_for(fix, sent=set(), now=NOW, fixes=fixed)
+    assert notification is not None
+    assert notification.title == "✔ fleet fixed — main@1a2b3c4"
+    assert "fixes the failure of 1a2b3c4 (Kustomization/apps BuildFailed)" in notification.body
+    assert notification.closes == ("f2", "f1")
+    earlier_success = snapshot(id="ok", started_at=150.0)
+    assert [s.id for s in failures_fixed_by(fix, [first, earlier_success, second])] == ["f2"]
+    assert failures_fixed_by(failed_snapshot(id="again", started_at=400.0), [first, fix]) == ()
+
+
+def test_the_store_keeps_an_outcome_untold_until_it_went_out(tmp_path: Path) -> None:
+    store = SessionStore(tmp_path)
+    store.finish(failed_snapshot(id="a", started_at=1.0))
+    store.finish(snapshot(id="b", started_at=2.0))
+    assert [s.id for s in store.untold()] == ["a", "b"]  # oldest first
+    store.told("a")
+    assert [s.id for s in SessionStore(tmp_path).untold()] == ["b"]  # also for the next start
+
+
+def test_a_cut_error_ends_with_an_ellipsis_at_a_word_and_leaks_no_credential() -> None:
+    error = "kustomize build failed: " + "word " * 50 + "fetching https://bot:tok3nvalue@git.example.com/acme/x.git"
+    failure = failed_snapshot()
+    apps = replace(next(r for r in failure.resources if r.ref == APPS), message=error, events=())
+    failure = replace(failure, resources=tuple(apps if r.ref == APPS else r for r in failure.resources))
+    notification = notification_for(failure, sent=set(), now=NOW)
+    assert notification is not None
+    cut = notification.body.splitlines()[1]
+    assert cut.endswith("…")
+    assert cut.removesuffix("…").rstrip() in error  # whole words of the error, then the ellipsis
+    assert error.startswith(cut.removesuffix("…").rstrip() + " ")  # cut between words
+    assert "tok3" not in notification.body
+    assert shorten("short enough", 20) == "short enough"
+    assert shorten("x" * 30, 10) == "x" * 9 + "…"  # one long token: cut, but never without saying so

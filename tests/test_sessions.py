@@ -14,14 +14,14 @@ from typing import Any
 import pytest
 
 from fluxmon.core.cache import ClusterCache, KindState, KindStatus, retry_delay
-from fluxmon.core.kube import Cluster, ClusterUnreachable, Forbidden, KindApi, KindMissing, WatchExpired
+from fluxmon.core.kube import Cluster, ClusterError, ClusterUnreachable, Forbidden, KindApi, KindMissing, WatchExpired
 from fluxmon.core.manager import SessionManager
 from fluxmon.core.objects import FluxObject, ObjectRef, parse_flux_object
 from fluxmon.core.session import Session, SessionSnapshot, SessionSpec, SessionState, evaluate
 from fluxmon.core.store import SessionStore
 from fluxmon.core.terminal import progress_lines, tree
 from fluxmon.core.verdict import Phase
-from tests.fleet import BROKEN_YAML, SCALE_WEB, Fleet, edit
+from tests.fleet import BROKEN_YAML, SCALE_WEB, UNHEALTHY_WEB, Fleet, edit
 from tests.flux_bodies import SHA_NEW, SHA_OLD, condition, git_repository, helm_release, kustomization, ready
 
 SNAPSHOT_TIMEOUT_SECONDS = 30.0
@@ -250,8 +250,10 @@ def test_forbidden_kinds_are_noted() -> None:
     [
         (WatchExpired("gone"), 1, 0.0, 0.0),
         (ClusterUnreachable("down"), 1, 0.25, 0.5),
-        (ClusterUnreachable("down"), 4, 2.0, 4.0),
-        (ClusterUnreachable("down"), 50, 15.0, 30.0),
+        (ClusterUnreachable("down"), 3, 1.0, 2.0),
+        (ClusterUnreachable("down"), 50, 1.0, 2.0),  # tried every few seconds: the icon must recover with it
+        (ClusterError("500"), 4, 2.0, 4.0),
+        (ClusterError("500"), 50, 15.0, 30.0),
         (Forbidden("no"), 1, 30.0, 30.0),
         (KindMissing("no"), 7, 30.0, 30.0),
     ],
@@ -386,3 +388,18 @@ def test_a_release_failure_older_than_the_push_is_not_the_push_s_failure() -> No
     snapshot = evaluate(spec, world, SYNCED, now=spec.created_at + 1)
     assert snapshot.state is SessionState.FAILED
     assert snapshot.failed == ObjectRef(kind="HelmRelease", namespace="apps", name="redis")
+
+
+@pytest.mark.parametrize("cluster", ["sim"], indirect=True)
+def test_a_failures_events_are_only_those_of_the_revision_it_tried(fleet: Fleet) -> None:
+    """An older failure's Warning events on the same object are history, not this push's error."""
+    unhealthy = fleet.push(UNHEALTHY_WEB, "an unhealthy web")
+    fleet.wait_phases(unhealthy, {"Kustomization/apps": Phase.FAILED})
+    broken = fleet.commit_and_push(BROKEN_YAML, "broken")
+    with following(fleet) as (manager, recorder):
+        manager.add(spec_for(fleet, broken, session_id="broken", reconcile=True))
+        failed = recorder.until("broken", SessionState.FAILED)
+    apps = next(r for r in failed.resources if r.ref == failed.failed)
+    assert apps.events, "the BuildFailed event of the pushed commit"
+    assert {event.reason for event in apps.events} == {"BuildFailed"}
+    assert all(event.revision.endswith(broken) for event in apps.events)

@@ -154,7 +154,7 @@ def _push_and_watch(
     tray.wait_state(TrayState.DEPLOYING)
     tray.wait_state(final)
     wait_until(lambda: dunst.displayed() == 1, "the notification on screen")
-    calls = _notify_calls(monitor)
+    calls = notify_calls(monitor)
     assert len(calls) == 1, calls
     return sha, calls[0]
 
@@ -173,7 +173,7 @@ def _details_title(sha: str) -> str:
     return f"^Flux Push Monitor .* main@{sha[:7]}$"
 
 
-def _notify_calls(monitor: Running) -> list[str]:
+def notify_calls(monitor: Running) -> list[str]:
     """The Notify method calls dbus-monitor has printed so far, each as one block of text."""
     text = "\n".join(monitor.collected())
     return [block for block in text.split("method call")[1:] if "member=Notify" in block.splitlines()[0]]
@@ -224,7 +224,7 @@ def test_a_failed_push_turns_red_notifies_critically_once_and_view_details_opens
         desktop.close_window(title)
         tray.running.expect_stderr("details window closed")
         # The failure stays one notification, also after the session's later snapshots.
-        assert len(_notify_calls(monitor)) == 1
+        assert len(notify_calls(monitor)) == 1
         assert tray.stop() == 0
     assert not any(tray.scratch.iterdir()), "temporary files left behind"
     assert not (tray.runtime / "fluxmon" / "icons").exists(), "icon files left behind"
@@ -288,7 +288,7 @@ def test_the_menu_opens_details_and_pause_silences_notifications(
         again = fleet.commit_and_push(edit("apps/web.yaml", "replicas: 3", "replicas: 4"), "scale web again")
         tray.running.expect(lambda _n, line: f"main@{again[:7]} succeeded" in line, "the second push deployed")
         assert tray.icon_state() is TrayState.PAUSED
-        assert len(_notify_calls(monitor)) == 1  # still only the first push's
+        assert len(notify_calls(monitor)) == 1  # still only the first push's
         assert tray.stop() == 0
 
 
@@ -393,7 +393,7 @@ def test_the_demo_runs_the_tray_through_three_pushes_and_leaves_nothing(desktop:
         demo.expect(lambda name, line: "the tray stays" in line, "the tray staying up")
         assert "fluxmon: tray started (gtk backend)" in demo.stderr
         assert any(line.startswith("fluxmon: details window opened") for line in demo.stderr)  # on the failure
-        failures = [call for call in _notify_calls(monitor) if "byte 2" in call]
+        failures = [call for call in notify_calls(monitor) if "byte 2" in call]
         assert len(failures) == 1
         assert "✗ apps failed" in failures[0]
         wait_until(lambda: dunst.displayed() >= 1, "the demo's notifications")

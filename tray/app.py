@@ -9,13 +9,28 @@ Everything crosses to the main thread through one queue. A self-pipe wakes Tk th
 (no polling), and signal.set_wakeup_fd points SIGINT and SIGTERM at the same pipe, so a signal stops the app
 in order even while Tk sleeps in C.
 
-Shutdown order: producers (spool reader, sessions and their cluster watches), then the notifier, then the UI
-(details windows, icon, Tk). Active sessions stay in the store and resume on the next start.
+Shutdown order: producers (spool reader, sessions and their cluster watches), then the snapshots they left in the
+queue (so a session that ended as the tray stops is still told), then the notifier (which waits for its sends),
+then the UI (details windows, icon, Tk). Active sessions stay in the store and resume on the next start.
+
+When the X server goes away (the session ended, Xvfb killed), Xlib calls its fatal IO error handler, which must
+not return; Tk's and GTK's would exit 1 in silence. Ours stops the producers (active sessions stay in the store),
+says so in one line, and exits 2.
+
+The tray reads the user's config file again whenever it changes (looked at every tick): new settings apply at
+once (a new context or list of kinds restarts the engine; active sessions resume), and an invalid file is shown
+in the tooltip and the menu, with the settings in force left as they were. A pause is kept in the state folder, so
+that "until tomorrow" survives a restart.
+
+An outcome counts as told only once its notification went out, or was deliberately not sent (paused, or not an
+outcome the user asked for); the store keeps the others, and the next start tells them.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import logging
 import os
 import queue
@@ -30,12 +45,19 @@ from pathlib import Path
 from typing import Any
 
 from fluxmon.core.cache import KindStatus
-from fluxmon.core.config import Config, user_config_path
+from fluxmon.core.config import Config, file_stamp, reload_user_config, user_config_path
 from fluxmon.core.errors import FluxmonError
 from fluxmon.core.kube import Cluster
 from fluxmon.core.manager import SessionManager
-from fluxmon.core.overview import Overview, notification_for, overview, pause_until
-from fluxmon.core.session import SessionSnapshot, SessionSpec, spec_from_request
+from fluxmon.core.overview import (
+    Notification,
+    Overview,
+    failures_fixed_by,
+    notification_for,
+    overview,
+    pause_until,
+)
+from fluxmon.core.session import SessionSnapshot, SessionSpec, SessionState, spec_from_request
 from fluxmon.core.spool import SessionRequest, SpoolReader
 from fluxmon.core.store import SessionStore
 from fluxmon.tray.icon import TrayIcon, TrayUnavailable, choose_backend
@@ -49,6 +71,8 @@ TICK_SECONDS = 1.0
 RECONNECT_SECONDS = 30.0
 """A kubeconfig that could not be loaded is tried again this often (the user may be fixing it)."""
 STOP_TIMEOUT_SECONDS = 5.0
+EXIT_DISPLAY_LOST = 2
+"""The tray cannot go on without a display: like any other reason it cannot run (`fluxmon` exits 2 for those)."""
 QUIT_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 PROBLEM_STATUSES = (KindStatus.UNREACHABLE, KindStatus.UNAUTHORIZED, KindStatus.FORBIDDEN, KindStatus.MISSING)
 CONFIG_TEMPLATE = """# Flux Push Monitor settings (see the README, "Configuration").
@@ -78,6 +102,10 @@ class TrayApp:
         self.snapshots: dict[str, SessionSnapshot] = {}
         self.paused_until: datetime | None = None
         self.cluster_problem = ""
+        self.config_problem = "; ".join(options.config.warnings)
+        self.unfollowed: set[str] = set()
+        """Sessions on a remote and branch that Flux no longer follows: their outcome no longer counts."""
+        self._config_stamp = file_stamp(user_config_path())
         self._sent: set[tuple[str, str]] = set()
         self._queue: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
         self._wake_read, self._wake_write = os.pipe()
@@ -96,6 +124,9 @@ class TrayApp:
         self._children: list[subprocess.Popen[bytes]] = []
         self._next_connect = 0.0
         self.shown: Overview | None = None
+        self._display_watch: object = None
+        """Keeps the ctypes callback alive for as long as Xlib may call it."""
+        self._leaving = threading.Lock()
 
     # --- from any thread ---------------------------------------------------------------------------------------
 
@@ -119,9 +150,15 @@ class TrayApp:
 
     def run(self, *, backend: str = "") -> int:
         backend = backend or choose_backend()
-        # One tray per user: the spool's lock says so before any window exists (SpoolError names the holder).
-        self._reader = SpoolReader(self.options.spool_dir, on_session=self._spooled, on_rejected=self._rejected)
-        self._reader.take_lock()
+        # One tray per user, said before any window exists (SpoolError names the holder). The state folder is the
+        # user's whatever the environment, so its lock comes first; the spool's keeps two readers off one spool.
+        self._store.take_lock()
+        try:
+            self._reader = self._new_reader()
+            self._reader.take_lock()
+        except BaseException:
+            self._store.release_lock()
+            raise
         try:
             self._open_display()
             previous = {signum: signal.signal(signum, lambda *_: self.post("quit")) for signum in QUIT_SIGNALS}
@@ -148,10 +185,21 @@ class TrayApp:
         self._root.withdraw()
         self._root.tk.createfilehandler(self._wake_read, tk.READABLE, lambda *_: self._drain())
 
+    def _new_reader(self) -> SpoolReader:
+        return SpoolReader(self.options.spool_dir, on_session=self._spooled, on_rejected=self._rejected)
+
     def _start(self, backend: str) -> None:
+        self.paused_until = self._store.load_pause(datetime.now())
+        if self.paused_until is not None:
+            log.info("notifications paused until %s", self.paused_until)
+        if self.config_problem:
+            log.warning("%s", self.config_problem)
+        untold = self._store.untold()
+        waiting = {snapshot.id for snapshot in untold}
         for snapshot in self._store.recent(RECENT_SESSIONS):
             self.snapshots[snapshot.id] = snapshot
-            self._sent.add((snapshot.id, snapshot.state.value))  # told before the restart: never again
+            if snapshot.id not in waiting:
+                self._sent.add((snapshot.id, snapshot.state.value))  # told before the restart: never again
         view = self._overview()
         self._menu = self._build_menu(view)
         self._icon = TrayIcon(
@@ -159,10 +207,18 @@ class TrayApp:
         )
         self._icon.start(state=view.state, tooltip=view.tooltip, menu=self._menu)
         self.shown = view
+        # After Tk and GTK have opened their displays (GDK installs its own handler as it opens one).
+        self._display_watch = on_display_lost(self._display_lost)
         log.info("tray started (%s backend)", backend)
         log.debug("menu:\n%s", "\n".join(outline(self._menu)))
-        self._notifier = make_notifier(on_details=lambda session_id: self.post("details", session_id))
+        self._notifier = make_notifier(
+            on_details=lambda session_id: self.post("details", session_id), on_delivered=self._delivered
+        )
         self._notifier.start()
+        for snapshot in untold:  # ended while no tray could tell (stopped, killed, or no notification server)
+            self.snapshots.setdefault(snapshot.id, snapshot)
+            self._notify(snapshot)
+        self._trim()
         self._connect()
 
     def _connect(self) -> None:
@@ -184,15 +240,23 @@ class TrayApp:
             self._reader.start()
         self._refresh()
 
-    def _shutdown(self) -> None:
+    def _disconnect(self) -> None:
+        """Producers first: the spool reader (files not taken stay for later), then the sessions and the cluster."""
         if self._reader is not None:
             self._reader.stop()
         if self._manager is not None:
             self._manager.stop()
+            self._manager = None
         if self._cluster is not None:
             self._cluster.close()
+            self._cluster = None
+
+    def _shutdown(self) -> None:
+        log.info("tray stopping")
+        self._disconnect()
         for worker in self._workers:
             worker.join(STOP_TIMEOUT_SECONDS)
+        self._drain_snapshots()
         if self._notifier is not None:
             self._notifier.stop()
         for window in list(self._windows.values()):
@@ -208,7 +272,36 @@ class TrayApp:
             self._root = None
         for fd in (self._wake_read, self._wake_write):
             os.close(fd)
+        self._store.release_lock()
         log.info("tray stopped")
+
+    def _display_lost(self) -> None:
+        """Xlib's fatal IO error handler, on whichever thread found the display gone: it must never return."""
+        with self._leaving:  # a second thread that finds it gone waits here until the process has ended
+            log.error(
+                "the display %s went away (the X server stopped or the desktop session ended); the tray stopped. "
+                "Sessions still being followed resume when it starts again (fluxmon tray)",
+                os.environ.get("DISPLAY", ""),
+            )
+            logging.disable(logging.CRITICAL)  # the line above is the whole story
+            for producer in (self._reader, self._manager, self._notifier):
+                if producer is not None:
+                    with contextlib.suppress(Exception):
+                        producer.stop()
+            os._exit(EXIT_DISPLAY_LOST)
+
+    def _drain_snapshots(self) -> None:
+        """The producers have stopped: tell what they left in the queue; nothing else matters any more."""
+        while True:
+            try:
+                kind, payload = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if kind == "snapshot":
+                try:
+                    self._snapshot(payload)
+                except Exception:
+                    log.exception("handling a last snapshot failed")
 
     # --- engine callbacks (their threads): post only --------------------------------------------------------
 
@@ -258,18 +351,41 @@ class TrayApp:
     def _snapshot(self, snapshot: SessionSnapshot) -> None:
         self.snapshots[snapshot.id] = snapshot
         self._trim()
-        paused = self.paused_until if self.paused_until and datetime.now() < self.paused_until else None
-        notification = notification_for(
-            snapshot, sent=self._sent, paused_until=paused, now=datetime.now(), outcomes=self.options.config.notify_on
-        )
-        if notification is not None and self._notifier is not None:
-            log.info("notifying: %s", notification.title)
-            self._notifier.send(notification)
+        self._notify(snapshot)
         window = self._windows.get(snapshot.id)
         if window is not None:
             window.update(snapshot)
         if self._observer is not None:
             self._observer(snapshot)
+
+    def _notify(self, snapshot: SessionSnapshot) -> None:
+        """Tell a final outcome once: told at once when deliberately not sent, else once it went out."""
+        if not snapshot.state.final or (snapshot.id, snapshot.state.value) in self._sent:
+            return
+        paused = self.paused_until if self.paused_until and datetime.now() < self.paused_until else None
+        notification = notification_for(
+            snapshot,
+            sent=self._sent,
+            paused_until=paused,
+            now=datetime.now(),
+            outcomes=self.options.config.notify_on,
+            fixes=failures_fixed_by(snapshot, self.snapshots.values()),
+        )
+        if notification is None:
+            self._told(snapshot.id)
+        elif self._notifier is not None:
+            log.info("notifying: %s", notification.title)
+            self._notifier.send(notification)
+
+    def _delivered(self, notification: Notification) -> None:
+        """From the notifier's thread: the notification went out (the store is safe from any thread)."""
+        self._told(notification.session_id)
+
+    def _told(self, session_id: str) -> None:
+        try:
+            self._store.told(session_id)
+        except OSError as exc:  # at worst it is told again at the next start
+            log.warning("could not record that session %s was told: %s", session_id, exc)
 
     def _action(self, action: Action) -> bool:
         if action.name == "details":
@@ -277,6 +393,7 @@ class TrayApp:
         elif action.name == "pause":
             self.paused_until = pause_until(action.argument, datetime.now())
             log.info("notifications %s", f"paused until {self.paused_until}" if self.paused_until else "resumed")
+            self._save_pause()
             return True
         elif action.name == "reconcile":
             self._reconcile(action.argument)
@@ -337,6 +454,11 @@ class TrayApp:
             changed = False
             if self.paused_until is not None and datetime.now() >= self.paused_until:
                 self.paused_until, changed = None, True
+                self._save_pause()
+            stamp = file_stamp(user_config_path())
+            if stamp != self._config_stamp:
+                self._config_stamp, changed = stamp, True
+                self._reload_config()
             if self._manager is None and time.monotonic() >= self._next_connect:
                 self._connect()
             elif self._manager is not None:
@@ -344,6 +466,7 @@ class TrayApp:
                 problem = problems[0].message if problems else ""
                 changed |= problem != self.cluster_problem
                 self.cluster_problem = problem
+                changed |= self._look_for_unfollowed(self._manager)
             for window in self._windows.values():
                 window.tick()
             self._children = [c for c in self._children if c.poll() is None]
@@ -354,8 +477,59 @@ class TrayApp:
         if self._root is not None:
             self._root.after(int(TICK_SECONDS * 1000), self._tick)
 
+    def _save_pause(self) -> None:
+        try:
+            self._store.save_pause(self.paused_until)
+        except (FluxmonError, OSError) as exc:  # the pause holds for this run all the same
+            log.warning("could not keep the pause for the next start: %s", exc)
+
+    def _reload_config(self) -> None:
+        """The user's config file changed: apply it, or show why it cannot be (keeping the settings in force)."""
+        old = self.options.config
+        new = reload_user_config(old)
+        self.options.config = new
+        self.config_problem = "; ".join(new.warnings)
+        if self.config_problem:
+            log.warning("%s", self.config_problem)
+            return
+        log.info("applied the settings in %s", user_config_path())
+        context = self.options.context
+        if not context or context == (old.context or None):  # not given on the command line: the file's to change
+            context = new.context or None
+        if (context, new.monitor_types) != (self.options.context, old.monitor_types):
+            self.options.context = context
+            if self._manager is not None or self._cluster is not None:
+                log.info("following the cluster again with the new settings (active sessions resume)")
+                self._disconnect()
+                self._reader = self._new_reader()
+                self._connect()
+
+    def _look_for_unfollowed(self, manager: SessionManager) -> bool:
+        """Whether the sessions Flux no longer follows changed (each such failure or timeout is said once)."""
+        gone = manager.unfollowed([s for s in self.snapshots.values() if s.state.final])
+        if gone is None or gone == self.unfollowed:
+            return False  # unknown for now: what was known stands
+        for session_id in gone - self.unfollowed:
+            snapshot = self.snapshots[session_id]
+            if snapshot.state in (SessionState.FAILED, SessionState.TIMED_OUT):
+                log.info(
+                    "Flux no longer follows %s %s: the %s of %s no longer counts",
+                    snapshot.remote,
+                    snapshot.branch,
+                    "failure" if snapshot.state is SessionState.FAILED else "timeout",
+                    snapshot.short_commit,
+                )
+        self.unfollowed = gone
+        return True
+
     def _overview(self) -> Overview:
-        return overview(self.snapshots.values(), cluster_problem=self.cluster_problem, paused_until=self.paused_until)
+        return overview(
+            self.snapshots.values(),
+            cluster_problem=self.cluster_problem,
+            paused_until=self.paused_until,
+            unfollowed=self.unfollowed,
+            config_problem=self.config_problem,
+        )
 
     def _build_menu(self, view: Overview) -> tuple[Entry, ...]:
         recent = sorted(self.snapshots.values(), key=lambda s: s.started_at, reverse=True)[:RECENT_SESSIONS]
@@ -364,6 +538,7 @@ class TrayApp:
             recent=recent,
             paused_until=self.paused_until,
             can_reconcile=bool(recent and self._manager),
+            config_problem=self.config_problem,
         )
 
     def _refresh(self) -> None:
@@ -387,6 +562,7 @@ class TrayApp:
         final = [s for s in keep if s.state.final][: RECENT_SESSIONS * 2]
         kept = {s.id for s in (*active, *final)} | set(self._windows)
         self.snapshots = {k: v for k, v in self.snapshots.items() if k in kept}
+        self._sent = {key for key in self._sent if key[0] in kept}  # a dropped session sends no more snapshots
 
 
 def report_leftover_threads() -> None:
@@ -394,6 +570,27 @@ def report_leftover_threads() -> None:
     leftover = [t.name for t in threading.enumerate() if t is not threading.main_thread()]
     if leftover:
         log.error("threads still running after the tray stopped: %s", ", ".join(leftover))
+
+
+def on_display_lost(handler: Callable[[], None]) -> object:
+    """Make `handler` Xlib's fatal IO error handler (process-wide: Tk's and GTK's connections alike).
+
+    Returns the callback, which the caller must keep; None where there is no libX11 (nothing to watch).
+    """
+    library = ctypes.util.find_library("X11")
+    if library is None:
+        return None
+    xlib = ctypes.CDLL(library)
+    prototype = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p)
+
+    def fatal(_display: int | None) -> int:
+        handler()
+        return 0  # not reached: the handler ends the process
+
+    callback = prototype(fatal)
+    xlib.XSetIOErrorHandler.argtypes = [prototype]
+    xlib.XSetIOErrorHandler(callback)
+    return callback
 
 
 def _runtime_dir() -> Path:

@@ -9,11 +9,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import PurePath
 
-from fluxmon.core.overview import session_line
+from fluxmon.core.overview import session_line, shorten
 from fluxmon.core.session import SessionSnapshot
 
 RECENT_SESSIONS = 10
+PROBLEM_CHARS = 90
+"""A menu item is one line; the tooltip carries the whole of a config problem."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,12 +46,22 @@ def build_menu(
     recent: Sequence[SessionSnapshot],
     paused_until: datetime | None,
     can_reconcile: bool,
+    config_problem: str = "",
 ) -> tuple[Entry, ...]:
-    """The whole menu; `recent` is newest first, and its first entry is the "last session"."""
+    """The whole menu; `recent` is newest first, and its first entry is the "last session".
+
+    A config file that could not be applied comes first, and opens the file.
+    """
     last = recent[0] if recent else None
     sessions = tuple(Entry(text=session_line(snapshot), action=Action("details", snapshot.id)) for snapshot in recent)
     pause_text = f"Paused until {paused_until:%a %H:%M}" if paused_until else "Not paused"
+    where, _, what = config_problem.partition(": ")  # `<path>: <key>: <why>`: the file's name says enough here
+    problem_text = shorten(f"{PurePath(where).name}: {what}" if what else config_problem, PROBLEM_CHARS)
+    problem = (
+        (Entry(text=f"⚠ Settings not applied: {problem_text}", action=Action("open-config")),) if config_problem else ()
+    )
     return (
+        *problem,
         Entry(text=summary, action=Action("details", last.id) if last else None, enabled=last is not None),
         Entry(text="Show details…", action=Action("details", last.id if last else ""), default=True),
         Entry(

@@ -5,8 +5,12 @@
   asyncio loop, so it owns one on a named thread; `send()` only schedules, so the UI thread never waits on the bus.
 - `PlyerNotifier`: the design card's portable path (macOS, Windows, or `FLUXMON_NOTIFIER=plyer`), without actions.
 
-What to send is decided in core.overview; these only deliver. No bus or no notification server is logged once
-and then ignored: notifications are a courtesy, the icon and the menu still tell the story.
+What to send is decided in core.overview; these only deliver, and say so through `on_delivered` (the tray then
+records the outcome as told; one that never went out is told at the next start). No bus or no notification server
+is logged once and then ignored: notifications are a courtesy, the icon and the menu still tell the story.
+
+A notification that `closes` earlier sessions (a fix deploying after failures) takes their sticky critical
+notifications off the screen once it is shown, where the server can (D-Bus CloseNotification).
 """
 
 from __future__ import annotations
@@ -30,6 +34,16 @@ SUCCESS_TIMEOUT_SECONDS = 10
 """Good news goes away by itself; a failure stays until dismissed (the server's default for critical)."""
 SEND_TIMEOUT_SECONDS = 10.0
 STOP_TIMEOUT_SECONDS = 5.0
+SENT_KEPT = 100
+"""Only the newest this many notifications stay in `sent`: a tray runs for weeks."""
+SHOWN_KEPT = 50
+"""Critical notifications remembered (to close them once fixed); the oldest is forgotten beyond this many."""
+
+Delivered = Callable[[Notification], None]
+
+
+def _nothing(_notification: Notification) -> None:
+    """The default `on_delivered`: nobody is waiting to hear."""
 
 
 class Notifier(Protocol):
@@ -53,10 +67,20 @@ class _OnceLog:
         self.failing = False
 
 
+def _record(sent: list[Notification], notification: Notification) -> None:
+    sent.append(notification)
+    del sent[:-SENT_KEPT]
+
+
 class DbusNotifier:
-    def __init__(self, *, on_details: Callable[[str], None], icon: Path | None = None) -> None:
+    def __init__(
+        self, *, on_details: Callable[[str], None], on_delivered: Delivered = _nothing, icon: Path | None = None
+    ) -> None:
         self._on_details = on_details
+        self._on_delivered = on_delivered
         self._icon = icon
+        self._shown: dict[str, str] = {}
+        """Session id -> desktop-notifier's identifier, for each critical notification still on screen."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._notifier: Any = None
@@ -102,11 +126,26 @@ class DbusNotifier:
         # One at a time: a failed send leaves a connection behind that must be closed before the next one.
         self._one_at_a_time = self._one_at_a_time or asyncio.Lock()
         async with self._one_at_a_time:
-            if await self._deliver(notification):
-                self._problems.delivered()
-                self.sent.append(notification)
-            else:
+            if not await self._deliver(notification):
                 await self._disconnect()  # desktop-notifier connects afresh on the next send
+                return
+            self._problems.delivered()
+            _record(self.sent, notification)
+            try:
+                self._on_delivered(notification)
+            except Exception:
+                log.exception("recording a delivered notification failed")
+            for session_id in notification.closes:
+                await self._close(session_id)
+
+    async def _close(self, session_id: str) -> None:
+        identifier = self._shown.pop(session_id, None)
+        if identifier is None:
+            return  # dismissed already, or shown before a restart
+        try:
+            await asyncio.wait_for(self._notifier.clear(identifier), SEND_TIMEOUT_SECONDS)
+        except Exception as exc:  # the server may have closed it itself; nothing is lost either way
+            log.debug("could not close the notification of %s: %s", session_id, exc)
 
     async def _deliver(self, notification: Notification) -> bool:
         from desktop_notifier import Button
@@ -116,13 +155,14 @@ class DbusNotifier:
         session_id = notification.session_id
         critical = notification.urgency is Urgency.CRITICAL
         try:
-            await asyncio.wait_for(
+            identifier = await asyncio.wait_for(
                 self._notifier.send(
                     title=notification.title,
                     message=notification.body,
                     urgency=NativeUrgency.Critical if critical else NativeUrgency.Normal,
                     buttons=[Button(title="View details", on_pressed=lambda: self._on_details(session_id))],
                     on_clicked=lambda: self._on_details(session_id),
+                    on_dismissed=lambda: self._shown.pop(session_id, None),
                     on_dispatched=dispatched.set,
                     timeout=-1 if critical else SUCCESS_TIMEOUT_SECONDS,
                 ),
@@ -134,6 +174,10 @@ class DbusNotifier:
         if not dispatched.is_set():  # desktop-notifier logs and swallows its own failures
             self._problems.failed("no notification server answered on the D-Bus session bus")
             return False
+        if critical:
+            self._shown[session_id] = identifier
+            while len(self._shown) > SHOWN_KEPT:
+                del self._shown[next(iter(self._shown))]
         return True
 
     async def _disconnect(self) -> None:
@@ -150,7 +194,8 @@ class DbusNotifier:
 class PlyerNotifier:
     """plyer's notification facade: portable, but no actions, and (on Linux) no urgency."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, on_delivered: Delivered = _nothing) -> None:
+        self._on_delivered = on_delivered
         self._problems = _OnceLog()
         self.sent: list[Notification] = []
 
@@ -174,7 +219,8 @@ class PlyerNotifier:
             self._problems.failed("could not send a desktop notification through plyer (%s)", exc)
             return
         self._problems.delivered()
-        self.sent.append(notification)
+        _record(self.sent, notification)
+        self._on_delivered(notification)
 
     def stop(self) -> None:
         """Nothing to stop: no connection outlives a notification."""
@@ -185,28 +231,34 @@ class NoNotifier:
 
     sent: list[Notification] = []  # noqa: RUF012 - always empty
 
+    def __init__(self, *, on_delivered: Delivered = _nothing) -> None:
+        self._on_delivered = on_delivered
+
     def start(self) -> None:
         """Nothing to start."""
 
     def send(self, notification: Notification) -> None:
-        """Dropped: the user turned notifications off."""
+        """Dropped on purpose (the user turned notifications off), which counts as told."""
+        self._on_delivered(notification)
 
     def stop(self) -> None:
         """Nothing to stop."""
 
 
-def make_notifier(*, on_details: Callable[[str], None], icon: Path | None = None) -> Notifier:
+def make_notifier(
+    *, on_details: Callable[[str], None], on_delivered: Delivered = _nothing, icon: Path | None = None
+) -> Notifier:
     """`FLUXMON_NOTIFIER` (dbus, plyer, none) if set; else D-Bus on Linux when desktop-notifier is installed."""
     wanted = os.environ.get("FLUXMON_NOTIFIER", "")
     if wanted == "none":
-        return NoNotifier()
+        return NoNotifier(on_delivered=on_delivered)
     if wanted == "plyer":
-        return PlyerNotifier()
+        return PlyerNotifier(on_delivered=on_delivered)
     if wanted == "dbus" or sys.platform.startswith("linux"):
         try:
             import desktop_notifier  # noqa: F401
         except ImportError:
             log.info("desktop-notifier is not installed: notifications go through plyer, without actions")
-            return PlyerNotifier()
-        return DbusNotifier(on_details=on_details, icon=icon)
-    return PlyerNotifier()
+            return PlyerNotifier(on_delivered=on_delivered)
+        return DbusNotifier(on_details=on_details, on_delivered=on_delivered, icon=icon)
+    return PlyerNotifier(on_delivered=on_delivered)

@@ -1,0 +1,41 @@
+"""Run on the test desktop (`python -m tests.stop_probe DIR`): a TrayApp that is asked to quit as soon as it has
+started, and handed a failed session's final snapshot just as it stops (by a log handler on its "tray stopping"
+line, on the UI thread, so the order is certain). Exits with the app's status. Out of the pytest process, because
+GTK binds to one display for good."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+from fluxmon.core.config import Config
+from fluxmon.tray.app import TrayApp, TrayOptions
+from tests.snapshots import failed_snapshot
+
+
+def main() -> int:
+    root = Path(sys.argv[1])
+    options = TrayOptions(
+        spool_dir=root / "spool",
+        state_dir=root / "state",
+        config=Config(),
+        kubeconfig=str(root / "no-kubeconfig"),
+        icon_dir=root / "icons",
+    )
+    app = TrayApp(options)
+
+    class Cue(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.getMessage().startswith("tray started"):
+                app.quit()
+            elif record.getMessage() == "tray stopping":
+                app.post("snapshot", failed_snapshot(id="late"))
+
+    logging.basicConfig(level=logging.INFO, format="fluxmon: %(message)s")
+    logging.getLogger("fluxmon.tray").addHandler(Cue())
+    return app.run(backend="gtk")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
