@@ -7,12 +7,18 @@ process to exit and then decides each pushed ref:
 - If the remote has a fetch refspec that maps the pushed ref to a remote-tracking ref, git updates that ref
   after a successful push, and the `reference-transaction` hook logs the update. A logged update to the pushed
   sha confirms the push; no update means it was rejected (or was a `--dry-run`), so no session is written.
-- Otherwise (a push to a URL, a tag, a refspec with no tracking ref) `git ls-remote` asks the remote. The pushed
-  sha there confirms it; another sha means rejected; no answer gives a session marked unconfirmed, which the
+- Otherwise (a push to a URL, a tag, a refspec with no tracking ref) `git ls-remote` asks the URL that was pushed
+  to (a remote's `pushurl` when it has one, not its fetch `url`, which may be a mirror that lags). The pushed sha
+  there confirms it; another sha means rejected; no answer gives a session marked unconfirmed, which the
   monitor confirms when the sha shows up in the Flux source.
-- Deletions deploy nothing and never become sessions.
+- Deletions deploy nothing and never become sessions; nor do `refs/remotes/*`, which `push --mirror` sends.
+- An annotated tag is followed by the commit it points to (`<sha>^{commit}`): that is what Flux checks out, and
+  what its revision `<tag>@sha1:<commit>` names.
 
-Every git call takes an argument list (never a shell string), and URLs are redacted before they are written.
+Each `git push` process gets its own pending record (named after its pid, which both hooks see as their parent),
+so back-to-back pushes never read each other's tracking-ref updates. The remote's name and URL, which may hold
+credentials, never reach the disk: pre-push hands them to the confirmer in its environment. Every git call
+takes an argument list (never a shell string), and URLs are redacted before they are written.
 """
 
 from __future__ import annotations
@@ -40,7 +46,11 @@ GIT_TIMEOUT_SECONDS = 10.0
 LS_REMOTE_TIMEOUT_SECONDS = 15.0
 MAX_WAIT_FOR_PUSH_SECONDS = 3600.0
 """A push that takes longer than an hour is left alone: its record is dropped as stale."""
-PENDING_MAGIC = "fluxmon-pending 1"
+PENDING_MAGICS = ("fluxmon-pending 2", "fluxmon-pending 1")
+"""Version 1 records (hooks installed by an older fluxmon) still carry the remote and URL themselves."""
+SPOOL_CONFIG_KEY = "fluxmon.spoolDir"
+"""A repo's own spool (git config), which wins over the environment's: `fluxmon demo` sets it in its sample repo,
+so that pushes made there from any shell reach the demo, whatever that shell's FLUXMON_SPOOL_DIR says."""
 
 
 def run_git(args: Sequence[str], *, cwd: Path, timeout: float = GIT_TIMEOUT_SECONDS) -> str:
@@ -79,6 +89,11 @@ class PushedRef:
         return self.local_sha.strip("0") == ""
 
     @property
+    def is_remote_tracking(self) -> bool:
+        """`push --mirror` sends the clone's own remote-tracking refs too; they are copies, not deployments."""
+        return self.remote_ref.startswith("refs/remotes/")
+
+    @property
     def kind(self) -> str:
         if self.remote_ref.startswith("refs/heads/"):
             return "branch"
@@ -115,10 +130,13 @@ class Decision:
     why: str = ""
 
 
-def parse_pending(text: str) -> PendingPush:
-    """Parse a pending record; raises ValueError when it is not one (or is truncated)."""
+def parse_pending(text: str, *, remote: str = "", url: str = "") -> PendingPush:
+    """Parse a pending record; raises ValueError when it is not one (or is truncated).
+
+    `remote` and `url`: what pre-push was given, passed in memory (a version 2 record holds neither).
+    """
     lines = text.splitlines()
-    if not lines or lines[0] != PENDING_MAGIC:
+    if not lines or lines[0] not in PENDING_MAGICS:
         raise ValueError("not a fluxmon pending record")
     fields: dict[str, str] = {}
     refs = []
@@ -130,9 +148,10 @@ def parse_pending(text: str) -> PendingPush:
                 refs.append(PushedRef(local_ref=parts[0], local_sha=parts[1], remote_ref=parts[2], remote_sha=parts[3]))
         elif key:
             fields[key] = value
-    if not fields.get("remote") or not fields.get("repo"):
+    remote = remote or fields.get("remote", "")
+    if not remote or not fields.get("repo"):
         raise ValueError("pending record lacks remote or repo")
-    return PendingPush(remote=fields["remote"], url=fields.get("url", ""), repo=Path(fields["repo"]), refs=tuple(refs))
+    return PendingPush(remote=remote, url=url or fields.get("url", ""), repo=Path(fields["repo"]), refs=tuple(refs))
 
 
 def parse_transactions(text: str) -> dict[str, str]:
@@ -183,6 +202,8 @@ def _decide(
 ) -> Decision:
     if ref.is_deletion:
         return Decision(ref=ref, session=False, why="deletion")
+    if ref.is_remote_tracking:
+        return Decision(ref=ref, session=False, why="a remote-tracking ref (push --mirror)")
     tracked = tracking_ref(ref.remote_ref, refspecs)
     if tracked is not None:
         if updates.get(tracked) == ref.local_sha:
@@ -210,10 +231,10 @@ def session_record(
 ) -> dict[str, Any]:
     """The session file's content for one confirmed ref (the schema is documented in docs/session-file.md)."""
     ref = decision.ref
+    commit = peel(ref.local_sha, git)
+    old = peel(ref.remote_sha, git) if ref.remote_sha.strip("0") else ref.remote_sha
     paths, count, forced = _changes(ref, git)
-    subject, _, author = _safe(lambda: git(["log", "-1", "--format=%s%x00%an <%ae>", ref.local_sha]), "").partition(
-        "\0"
-    )
+    subject, _, author = _safe(lambda: git(["log", "-1", "--format=%s%x00%an <%ae>", commit]), "").partition("\0")
     return {
         "schema": SCHEMA,
         "id": f"{push_id}-{ref.kind}-{uuid.uuid4().hex[:8]}",
@@ -225,8 +246,8 @@ def session_record(
             "kind": ref.kind,
             "name": ref.short_name,
             "remote_ref": ref.remote_ref,
-            "old": ref.remote_sha,
-            "new": ref.local_sha,
+            "old": old,
+            "new": commit,
             "forced": forced,
         },
         "confirmed": decision.confirmed,
@@ -235,6 +256,17 @@ def session_record(
         "commit": {"subject": subject.strip(), "author": author.strip()},
         "config": config.as_record(),
     }
+
+
+def peel(sha: str, git: Callable[[Sequence[str]], str]) -> str:
+    """The commit that `sha` names: itself for a commit, the tagged commit for an annotated tag object.
+
+    A sha this clone does not have (the remote's old tip, pushed by someone else) is returned as it is.
+    """
+    try:
+        return git(["rev-parse", "--verify", "--quiet", "--end-of-options", f"{sha}^{{commit}}"]).strip() or sha
+    except GitError:
+        return sha
 
 
 def _changes(ref: PushedRef, git: Callable[[Sequence[str]], str]) -> tuple[list[str] | None, int | None, bool | None]:
@@ -275,16 +307,24 @@ def wait_for_exit(pid: int, timeout: float) -> bool:
         os.close(fd)
 
 
-def confirm_push(record_path: Path, *, git_pid: int, spool_dir: Path) -> list[Path]:
+def spool_for_repo(repo: Path, default: Path) -> Path:
+    """The repo's own spool (`git config fluxmon.spoolDir`) if it has one, else `default`."""
+    configured = _safe(lambda: run_git(["config", "--get", SPOOL_CONFIG_KEY], cwd=repo).strip(), "")
+    return Path(configured).expanduser() if configured else default
+
+
+def confirm_push(record_path: Path, *, git_pid: int, spool_dir: Path, remote: str = "", url: str = "") -> list[Path]:
     """The confirmer's whole job for one pending record; returns the session files written.
 
-    The record and its transaction log are removed at the end, whatever happened: a record left behind would
-    make the reference-transaction hook take its slow path on every later commit.
+    `remote` and `url` are pre-push's arguments, which it passes in memory. `spool_dir` is the default spool; a
+    repo with its own (`fluxmon.spoolDir`) uses that. The record and its transaction log are removed at the end,
+    whatever happened: a record left behind would make the reference-transaction hook take its slow path.
     """
     tx_path = record_path.with_suffix(".tx")
     try:
         wait_for_exit(git_pid, MAX_WAIT_FOR_PUSH_SECONDS)
-        push = parse_pending(record_path.read_text(encoding="utf-8"))
+        push = parse_pending(record_path.read_text(encoding="utf-8"), remote=remote, url=url)
+        spool_dir = spool_for_repo(push.repo, spool_dir)
         updates = parse_transactions(tx_path.read_text(encoding="utf-8")) if tx_path.exists() else {}
 
         def git(args: Sequence[str]) -> str:
@@ -295,9 +335,13 @@ def confirm_push(record_path: Path, *, git_pid: int, spool_dir: Path) -> list[Pa
         remote_url = push.url or _safe(lambda: git(["remote", "get-url", push.remote]).strip(), push.remote)
 
         def ls_remote(remote_ref: str) -> str | None:
+            # The URL pushed to (a pushurl, if the remote has one), not the remote's fetch URL.
+            where = push.url or push.remote
             try:
                 output = run_git(
-                    ["ls-remote", push.remote, remote_ref], cwd=push.repo, timeout=LS_REMOTE_TIMEOUT_SECONDS
+                    ["ls-remote", "--end-of-options", where, remote_ref],
+                    cwd=push.repo,
+                    timeout=LS_REMOTE_TIMEOUT_SECONDS,
                 )
             except GitError as error:
                 log.warning("%s", error.message)

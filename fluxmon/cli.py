@@ -266,7 +266,11 @@ def run_hook_confirm(args: argparse.Namespace) -> int:
     """The background half of pre-push: wait for git, then spool a session per confirmed ref."""
     os.setsid()  # out of the terminal's process group, so a Ctrl-C after the push does not kill us
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    written = confirm_push(args.record, git_pid=args.git_pid, spool_dir=default_spool_dir())
+    # pre-push passes the remote and its URL (which may hold credentials) in the environment, never on disk;
+    # git's children need neither.
+    remote = os.environ.pop("FLUXMON_PUSH_REMOTE", "")
+    url = os.environ.pop("FLUXMON_PUSH_URL", "")
+    written = confirm_push(args.record, git_pid=args.git_pid, spool_dir=default_spool_dir(), remote=remote, url=url)
     for path in written:
         logging.getLogger("fluxmon.hooks").info("spooled %s", path.name)
     return EXIT_OK
