@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from fluxmon.core.ancestry import GitAncestry
 from fluxmon.core.cache import ClusterApi, ClusterCache
 from fluxmon.core.errors import FluxmonError
 from fluxmon.core.kube import Forbidden
@@ -58,6 +59,8 @@ class SessionManager:
     ) -> None:
         self.cluster = cluster
         self.cache = ClusterCache(cluster, kinds, on_change=self._wake_up)
+        self.ancestry = GitAncestry(on_answer=self._wake_up)
+        """Asks git whether a newer commit Flux has contains a session's push (off this worker's thread)."""
         self.store = store
         self._clock = clock
         self._sessions: dict[str, Session] = {}
@@ -75,7 +78,8 @@ class SessionManager:
     def start(self) -> None:
         if self.store is not None:
             for spec in self.store.load_active():
-                self._sessions[spec.id] = Session(spec)  # resumed: its timeout still counts from the push
+                self._sessions[spec.id] = Session(spec, ancestry=self.ancestry)  # resumed: timeout counts from the push
+        self.ancestry.start()
         self.cache.start()
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, args=(self._stop,), name="fluxmon-sessions", daemon=True)
@@ -89,6 +93,7 @@ class SessionManager:
         if self._thread is not None:
             self._thread.join(STOP_TIMEOUT_SECONDS)
             self._thread = None
+        self.ancestry.stop()
 
     # --- the API -------------------------------------------------------------------------------------------------
 
@@ -102,7 +107,7 @@ class SessionManager:
             for session in self._sessions.values():
                 if session.spec.follow_key == spec.follow_key and session.final_state is None:
                     session.final_state = SessionState.SUPERSEDED
-            self._sessions[spec.id] = Session(spec)
+            self._sessions[spec.id] = Session(spec, ancestry=self.ancestry)
             if self.store is not None:
                 self.store.save_active(spec)
         self._wake_up()

@@ -14,9 +14,19 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from fluxmon.core.ancestry import GitAncestry, Lineage, Question, Relation, relate
+from fluxmon.core.cache import KindState, KindStatus
+from fluxmon.core.kube import Cluster
+from fluxmon.core.manager import SessionManager
+from fluxmon.core.objects import FluxObject, ObjectRef, parse_flux_object
+from fluxmon.core.session import SessionSnapshot, SessionSpec, SessionState, evaluate
+from fluxmon.core.verdict import Phase
+from tests.fleet import SCALE_WEB, Fleet, edit
+from tests.flux_bodies import SHA_NEW, SHA_OLD, condition, git_repository, kustomization, ready
 from tests.githttp import git_http_server
 from tests.gitrepos import Repos, isolated_env, make_repos
 
@@ -68,6 +78,271 @@ def test_two_git_processes_pushing_at_once_each_confirm_their_own(repos: Repos) 
         ("main", first),
         ("other", second),
     ]
+
+
+# --- 2. overtaken commits: the pure rules ------------------------------------------------------------------------
+
+SHA_NEWER = "9a8b7c6d5e4f30211203948576afbecd01234567"
+SHA_REWRITTEN = "5555555555aaaaaaaaaabbbbbbbbbbcccccccccc"
+SYNCED = {
+    kind: KindState(kind=kind, status=KindStatus.SYNCED)
+    for kind in ("GitRepository", "OCIRepository", "Kustomization", "HelmRelease")
+}
+PUSHED = SessionSpec(
+    id="pushed",
+    remote_url="ssh://git@github.com/acme/fleet",
+    branch="main",
+    commit=SHA_NEW,
+    repo="/nowhere",
+    replaced=SHA_OLD,
+    created_at=1000.0,
+    timeout_seconds=300,
+)
+
+
+def _world(*bodies: dict[str, Any]) -> dict[ObjectRef, FluxObject]:
+    parsed = [parse_flux_object(body) for body in bodies]
+    return {obj.ref: obj for obj in parsed}
+
+
+def _ancestry(pairs: set[tuple[str, str]]) -> Callable[[str, str], bool | None]:
+    return lambda a, b: a == b or (a, b) in pairs
+
+
+@pytest.mark.parametrize(
+    ("seen", "pairs", "expected"),
+    [
+        (SHA_NEWER, {(SHA_NEW, SHA_NEWER)}, Relation.CONTAINS),
+        (SHA_OLD, {(SHA_OLD, SHA_NEW)}, Relation.OLDER),
+        # The push was itself a force push, not fetched yet: the source still has the history it replaced.
+        (SHA_REWRITTEN, {(SHA_REWRITTEN, SHA_OLD)}, Relation.OLDER),
+        (SHA_REWRITTEN, set(), Relation.REWRITTEN),
+    ],
+    ids=["descendant", "ancestor", "replaced-history", "rewritten"],
+)
+def test_how_a_commit_flux_has_relates_to_the_pushed_one(
+    seen: str, pairs: set[tuple[str, str]], expected: Relation
+) -> None:
+    assert relate(pushed=SHA_NEW, seen=seen, replaced=SHA_OLD, is_ancestor=_ancestry(pairs)) is expected
+
+
+def test_what_git_cannot_answer_is_unknown_not_rewritten() -> None:
+    assert relate(pushed=SHA_NEW, seen=SHA_NEWER, replaced="", is_ancestor=lambda a, b: None) is Relation.UNKNOWN
+
+
+def test_a_push_overtaken_by_a_newer_commit_is_deployed_as_part_of_it() -> None:
+    newer = f"main@sha1:{SHA_NEWER}"
+    world = _world(git_repository(revision=newer), kustomization("apps", applied=newer, conditions=ready(newer)))
+    contains = {SHA_NEWER: Lineage(relation=Relation.CONTAINS, commit=SHA_NEWER)}
+    without = evaluate(PUSHED, world, SYNCED, now=1001.0)
+    assert without.state is SessionState.WAITING_FOR_SOURCE  # before: it waited, then timed out
+    snapshot = evaluate(PUSHED, world, SYNCED, now=1001.0, lineage=contains)
+    assert snapshot.state is SessionState.SUCCEEDED
+    assert snapshot.message == f"{SHA_NEW[:7]} deployed as part of {SHA_NEWER[:7]}: 2 resources ready"
+
+
+def test_a_push_overtaken_by_a_newer_commit_that_fails_fails_and_names_that_commit() -> None:
+    newer, old = f"main@sha1:{SHA_NEWER}", f"main@sha1:{SHA_OLD}"
+    failed = [
+        condition("Ready", "False", "BuildFailed", "kustomize build failed: yaml: line 3"),
+        condition("Reconciling", "True", "ProgressingWithRetry", "retrying"),
+    ]
+    world = _world(
+        git_repository(revision=newer), kustomization("apps", applied=old, attempted=newer, conditions=failed)
+    )
+    snapshot = evaluate(
+        PUSHED, world, SYNCED, now=1001.0, lineage={SHA_NEWER: Lineage(relation=Relation.CONTAINS, commit=SHA_NEWER)}
+    )
+    assert snapshot.state is SessionState.FAILED
+    assert snapshot.message == (
+        f"Kustomization flux-system/apps failed at {SHA_NEWER[:7]}, a newer commit that contains {SHA_NEW[:7]}: "
+        "BuildFailed: kustomize build failed: yaml: line 3"
+    )
+
+
+def test_a_push_whose_history_was_rewritten_is_superseded_not_timed_out() -> None:
+    other = f"main@sha1:{SHA_REWRITTEN}"
+    world = _world(git_repository(revision=other), kustomization("apps", applied=other, conditions=ready(other)))
+    snapshot = evaluate(
+        PUSHED,
+        world,
+        SYNCED,
+        now=1001.0,
+        lineage={SHA_REWRITTEN: Lineage(relation=Relation.REWRITTEN, commit=SHA_REWRITTEN)},
+    )
+    assert snapshot.state is SessionState.SUPERSEDED
+    assert snapshot.message == (
+        f"superseded: GitRepository/flux-system/fleet fetched {SHA_REWRITTEN[:7]}, which does not contain "
+        f"{SHA_NEW[:7]}: the branch's history was rewritten (a force push)"
+    )
+
+
+def test_what_git_could_not_tell_is_said_in_a_note() -> None:
+    newer = f"main@sha1:{SHA_NEWER}"
+    world = _world(git_repository(revision=newer), kustomization("apps", applied=newer, conditions=ready(newer)))
+    unknown = Lineage(relation=Relation.UNKNOWN, commit=SHA_NEWER, why="9a8b7c6 is not in /nowhere")
+    snapshot = evaluate(PUSHED, world, SYNCED, now=1001.0, lineage={SHA_NEWER: unknown})
+    assert snapshot.state is SessionState.WAITING_FOR_SOURCE
+    assert (
+        f"cannot tell whether 9a8b7c6 (GitRepository/flux-system/fleet has it) contains {SHA_NEW[:7]}: "
+        "9a8b7c6 is not in /nowhere"
+    ) in snapshot.notes
+
+
+# --- 2. overtaken commits: real git ---------------------------------------------------------------------------------
+
+
+def test_git_answers_descendant_replaced_history_and_rewritten(repos: Repos) -> None:
+    ancestry = GitAncestry()
+    first = repos.commit("j.yaml", "j: 1\n", "first")
+    repos.git("push", "-q", "origin", "main")
+    second = repos.commit("k.yaml", "k: 1\n", "second")
+    repos.git("reset", "-q", "--hard", first)
+    amended = repos.commit("k.yaml", "k: 2\n", "second, rewritten")
+    repo = str(repos.work)
+
+    def ask(pushed: str, seen: str, replaced: str = "") -> Relation:
+        return ancestry.answer(Question(repo=repo, pushed=pushed, seen=seen, replaced=replaced)).relation
+
+    assert ask(first, second) is Relation.CONTAINS
+    assert ask(second, first) is Relation.OLDER
+    assert ask(amended, second, replaced=second) is Relation.OLDER  # my own force push, not fetched yet
+    assert ask(first, amended) is Relation.CONTAINS
+    assert ask(second, amended) is Relation.REWRITTEN
+
+
+def test_git_fetches_a_newer_commit_this_clone_lacks_without_touching_its_refs(repos: Repos, tmp_path: Path) -> None:
+    mine = repos.commit("l.yaml", "l: 1\n", "mine")
+    repos.git("push", "-q", "origin", "main")
+    other = tmp_path / "other"
+    repos.git("clone", "-q", str(repos.remote), str(other), cwd=tmp_path)
+    theirs = repos.commit("m.yaml", "m: 1\n", "theirs", cwd=other)
+    repos.git("push", "-q", "origin", "main", cwd=other)
+    refs_before = repos.git("for-each-ref").stdout
+    question = Question(repo=str(repos.work), pushed=mine, seen=theirs, remote="origin", ref="refs/heads/main")
+    assert GitAncestry(fetch=False).answer(question).relation is Relation.UNKNOWN
+    answer = GitAncestry().answer(question)
+    assert (answer.relation, answer.commit) == (Relation.CONTAINS, theirs)
+    assert repos.git("for-each-ref").stdout == refs_before  # read-only: no tracking ref moved
+    assert not (repos.work / ".git" / "FETCH_HEAD").exists()
+
+
+def test_git_says_why_when_the_newer_commit_cannot_be_fetched(repos: Repos) -> None:
+    mine = repos.git("rev-parse", "HEAD").stdout.strip()
+    question = Question(
+        repo=str(repos.work), pushed=mine, seen=SHA_NEWER, remote=str(repos.root / "gone.git"), ref="refs/heads/main"
+    )
+    answer = GitAncestry().answer(question)
+    assert answer.relation is Relation.UNKNOWN
+    assert answer.why.startswith(f"{SHA_NEWER[:7]} is not in {repos.work}; fetching it failed: ")
+
+
+def test_hostile_text_from_the_cluster_never_becomes_a_git_option(repos: Repos) -> None:
+    mine = repos.git("rev-parse", "HEAD").stdout.strip()
+    for seen, remote in (("--upload-pack=touch /tmp/pwned", "origin"), (SHA_NEWER, "--upload-pack=touch x")):
+        answer = GitAncestry().answer(
+            Question(repo=str(repos.work), pushed=mine, seen=seen, remote=remote, ref="refs/heads/main")
+        )
+        assert answer.relation is Relation.UNKNOWN
+    assert not (repos.work / "x").exists()
+
+
+# --- 2. overtaken commits: the session manager on a cluster ----------------------------------------------------------
+
+
+def _spec(fleet: Fleet, sha: str, *, replaced: str, session_id: str = "pushed") -> SessionSpec:
+    return SessionSpec(
+        id=session_id,
+        remote_url=fleet.git("remote", "get-url", "origin"),
+        remote_name="origin",
+        branch="main",
+        commit=sha,
+        repo=str(fleet.work),
+        replaced=replaced,
+        reconcile=True,
+        timeout_seconds=120,
+    )
+
+
+def _final(fleet: Fleet, spec: SessionSpec) -> SessionSnapshot:
+    cluster = Cluster.connect(kubeconfig=str(fleet.cluster.kubeconfig))
+    manager = SessionManager(cluster)
+    manager.start()
+    try:
+        manager.add(spec)
+        fleet.controllers.start()
+        snapshot = manager.wait_final(spec.id, timeout=60)
+    finally:
+        manager.stop()
+        cluster.close()
+    assert snapshot is not None
+    assert snapshot.state.final, snapshot
+    return snapshot
+
+
+def test_a_push_overtaken_before_flux_fetched_it_is_deployed_as_part_of_the_next(fleet: Fleet) -> None:
+    fleet.controllers.stop()  # both pushes land before Flux fetches
+    before = fleet.git("rev-parse", "HEAD")
+    first = fleet.commit_and_push(SCALE_WEB, "scale web")
+    second = fleet.commit_and_push(edit("apps/web.yaml", "replicas: 3", "replicas: 4"), "scale web again")
+    snapshot = _final(fleet, _spec(fleet, first, replaced=before))
+    assert snapshot.state is SessionState.SUCCEEDED, snapshot.message
+    assert snapshot.message.startswith(f"{first[:7]} deployed as part of {second[:7]}: ")
+
+
+def test_a_push_overtaken_by_a_broken_commit_fails_and_names_it(fleet: Fleet) -> None:
+    fleet.controllers.stop()
+    before = fleet.git("rev-parse", "HEAD")
+    first = fleet.commit_and_push(SCALE_WEB, "scale web")
+    broken = fleet.commit_and_push(edit("apps/web.yaml", "  replicas: 3", "  replicas: 3\n    oops: [unclosed"), "oops")
+    snapshot = _final(fleet, _spec(fleet, first, replaced=before))
+    assert snapshot.state is SessionState.FAILED, snapshot.message
+    assert snapshot.message.startswith(
+        f"Kustomization flux-system/apps failed at {broken[:7]}, a newer commit that contains {first[:7]}: BuildFailed"
+    )
+
+
+def test_a_push_that_another_clone_overtook_is_fetched_and_deployed(fleet: Fleet, tmp_path: Path) -> None:
+    fleet.controllers.stop()
+    before = fleet.git("rev-parse", "HEAD")
+    mine = fleet.commit_and_push(SCALE_WEB, "scale web")
+    other = tmp_path / "colleague"
+    fleet.git("clone", "-q", fleet.git("remote", "get-url", "origin"), str(other))
+    (other / "apps" / "extra.txt").write_text("not a manifest\n")
+    for args in (["add", "-A"], ["commit", "-q", "-m", "theirs"], ["push", "-q", "origin", "main"]):
+        subprocess.run(["git", *args], cwd=other, env=fleet.env, check=True, capture_output=True, timeout=60)
+    theirs = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=other, env=fleet.env, check=True, capture_output=True, text=True
+    ).stdout.strip()
+    snapshot = _final(fleet, _spec(fleet, mine, replaced=before))
+    assert snapshot.state is SessionState.SUCCEEDED, snapshot.message
+    assert f"deployed as part of {theirs[:7]}" in snapshot.message
+
+
+def test_a_push_rewritten_away_by_a_force_push_is_superseded(fleet: Fleet) -> None:
+    fleet.controllers.stop()
+    before = fleet.git("rev-parse", "HEAD")
+    first = fleet.commit_and_push(SCALE_WEB, "scale web")
+    fleet.git("reset", "-q", "--hard", before)
+    SCALE_WEB(fleet.work)
+    fleet.git("commit", "-q", "-am", "scale web, reworded")
+    fleet.git("push", "-q", "--force", "origin", "main")
+    rewritten = fleet.git("rev-parse", "HEAD")
+    snapshot = _final(fleet, _spec(fleet, first, replaced=before))
+    assert snapshot.state is SessionState.SUPERSEDED, snapshot.message
+    assert f"fetched {rewritten[:7]}, which does not contain {first[:7]}" in snapshot.message
+
+
+def test_my_own_force_push_is_followed_while_flux_still_has_what_it_replaced(fleet: Fleet) -> None:
+    first = fleet.push(SCALE_WEB, "scale web")
+    fleet.wait_phases(first, {"Kustomization/apps": Phase.READY})
+    fleet.controllers.stop()
+    fleet.git("commit", "-q", "--amend", "-m", "scale web, reworded")
+    fleet.git("push", "-q", "--force", "origin", "main")
+    amended = fleet.git("rev-parse", "HEAD")
+    snapshot = _final(fleet, _spec(fleet, amended, replaced=first))
+    assert snapshot.state is SessionState.SUCCEEDED, snapshot.message
+    assert snapshot.message.startswith(f"{amended[:7]} deployed: ")
 
 
 # --- 3. annotated tags ---------------------------------------------------------------------------------------------
