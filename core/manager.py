@@ -20,7 +20,7 @@ from fluxmon.core.cache import ClusterApi, ClusterCache
 from fluxmon.core.errors import FluxmonError
 from fluxmon.core.kube import Forbidden
 from fluxmon.core.objects import ObjectRef
-from fluxmon.core.session import Session, SessionSnapshot, SessionSpec, SessionState
+from fluxmon.core.session import Session, SessionSnapshot, SessionSpec, SessionState, reconcile_retry_delay
 from fluxmon.core.store import SessionStore
 from fluxmon.core.verdict import Phase
 
@@ -41,6 +41,8 @@ class _Triggers:
 
     source_token: str = ""
     source_done: bool = False
+    source_handled_at: float | None = None
+    source_retries: int = 0
     source_ready_at: float | None = None
     nudged: set[ObjectRef] | None = None
     forbidden_noted: bool = False
@@ -218,10 +220,20 @@ class SessionManager:
                 and obj.last_handled_reconcile_at == triggers.source_token
             )
             if handled and not triggers.source_done:
-                triggers.source_done = True
+                triggers.source_done, triggers.source_handled_at = True, now
                 session.note(f"{source.ref.kind}/{source.ref.name} took the reconcile request")
             if not triggers.source_token and source.phase is not Phase.READY:
                 triggers.source_token = _token()
+                self._request(session, triggers, source.ref, triggers.source_token)
+            elif (
+                triggers.source_handled_at is not None
+                and source.phase is Phase.PENDING
+                and now - triggers.source_handled_at >= reconcile_retry_delay(triggers.source_retries)
+            ):
+                # It took the request yet still has an older revision: the Git host served the push late. Ask again.
+                triggers.source_retries += 1
+                triggers.source_token, triggers.source_done, triggers.source_handled_at = _token(), False, None
+                session.note(f"{source.ref.kind}/{source.ref.name} fetched an older revision; asking again")
                 self._request(session, triggers, source.ref, triggers.source_token)
         if sources and all(s.phase is Phase.READY for s in sources):
             triggers.source_ready_at = triggers.source_ready_at or now

@@ -583,6 +583,16 @@ def _kind_notes(spec: SessionSpec, states: Mapping[str, KindState]) -> list[str]
     ]
 
 
+RECONCILE_RETRY_SECONDS = (2.0, 4.0, 8.0, 15.0, 30.0)
+"""After a source took a reconcile request but still had an older revision, ask again after these waits (the
+last repeats until the session ends): a Git host may serve a pushed commit a moment after the push returned."""
+
+
+def reconcile_retry_delay(attempt: int) -> float:
+    """Seconds to wait, after the source took request number `attempt` (0 first), before asking again."""
+    return RECONCILE_RETRY_SECONDS[min(attempt, len(RECONCILE_RETRY_SECONDS) - 1)]
+
+
 def spec_from_request(request: SessionRequest, *, default_timeout: float = 300.0) -> SessionSpec:
     """The session for a push the hooks spooled, with the settings the hook recorded for that repo."""
     config = request.config

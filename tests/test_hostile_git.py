@@ -11,8 +11,10 @@ import select
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +25,7 @@ from fluxmon.core.cache import KindState, KindStatus
 from fluxmon.core.kube import Cluster
 from fluxmon.core.manager import SessionManager
 from fluxmon.core.objects import FluxObject, ObjectRef, parse_flux_object
-from fluxmon.core.session import SessionSnapshot, SessionSpec, SessionState, evaluate
+from fluxmon.core.session import SessionSnapshot, SessionSpec, SessionState, evaluate, reconcile_retry_delay
 from fluxmon.core.verdict import Phase
 from tests.fleet import SCALE_WEB, Fleet, edit
 from tests.flux_bodies import SHA_NEW, SHA_OLD, condition, git_repository, kustomization, ready
@@ -345,6 +347,41 @@ def test_my_own_force_push_is_followed_while_flux_still_has_what_it_replaced(fle
     assert snapshot.message.startswith(f"{amended[:7]} deployed: ")
 
 
+# --- 7. a reconcile request taken while the Git host still served the old tip -------------------------------------
+
+
+@pytest.mark.parametrize("attempt", [0, 1, 2, 3, 4, 5, 50])
+def test_a_reconcile_request_is_asked_again_with_backoff(attempt: int) -> None:
+    delays = [reconcile_retry_delay(n) for n in range(attempt + 1)]
+    assert delays == sorted(delays)
+    assert 2.0 <= delays[-1] <= 30.0
+
+
+def test_a_request_the_source_took_at_an_older_revision_is_asked_again(fleet: Fleet) -> None:
+    # The push has returned, but the Git host serves the commit a moment later: the source takes the first
+    # request while the remote still has the old tip. Its own interval (1m) is longer than the session's time.
+    SCALE_WEB(fleet.work)
+    fleet.git("commit", "-q", "-am", "scale web")
+    pushed = fleet.git("rev-parse", "HEAD")
+    spec = replace(_spec(fleet, pushed, replaced=fleet.git("rev-parse", "HEAD~1")), timeout_seconds=40)
+    took = threading.Event()
+    cluster = Cluster.connect(kubeconfig=str(fleet.cluster.kubeconfig))
+    manager = SessionManager(cluster)
+    manager.subscribe(lambda snapshot: took.set() if any("took the reconcile" in n for n in snapshot.notes) else None)
+    manager.start()
+    try:
+        manager.add(spec)
+        assert took.wait(30), "the source never took the first reconcile request"
+        fleet.git("push", "-q", "origin", "main")  # the host serves it now
+        snapshot = manager.wait_final(spec.id, timeout=45)
+    finally:
+        manager.stop()
+        cluster.close()
+    assert snapshot is not None
+    assert snapshot.state is SessionState.SUCCEEDED, snapshot.message
+    assert "GitRepository/flux-system fetched an older revision; asking again" in snapshot.notes
+
+
 # --- 3. annotated tags ---------------------------------------------------------------------------------------------
 
 
@@ -357,6 +394,19 @@ def test_an_annotated_tag_session_carries_the_commit_not_the_tag_object(repos: R
     (session,) = repos.sessions()
     assert (session["ref"]["kind"], session["ref"]["name"], session["ref"]["new"]) == ("tag", "v1.0", commit)
     assert (session["confirmed"], session["confirmed_by"]) == (True, "ls-remote")
+
+
+def test_a_tag_session_matches_the_revision_flux_writes_for_the_tag() -> None:
+    # fluxcd/pkg git/git.go (0009fda236cce3ac36a73656ef704fb10382f1f0), Commit.String(): the short name of the
+    # reference, "@", then the commit's digest, so refs/tags/v1.0 gives `v1.0@sha1:<the tagged commit>`.
+    revision = f"v1.0@sha1:{SHA_NEW}"
+    tagged = SessionSpec(id="t", remote_url=PUSHED.remote_url, tag="v1.0", commit=SHA_NEW, created_at=1000.0)
+    world = _world(
+        git_repository(ref={"tag": "v1.0"}, revision=revision),
+        kustomization("apps", applied=revision, conditions=ready(revision)),
+    )
+    snapshot = evaluate(tagged, world, SYNCED, now=1001.0)
+    assert snapshot.state is SessionState.SUCCEEDED, snapshot.message
 
 
 # --- 4. pushurl ----------------------------------------------------------------------------------------------------
