@@ -71,8 +71,18 @@ def run_git(args: Sequence[str], *, cwd: Path, timeout: float = GIT_TIMEOUT_SECO
 
 
 def redact_text(text: str) -> str:
-    """Redact every URL-looking word of a message (git errors quote the remote URL)."""
-    return " ".join(redact_url(word) if "://" in word else word for word in text.split(" "))
+    """Redact every URL-looking word of a message (git errors quote the remote URL, as in 'https://...')."""
+    return " ".join(_redact_word(word) if "://" in word else word for word in text.split(" "))
+
+
+def _redact_word(word: str) -> str:
+    core = word.strip("'\"`<>(),;:")
+    start = word.index(core) if core else 0
+    try:
+        redacted = redact_url(core)
+    except ValueError:
+        redacted = "<a malformed URL>"  # urlsplit refuses some (an unclosed IPv6 bracket): show none of it
+    return word[:start] + redacted + word[start + len(core) :]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -205,19 +215,57 @@ def _decide(
     if ref.is_remote_tracking:
         return Decision(ref=ref, session=False, why="a remote-tracking ref (push --mirror)")
     tracked = tracking_ref(ref.remote_ref, refspecs)
-    if tracked is not None:
-        if updates.get(tracked) == ref.local_sha:
-            return Decision(ref=ref, session=True, confirmed=True, confirmed_by="remote-tracking-ref", why=tracked)
-        return Decision(
-            ref=ref, session=False, why=f"git did not update {tracked}: the push was rejected, or a dry run"
-        )
+    if tracked is not None and updates.get(tracked) == ref.local_sha:
+        return Decision(ref=ref, session=True, confirmed=True, confirmed_by="remote-tracking-ref", why=tracked)
+    # No tracking ref, or no update logged for it. The latter is usually a rejected push or a dry run, but also
+    # what a pre-push run by another hook manager sees (its parent is not git's): the remote decides.
     remote_sha = ls_remote(ref.remote_ref)
     if remote_sha == ref.local_sha:
         return Decision(ref=ref, session=True, confirmed=True, confirmed_by="ls-remote")
+    not_updated = f"git did not update {tracked}" if tracked is not None else ""
     if remote_sha is None:
+        if tracked is not None:
+            return Decision(ref=ref, session=False, why=f"{not_updated}, and the remote did not answer ls-remote")
         return Decision(ref=ref, session=True, why="remote did not answer ls-remote")
     where = f"the remote has {remote_sha[:8] or 'nothing'} at {ref.remote_ref}"
-    return Decision(ref=ref, session=False, why=f"{where}: rejected, or a dry run")
+    return Decision(
+        ref=ref, session=False, why=f"{', '.join(filter(None, (not_updated, where)))}: rejected, or a dry run"
+    )
+
+
+class _RemoteRefs:
+    """`git ls-remote` asked once per push, for every ref it sent (a push of fifty tags is one request).
+
+    It asks the URL pushed to (a pushurl, if the remote has one), not the remote's fetch URL.
+    """
+
+    def __init__(self, push: PendingPush) -> None:
+        self._push = push
+        self._answer: dict[str, str] | None = None
+        self._failed = False
+
+    def __call__(self, remote_ref: str) -> str | None:
+        if self._answer is None and not self._failed:
+            self._answer = self._ask()
+            self._failed = self._answer is None
+        return None if self._answer is None else self._answer.get(remote_ref, "")
+
+    def _ask(self) -> dict[str, str] | None:
+        refs = sorted({ref.remote_ref for ref in self._push.refs if not ref.is_deletion})
+        where = self._push.url or self._push.remote
+        try:
+            output = run_git(
+                ["ls-remote", "--end-of-options", where, *refs], cwd=self._push.repo, timeout=LS_REMOTE_TIMEOUT_SECONDS
+            )
+        except GitError as error:
+            log.warning("%s", error.message)
+            return None
+        answer = {}
+        for line in output.splitlines():
+            sha, _, name = line.partition("\t")
+            if name in refs:  # ls-remote matches patterns by their tail: keep exact names only
+                answer[name] = sha.strip()
+        return answer
 
 
 def session_record(
@@ -334,19 +382,7 @@ def confirm_push(record_path: Path, *, git_pid: int, spool_dir: Path, remote: st
         refspecs = _safe(lambda: git(["config", "--get-all", f"remote.{push.remote}.fetch"]), "").split()
         remote_url = push.url or _safe(lambda: git(["remote", "get-url", push.remote]).strip(), push.remote)
 
-        def ls_remote(remote_ref: str) -> str | None:
-            # The URL pushed to (a pushurl, if the remote has one), not the remote's fetch URL.
-            where = push.url or push.remote
-            try:
-                output = run_git(
-                    ["ls-remote", "--end-of-options", where, remote_ref],
-                    cwd=push.repo,
-                    timeout=LS_REMOTE_TIMEOUT_SECONDS,
-                )
-            except GitError as error:
-                log.warning("%s", error.message)
-                return None
-            return output.split()[0] if output.strip() else ""
+        ls_remote = _RemoteRefs(push)
 
         decisions = decide(push, refspecs=refspecs if is_named_remote else [], updates=updates, ls_remote=ls_remote)
         config = load_config(repo=push.repo)

@@ -22,6 +22,7 @@ import pytest
 
 from fluxmon.core.ancestry import GitAncestry, Lineage, Question, Relation, relate
 from fluxmon.core.cache import KindState, KindStatus
+from fluxmon.core.gitpush import redact_text as gitpush_redact_text
 from fluxmon.core.kube import Cluster
 from fluxmon.core.manager import SessionManager
 from fluxmon.core.objects import FluxObject, ObjectRef, parse_flux_object
@@ -584,3 +585,66 @@ def test_demo_keep_follows_the_users_own_pushes(tmp_path: Path) -> None:
         kept = list(tmp_path.glob("fluxmon-demo-*"))
         for folder in kept:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+# --- more of how people push -----------------------------------------------------------------------------------------
+
+
+def test_a_push_from_a_linked_worktree_is_followed(repos: Repos, tmp_path: Path) -> None:
+    linked = tmp_path / "linked"
+    repos.git("worktree", "add", "-q", "-b", "hotfix", str(linked))
+    sha = repos.commit("n.yaml", "n: 1\n", "hotfix", cwd=linked)
+    assert repos.push("origin", "hotfix", cwd=linked).returncode == 0
+    (session,) = repos.sessions()
+    assert (session["ref"]["name"], session["ref"]["new"], session["confirmed_by"]) == (
+        "hotfix",
+        sha,
+        "remote-tracking-ref",
+    )
+
+
+def test_a_pre_push_run_by_another_hook_manager_still_confirms(repos: Repos) -> None:
+    # A hook manager that runs ours as its own child: our pre-push no longer shares its parent with git's
+    # reference-transaction, so the remote itself must confirm the push.
+    ours = repos.hooks / "pre-push"
+    ours.rename(repos.hooks / "pre-push.ours")
+    ours.write_text('#!/bin/sh\n"$(dirname "$0")/pre-push.ours" "$@"\n')
+    ours.chmod(0o755)
+    sha = repos.commit("o.yaml", "o: 1\n", "through a manager")
+    assert repos.push("origin", "main").returncode == 0
+    (session,) = repos.sessions()
+    assert (session["ref"]["new"], session["confirmed"], session["confirmed_by"]) == (sha, True, "ls-remote")
+
+
+def test_many_tags_in_one_push_ask_the_remote_once(repos: Repos, tmp_path: Path) -> None:
+    trace = tmp_path / "trace.json"
+    for number in range(12):
+        repos.git("tag", f"v0.{number}")
+    result = subprocess.run(
+        ["git", "push", "-q", "origin", "--tags"],
+        cwd=repos.work,
+        env={**repos.env, "GIT_TRACE2_EVENT": str(trace)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    repos.settle()
+    assert len(repos.sessions()) == 12
+    asked = [line for line in trace.read_text().splitlines() if '"argv":["git","ls-remote"' in line]
+    assert len(asked) == 1, asked
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        f"fatal: unable to access 'https://bot:{SECRET}@git.example.com/fleet.git/': The requested URL returned 403",
+        f"remote: see (https://{SECRET}@git.example.com/fleet),",
+        f"fatal: 'http://[oops:{SECRET}@x/y.git': not a valid URL",
+    ],
+)
+def test_git_messages_in_the_hook_log_never_carry_credentials(message: str) -> None:
+    redacted = gitpush_redact_text(message)
+    assert SECRET not in redacted
+    assert redacted.split(" ")[0] == message.split(" ")[0]
