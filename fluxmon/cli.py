@@ -27,7 +27,7 @@ from fluxmon.core.cache import KindStatus
 from fluxmon.core.config import Config, load_config, parse_duration
 from fluxmon.core.documents import iter_objects
 from fluxmon.core.errors import FluxmonError, GitError, InputError
-from fluxmon.core.gitpush import confirm_push, run_git
+from fluxmon.core.gitpush import confirm_push, run_git, spool_for_repo
 from fluxmon.core.kube import Cluster, ClusterError, ClusterUnreachable, FluxNotInstalled
 from fluxmon.core.manager import SessionManager
 from fluxmon.core.objects import FluxObject, is_flux_body, parse_flux_object
@@ -253,7 +253,7 @@ def run_hook_status(args: argparse.Namespace) -> int:
             print(f"{state.name}: {state.path} is another hook, not fluxmon's")
         else:
             print(f"{state.name}: not installed ({state.path})")
-    spool_dir = default_spool_dir()
+    spool_dir = spool_for_repo(args.repo or Path.cwd(), default_spool_dir())  # the repo's own, as the hooks use
     holder = lock_holder(spool_dir)
     if holder is None:
         print(f"tray app: not running (sessions wait in {spool_dir})")

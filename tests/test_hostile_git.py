@@ -648,3 +648,10 @@ def test_git_messages_in_the_hook_log_never_carry_credentials(message: str) -> N
     redacted = gitpush_redact_text(message)
     assert SECRET not in redacted
     assert redacted.split(" ")[0] == message.split(" ")[0]
+
+
+def test_hook_status_names_the_spool_the_repos_pushes_go_to(tmp_path: Path) -> None:
+    repos = make_repos(tmp_path, install_hooks=False)
+    own = tmp_path / "demo-spool"
+    repos.git("config", "fluxmon.spoolDir", str(own))
+    assert f"sessions wait in {own})" in repos.fluxmon("hook", "status").stdout
