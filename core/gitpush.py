@@ -48,14 +48,21 @@ MAX_WAIT_FOR_PUSH_SECONDS = 3600.0
 """A push that takes longer than an hour is left alone: its record is dropped as stale."""
 PENDING_MAGICS = ("fluxmon-pending 2", "fluxmon-pending 1")
 """Version 1 records (hooks installed by an older fluxmon) still carry the remote and URL themselves."""
+PUSHED_REMOTE = "fluxmon-pushed-url"
+"""A remote name that exists only in the confirmer's environment, for asking a URL that holds credentials."""
 SPOOL_CONFIG_KEY = "fluxmon.spoolDir"
 """A repo's own spool (git config), which wins over the environment's: `fluxmon demo` sets it in its sample repo,
 so that pushes made there from any shell reach the demo, whatever that shell's FLUXMON_SPOOL_DIR says."""
 
 
-def run_git(args: Sequence[str], *, cwd: Path, timeout: float = GIT_TIMEOUT_SECONDS) -> str:
-    """Run git with an argument list and return stdout; raises GitError with git's own message."""
-    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
+def run_git(
+    args: Sequence[str], *, cwd: Path, timeout: float = GIT_TIMEOUT_SECONDS, env: Mapping[str, str] | None = None
+) -> str:
+    """Run git with an argument list and return stdout; raises GitError with git's own message.
+
+    `env`: extra environment, for what must stay out of the argument list (which every local user can read).
+    """
+    env = {**os.environ, **(env or {}), "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
     try:
         result = subprocess.run(
             ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env, check=False
@@ -252,10 +259,22 @@ class _RemoteRefs:
 
     def _ask(self) -> dict[str, str] | None:
         refs = sorted({ref.remote_ref for ref in self._push.refs if not ref.is_deletion})
-        where = self._push.url or self._push.remote
+        where, env = self._push.url or self._push.remote, {}
+        if redact_url(where) != where:
+            # A URL with credentials goes to git as configuration in the environment, never as an argument:
+            # /proc/<pid>/cmdline is readable by every user of the machine.
+            env = {
+                "GIT_CONFIG_COUNT": "1",
+                "GIT_CONFIG_KEY_0": f"remote.{PUSHED_REMOTE}.url",
+                "GIT_CONFIG_VALUE_0": where,
+            }
+            where = PUSHED_REMOTE
         try:
             output = run_git(
-                ["ls-remote", "--end-of-options", where, *refs], cwd=self._push.repo, timeout=LS_REMOTE_TIMEOUT_SECONDS
+                ["ls-remote", "--end-of-options", where, *refs],
+                cwd=self._push.repo,
+                timeout=LS_REMOTE_TIMEOUT_SECONDS,
+                env=env,
             )
         except GitError as error:
             log.warning("%s", error.message)

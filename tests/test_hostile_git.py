@@ -488,7 +488,17 @@ def test_no_credential_reaches_the_disk_during_or_after_a_push(repos: Repos, tmp
         named = repos.push("origin", "main")
         assert named.returncode == 0, named.stderr
         repos.git("tag", "v3")
-        tagged = repos.push(url, "v3")
+        trace = tmp_path / "trace.json"
+        tagged = subprocess.run(
+            ["git", "push", "-q", url, "v3"],
+            cwd=repos.work,
+            env={**repos.env, "GIT_TRACE2_EVENT": str(trace)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        repos.settle()
         assert tagged.returncode == 0, tagged.stderr
     assert "fluxmon" in seen.read_text(), "the spy saw none of fluxmon's files: it proves nothing"
     assert SECRET not in seen.read_text()
@@ -496,6 +506,10 @@ def test_no_credential_reaches_the_disk_during_or_after_a_push(repos: Repos, tmp
     assert sorted(s["confirmed_by"] for s in repos.sessions()) == ["ls-remote", "ls-remote", "remote-tracking-ref"]
     for path in _everything_written(repos):
         assert SECRET not in path.read_text(errors="replace"), path
+    # Nor does any argument list of the confirmer's git commands (every local user can read those).
+    asked = [line for line in trace.read_text().splitlines() if '"argv":["git","ls-remote"' in line]
+    assert asked
+    assert not [line for line in asked if SECRET in line]
 
 
 class _OutputUntil:
