@@ -13,10 +13,12 @@ the commit Flux has), and then calls `on_answer` so that the sessions are judged
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
 import re
+import signal
 import subprocess
 import threading
 from collections.abc import Callable
@@ -108,6 +110,8 @@ class GitAncestry:
         self._queue: queue.Queue[Question | None] = queue.Queue()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._running: subprocess.Popen[str] | None = None
+        """The git process at work, so that stop() can end a fetch from a remote that does not answer."""
 
     def start(self) -> None:
         self._stop.clear()
@@ -117,6 +121,10 @@ class GitAncestry:
     def stop(self) -> None:
         self._stop.set()
         self._queue.put(None)
+        with self._lock:
+            running = self._running
+        if running is not None:
+            _kill_group(running)
         if self._thread is not None:
             self._thread.join(STOP_TIMEOUT_SECONDS)
             self._thread = None
@@ -139,11 +147,11 @@ class GitAncestry:
         repo = Path(question.repo)
         if not question.repo or not repo.is_dir():
             return Lineage(relation=Relation.UNKNOWN, commit=question.seen, why="the pushed repository is not here")
-        seen = _resolve(repo, question.seen)
+        seen = self._resolve(repo, question.seen)
         fetched = ""
         if seen is None and self._fetch:
-            fetched = _fetch(repo, question.remote, question.ref)
-            seen = _resolve(repo, question.seen)
+            fetched = self._fetch_ref(repo, question.remote, question.ref)
+            seen = self._resolve(repo, question.seen)
         if seen is None:
             where = f"; fetching it failed: {fetched}" if fetched else ""
             return Lineage(
@@ -154,11 +162,77 @@ class GitAncestry:
         relation = relate(
             pushed=question.pushed,
             seen=seen,
-            replaced=question.replaced if question.replaced and _resolve(repo, question.replaced) else "",
-            is_ancestor=lambda a, b: _is_ancestor(repo, a, b),
+            replaced=question.replaced if question.replaced and self._resolve(repo, question.replaced) else "",
+            is_ancestor=lambda a, b: self._is_ancestor(repo, a, b),
         )
         why = "git could not tell" if relation is Relation.UNKNOWN else ""
         return Lineage(relation=relation, commit=seen, why=why)
+
+    def _git(self, repo: Path, args: list[str], *, timeout: float = GIT_TIMEOUT_SECONDS) -> tuple[int, str, str]:
+        """git with an argument list, no prompt and no terminal (a passphrase prompt could never be answered).
+
+        Returns (exit status, stdout, stderr); raises subprocess.TimeoutExpired or OSError.
+        """
+        env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
+        with self._lock:
+            if self._stop.is_set():
+                raise OSError("stopping")  # stop() has begun: start no more git
+            process = self._running = subprocess.Popen(
+                ["git", *args],
+                cwd=repo,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=env,
+                start_new_session=True,
+            )
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(process)
+            process.communicate()
+            raise
+        finally:
+            with self._lock:
+                self._running = None
+        return process.returncode, stdout, stderr
+
+    def _resolve(self, repo: Path, sha: str) -> str | None:
+        """The full commit for `sha` if this clone has it, else None."""
+        try:
+            status, stdout, _ = self._git(
+                repo, ["rev-parse", "--verify", "--quiet", "--end-of-options", f"{sha}^{{commit}}"]
+            )
+        except (subprocess.TimeoutExpired, OSError):
+            return None
+        return (stdout.strip() or None) if status == 0 else None
+
+    def _is_ancestor(self, repo: Path, ancestor: str, descendant: str) -> bool | None:
+        try:
+            status, _, _ = self._git(repo, ["merge-base", "--is-ancestor", "--end-of-options", ancestor, descendant])
+        except (subprocess.TimeoutExpired, OSError):
+            return None
+        return {0: True, 1: False}.get(status)
+
+    def _fetch_ref(self, repo: Path, remote: str, ref: str) -> str:
+        """Fetch `ref` from `remote` into the object store only: no ref, FETCH_HEAD or tag changes. "" on success.
+
+        `--refmap=` stops git from updating the remote-tracking branch as it would for `git fetch origin main`.
+        """
+        if not remote or not ref.startswith("refs/") or remote.startswith("-"):
+            return "nowhere to fetch it from"
+        args = ["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--refmap=", "--end-of-options", remote, ref]
+        try:
+            status, _, stderr = self._git(repo, args, timeout=FETCH_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            return f"git fetch timed out after {FETCH_TIMEOUT_SECONDS:.0f}s"
+        except OSError as error:
+            return f"cannot run git: {error.strerror or error}"
+        if status == 0:
+            return ""
+        lines = stderr.strip().splitlines()
+        return redact_text(lines[-1] if lines else f"git fetch exited with {status}")
 
     def _run(self, stop: threading.Event) -> None:
         while not stop.is_set():
@@ -171,6 +245,8 @@ class GitAncestry:
                 # One error boundary per question: a git oddity must not end the worker for every session.
                 log.exception("asking git about %s failed", question.seen[:7])
                 answer = Lineage(relation=Relation.UNKNOWN, commit=question.seen, why=f"git failed: {error}")
+            if stop.is_set():
+                return  # git was cut short by stop(): that is no answer, and nobody is waiting for one
             with self._lock:
                 if len(self._answers) >= MAX_CACHED_ANSWERS:
                     oldest = next(iter(self._answers))
@@ -180,54 +256,7 @@ class GitAncestry:
             self._on_answer()
 
 
-def _git(repo: Path, args: list[str], *, timeout: float = GIT_TIMEOUT_SECONDS) -> subprocess.CompletedProcess[str]:
-    """git with an argument list, no prompt, and no terminal: a passphrase prompt could never be answered."""
-    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
-    return subprocess.run(
-        ["git", *args],
-        cwd=repo,
-        capture_output=True,
-        stdin=subprocess.DEVNULL,
-        text=True,
-        timeout=timeout,
-        env=env,
-        check=False,
-        start_new_session=True,
-    )
-
-
-def _resolve(repo: Path, sha: str) -> str | None:
-    """The full commit for `sha` if this clone has it, else None."""
-    try:
-        result = _git(repo, ["rev-parse", "--verify", "--quiet", "--end-of-options", f"{sha}^{{commit}}"])
-    except (subprocess.TimeoutExpired, OSError):
-        return None
-    return result.stdout.strip() or None if result.returncode == 0 else None
-
-
-def _is_ancestor(repo: Path, ancestor: str, descendant: str) -> bool | None:
-    try:
-        result = _git(repo, ["merge-base", "--is-ancestor", "--end-of-options", ancestor, descendant])
-    except (subprocess.TimeoutExpired, OSError):
-        return None
-    return {0: True, 1: False}.get(result.returncode)
-
-
-def _fetch(repo: Path, remote: str, ref: str) -> str:
-    """Fetch `ref` from `remote` into the object store only: no ref, FETCH_HEAD or tag changes. "" on success.
-
-    `--refmap=` stops git from updating the remote-tracking branch as it would for `git fetch origin main`.
-    """
-    if not remote or not ref.startswith("refs/") or remote.startswith("-"):
-        return "nowhere to fetch it from"
-    args = ["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--refmap=", "--end-of-options", remote, ref]
-    try:
-        result = _git(repo, args, timeout=FETCH_TIMEOUT_SECONDS)
-    except subprocess.TimeoutExpired:
-        return f"git fetch timed out after {FETCH_TIMEOUT_SECONDS:.0f}s"
-    except OSError as error:
-        return f"cannot run git: {error.strerror}"
-    if result.returncode == 0:
-        return ""
-    lines = result.stderr.strip().splitlines()
-    return redact_text(lines[-1] if lines else f"git fetch exited with {result.returncode}")
+def _kill_group(process: subprocess.Popen[str]) -> None:
+    """End git and its helpers (git-remote-http, ssh), which hold its pipes open: it leads its own group."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)

@@ -527,7 +527,10 @@ def _judge(
     ]
     if not pending and sources_at_target:
         suspended = [ref for ref in plan.followed if verdicts[ref].phase is Phase.SUSPENDED]
-        newer = next((overtaken[ref] for ref in (*plan.sources, *plan.followed) if ref in overtaken), "")
+        # "As part of" only when what applies the manifests applied the newer commit, not when only the source
+        # moved on after the pushed commit itself was applied.
+        appliers = (*plan.kustomizations, *plan.helm_releases)
+        newer = next((overtaken[ref] for ref in appliers if ref in overtaken), "")
         deployed = f"{target} deployed as part of {newer[:7]}" if newer else f"{target} deployed"
         done = f"{deployed}: {len(plan.followed) - len(suspended)} resources ready"
         if suspended:

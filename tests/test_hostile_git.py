@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import select
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -144,6 +145,14 @@ def test_a_push_overtaken_by_a_newer_commit_is_deployed_as_part_of_it() -> None:
     assert snapshot.message == f"{SHA_NEW[:7]} deployed as part of {SHA_NEWER[:7]}: 2 resources ready"
 
 
+def test_a_push_applied_itself_is_just_deployed_when_the_source_has_moved_on() -> None:
+    newer, pushed = f"main@sha1:{SHA_NEWER}", f"main@sha1:{SHA_NEW}"
+    world = _world(git_repository(revision=newer), kustomization("apps", applied=pushed, conditions=ready(pushed)))
+    contains = {SHA_NEWER: Lineage(relation=Relation.CONTAINS, commit=SHA_NEWER)}
+    snapshot = evaluate(PUSHED, world, SYNCED, now=1001.0, lineage=contains)
+    assert snapshot.message == f"{SHA_NEW[:7]} deployed: 2 resources ready"
+
+
 def test_a_push_overtaken_by_a_newer_commit_that_fails_fails_and_names_that_commit() -> None:
     newer, old = f"main@sha1:{SHA_NEWER}", f"main@sha1:{SHA_OLD}"
     failed = [
@@ -238,6 +247,28 @@ def test_git_says_why_when_the_newer_commit_cannot_be_fetched(repos: Repos) -> N
     answer = GitAncestry().answer(question)
     assert answer.relation is Relation.UNKNOWN
     assert answer.why.startswith(f"{SHA_NEWER[:7]} is not in {repos.work}; fetching it failed: ")
+
+
+def test_stop_ends_a_fetch_from_a_remote_that_never_answers(repos: Repos) -> None:
+    mine = repos.git("rev-parse", "HEAD").stdout.strip()
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        silent.settimeout(30)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/fleet.git"
+        answered = threading.Event()
+        ancestry = GitAncestry(on_answer=answered.set)
+        ancestry.start()
+        try:
+            question = Question(repo=str(repos.work), pushed=mine, seen=SHA_NEWER, remote=url, ref="refs/heads/main")
+            assert ancestry.lookup(question) is None
+            connection, _ = silent.accept()  # git is fetching now, and will wait for an answer that never comes
+        finally:
+            ancestry.stop()
+        # Still connected: only stop() itself can have ended git, and with it the worker.
+        assert [t.name for t in threading.enumerate() if t.name == "fluxmon-ancestry"] == []
+        connection.close()
+    assert not answered.is_set()
 
 
 def test_hostile_text_from_the_cluster_never_becomes_a_git_option(repos: Repos) -> None:
