@@ -6,6 +6,7 @@ password); where a cluster is needed, the simulated API server with the simulate
 
 from __future__ import annotations
 
+import json
 import os
 import select
 import shutil
@@ -21,8 +22,10 @@ from typing import Any
 
 import pytest
 
+from fluxmon.core import hookinstall
 from fluxmon.core.ancestry import GitAncestry, Lineage, Question, Relation, relate
 from fluxmon.core.cache import KindState, KindStatus
+from fluxmon.core.gitpush import confirm_push
 from fluxmon.core.gitpush import redact_text as gitpush_redact_text
 from fluxmon.core.kube import Cluster
 from fluxmon.core.manager import SessionManager
@@ -700,3 +703,28 @@ def test_hook_status_names_the_spool_the_repos_pushes_go_to(tmp_path: Path) -> N
     own = tmp_path / "demo-spool"
     repos.git("config", "fluxmon.spoolDir", str(own))
     assert f"sessions wait in {own})" in repos.fluxmon("hook", "status").stdout
+
+
+def test_hook_uninstall_removes_the_repos_own_spool_setting(tmp_path: Path) -> None:
+    repos = make_repos(tmp_path, install_hooks=False)
+    hookinstall.install(repo=repos.work, spool_dir=tmp_path / "own-spool")
+    assert repos.git("config", "fluxmon.spoolDir").stdout.strip() == str(tmp_path / "own-spool")
+    hookinstall.uninstall(repo=repos.work)
+    assert repos.git("config", "fluxmon.spoolDir", check=False).returncode == 1
+
+
+def test_a_record_from_hooks_installed_by_an_older_fluxmon_is_still_confirmed(repos: Repos, tmp_path: Path) -> None:
+    # Version 1 records carried the remote and URL themselves; hooks are only rewritten by `hook install`.
+    old = repos.git("rev-parse", "HEAD").stdout.strip()
+    sha = repos.commit("p.yaml", "p: 1\n", "under old hooks")
+    repos.git("push", "-q", "--no-verify", "origin", "main")
+    record = tmp_path / "1-1.push"
+    record.write_text(
+        f"fluxmon-pending 1\nremote origin\nurl {repos.remote}\nrepo {repos.work}\n"
+        f"ref refs/heads/main {sha} refs/heads/main {old}\n"
+    )
+    exited = subprocess.Popen(["true"])  # stands for the git process, long gone when the confirmer looks
+    exited.wait(timeout=30)
+    (written,) = confirm_push(record, git_pid=exited.pid, spool_dir=repos.spool)
+    assert json.loads(written.read_text())["ref"]["new"] == sha
+    assert not record.exists()
