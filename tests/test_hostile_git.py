@@ -576,22 +576,26 @@ class _OutputUntil:
 # --- 19. scripts/fluxmon in the caller's directory -----------------------------------------------------------------
 
 
-def test_scripts_fluxmon_runs_in_the_callers_directory(tmp_path: Path) -> None:
+@pytest.mark.parametrize("linked", [False, True], ids=["as-is", "through-a-symlink"])
+def test_scripts_fluxmon_runs_in_the_callers_directory(tmp_path: Path, linked: bool) -> None:
     repos = make_repos(tmp_path, install_hooks=False)
     if not (REPO_ROOT / ".venv" / "bin" / "fluxmon").exists():
         pytest.skip("scripts/fluxmon needs the checkout's .venv (scripts/check creates it)")
-    env = {**repos.env, "PATH": f"{REPO_ROOT / '.venv' / 'bin'}:{os.environ['PATH']}"}
+    script = REPO_ROOT / "scripts" / "fluxmon"
+    if linked:
+        (tmp_path / "bin").mkdir()
+        (tmp_path / "bin" / "fluxmon").symlink_to(script)
+        script = tmp_path / "bin" / "fluxmon"
     result = subprocess.run(
-        [str(REPO_ROOT / "scripts" / "fluxmon"), "hook", "install"],
+        [str(script), "hook", "install"],
         cwd=repos.work,
-        env=env,
+        env=repos.env,
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert (repos.work / ".git" / "hooks" / "pre-push").exists()
     assert "fluxmon-hook" in (repos.work / ".git" / "hooks" / "pre-push").read_text()
 
 
