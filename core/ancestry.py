@@ -98,6 +98,19 @@ def relate(*, pushed: str, seen: str, replaced: str, is_ancestor: IsAncestor) ->
     return Relation.REWRITTEN
 
 
+def remote_relation(*, tip: str, contains: bool | None) -> tuple[Relation, str]:
+    """What a rewritten-looking commit on Flux means, given the branch's tip on the remote now.
+
+    `contains`: whether that tip contains the pushed commit. If it does, Flux is only behind; if the branch is
+    gone or holds another history, the push was rewritten away.
+    """
+    if not tip:
+        return Relation.REWRITTEN, ""
+    if contains is None:
+        return Relation.UNKNOWN, f"git could not tell whether {tip[:7]}, the remote's tip, contains the push"
+    return (Relation.OLDER, "") if contains else (Relation.REWRITTEN, "")
+
+
 class GitAncestry:
     """Answers Questions with git, one at a time on a worker thread, and caches them: `start()`, `stop()`."""
 
@@ -166,7 +179,42 @@ class GitAncestry:
             is_ancestor=lambda a, b: self._is_ancestor(repo, a, b),
         )
         why = "git could not tell" if relation is Relation.UNKNOWN else ""
+        if relation is Relation.REWRITTEN:
+            # Flux may simply not have fetched since an older rewrite (or since my own force push): only a branch
+            # that no longer holds the pushed commit on the remote, now, is a push rewritten away.
+            relation, why = self._confirm_rewritten(repo, question)
         return Lineage(relation=relation, commit=seen, why=why)
+
+    def _confirm_rewritten(self, repo: Path, question: Question) -> tuple[Relation, str]:
+        tip, problem = self._remote_tip(repo, question.remote, question.ref)
+        if tip is None:
+            return Relation.UNKNOWN, f"{question.ref} on the remote: {problem}"
+        if tip == question.pushed:
+            return Relation.OLDER, ""
+        if self._resolve(repo, tip) is None and self._fetch:
+            self._fetch_ref(repo, question.remote, question.ref)
+        return remote_relation(tip=tip, contains=self._is_ancestor(repo, question.pushed, tip))
+
+    def _remote_tip(self, repo: Path, remote: str, ref: str) -> tuple[str | None, str]:
+        """The sha `ref` has on the remote now ("" when it is gone), or None and why not."""
+        if not remote or not ref.startswith("refs/") or remote.startswith("-"):
+            return None, "nowhere to ask"
+        try:
+            status, stdout, stderr = self._git(
+                repo, ["ls-remote", "--end-of-options", remote, ref], timeout=FETCH_TIMEOUT_SECONDS
+            )
+        except subprocess.TimeoutExpired:
+            return None, f"git ls-remote timed out after {FETCH_TIMEOUT_SECONDS:.0f}s"
+        except OSError as error:
+            return None, f"cannot run git: {error.strerror or error}"
+        if status != 0:
+            lines = stderr.strip().splitlines()
+            return None, redact_text(lines[-1] if lines else f"git ls-remote exited with {status}")
+        for line in stdout.splitlines():
+            sha, _, name = line.partition("\t")
+            if name == ref:
+                return sha.strip(), ""
+        return "", ""
 
     def _git(self, repo: Path, args: list[str], *, timeout: float = GIT_TIMEOUT_SECONDS) -> tuple[int, str, str]:
         """git with an argument list, no prompt and no terminal (a passphrase prompt could never be answered).

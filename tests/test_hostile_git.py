@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from fluxmon.core import hookinstall
-from fluxmon.core.ancestry import GitAncestry, Lineage, Question, Relation, relate
+from fluxmon.core.ancestry import GitAncestry, Lineage, Question, Relation, relate, remote_relation
 from fluxmon.core.cache import KindState, KindStatus
 from fluxmon.core.gitpush import confirm_push
 from fluxmon.core.gitpush import redact_text as gitpush_redact_text
@@ -217,13 +217,36 @@ def test_git_answers_descendant_replaced_history_and_rewritten(repos: Repos) -> 
     repo = str(repos.work)
 
     def ask(pushed: str, seen: str, replaced: str = "") -> Relation:
-        return ancestry.answer(Question(repo=repo, pushed=pushed, seen=seen, replaced=replaced)).relation
+        question = Question(
+            repo=repo, pushed=pushed, seen=seen, replaced=replaced, remote="origin", ref="refs/heads/main"
+        )
+        return ancestry.answer(question).relation
 
     assert ask(first, second) is Relation.CONTAINS
     assert ask(second, first) is Relation.OLDER
     assert ask(amended, second, replaced=second) is Relation.OLDER  # my own force push, not fetched yet
     assert ask(first, amended) is Relation.CONTAINS
-    assert ask(second, amended) is Relation.REWRITTEN
+    assert ask(second, amended) is Relation.REWRITTEN  # and the remote's main (first) does not hold it either
+    repos.git("push", "-q", "--no-verify", "origin", "main")
+    # Not knowing what the push replaced (`fluxmon wait` after a force push): the remote's tip has the push, so
+    # Flux is only behind.
+    assert ask(amended, second) is Relation.OLDER
+
+
+@pytest.mark.parametrize(
+    ("tip", "contains", "expected"),
+    [
+        ("", None, Relation.REWRITTEN),
+        (SHA_NEWER, True, Relation.OLDER),
+        (SHA_NEWER, False, Relation.REWRITTEN),
+        (SHA_NEWER, None, Relation.UNKNOWN),
+    ],
+    ids=["branch-gone", "tip-holds-the-push", "tip-rewritten", "cannot-tell"],
+)
+def test_a_rewrite_counts_only_when_the_remote_no_longer_holds_the_push(
+    tip: str, contains: bool | None, expected: Relation
+) -> None:
+    assert remote_relation(tip=tip, contains=contains)[0] is expected
 
 
 def test_git_fetches_a_newer_commit_this_clone_lacks_without_touching_its_refs(repos: Repos, tmp_path: Path) -> None:
