@@ -216,16 +216,35 @@ class GitAncestry:
                 return sha.strip(), ""
         return "", ""
 
-    def _git(self, repo: Path, args: list[str], *, timeout: float = GIT_TIMEOUT_SECONDS) -> tuple[int, str, str]:
+    def pushed_before(self, *, repo: str, earlier: str, later: str) -> bool:
+        """Whether commit `earlier` is a proper ancestor of `later` (so its push came first); False if unsure.
+
+        Synchronous, local and quick (no fetch): the session manager asks it when a push's session arrives after
+        a newer one's, which happens when back-to-back pushes' confirmers finish out of order.
+        """
+        if earlier == later or not repo or not all(_COMMIT.match(sha) for sha in (earlier, later)):
+            return False
+        try:
+            status, _, _ = self._git(
+                Path(repo), ["merge-base", "--is-ancestor", "--end-of-options", earlier, later], track=False
+            )
+        except (subprocess.TimeoutExpired, OSError):
+            return False
+        return status == 0
+
+    def _git(
+        self, repo: Path, args: list[str], *, timeout: float = GIT_TIMEOUT_SECONDS, track: bool = True
+    ) -> tuple[int, str, str]:
         """git with an argument list, no prompt and no terminal (a passphrase prompt could never be answered).
 
-        Returns (exit status, stdout, stderr); raises subprocess.TimeoutExpired or OSError.
+        `track`: the worker's own git, which stop() kills. Returns (exit status, stdout, stderr); raises
+        subprocess.TimeoutExpired or OSError.
         """
         env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
         with self._lock:
-            if self._stop.is_set():
+            if self._stop.is_set() and track:
                 raise OSError("stopping")  # stop() has begun: start no more git
-            process = self._running = subprocess.Popen(
+            process = subprocess.Popen(
                 ["git", *args],
                 cwd=repo,
                 stdin=subprocess.DEVNULL,
@@ -235,6 +254,8 @@ class GitAncestry:
                 env=env,
                 start_new_session=True,
             )
+            if track:
+                self._running = process
         try:
             stdout, stderr = process.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -242,8 +263,9 @@ class GitAncestry:
             process.communicate()
             raise
         finally:
-            with self._lock:
-                self._running = None
+            if track:
+                with self._lock:
+                    self._running = None
         return process.returncode, stdout, stderr
 
     def _resolve(self, repo: Path, sha: str) -> str | None:

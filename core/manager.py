@@ -104,12 +104,22 @@ class SessionManager:
             self._subscribers.append(subscriber)
 
     def add(self, spec: SessionSpec) -> None:
-        """Follow a new push; an older session on the same remote and branch is superseded."""
+        """Follow a new push; an older session on the same remote and branch is superseded.
+
+        Older by git, where it can tell: back-to-back pushes' session files can arrive out of order, and the
+        last push must not be superseded by the one before it, which arrived later.
+        """
         with self._lock:
-            for session in self._sessions.values():
-                if session.spec.follow_key == spec.follow_key and session.final_state is None:
-                    session.final_state = SessionState.SUPERSEDED
+            same = [
+                s for s in self._sessions.values() if s.spec.follow_key == spec.follow_key and s.final_state is None
+            ]
+        late = any(self.ancestry.pushed_before(repo=spec.repo, earlier=spec.commit, later=s.spec.commit) for s in same)
+        with self._lock:
+            for session in [] if late else same:
+                session.final_state = SessionState.SUPERSEDED
             self._sessions[spec.id] = Session(spec, ancestry=self.ancestry)
+            if late:
+                self._sessions[spec.id].final_state = SessionState.SUPERSEDED
             if self.store is not None:
                 self.store.save_active(spec)
         self._wake_up()

@@ -30,7 +30,15 @@ from fluxmon.core.gitpush import redact_text as gitpush_redact_text
 from fluxmon.core.kube import Cluster
 from fluxmon.core.manager import SessionManager
 from fluxmon.core.objects import FluxObject, ObjectRef, parse_flux_object
-from fluxmon.core.session import SessionSnapshot, SessionSpec, SessionState, evaluate, reconcile_retry_delay
+from fluxmon.core.session import (
+    SessionSnapshot,
+    SessionSpec,
+    SessionState,
+    evaluate,
+    reconcile_retry_delay,
+    spec_from_request,
+)
+from fluxmon.core.spool import SpoolReader
 from fluxmon.core.verdict import Phase
 from tests.fleet import SCALE_WEB, Fleet, edit
 from tests.flux_bodies import SHA_NEW, SHA_OLD, condition, git_repository, kustomization, ready
@@ -755,3 +763,43 @@ def test_a_record_from_hooks_installed_by_an_older_fluxmon_is_still_confirmed(re
     (written,) = confirm_push(record, git_pid=exited.pid, spool_dir=repos.spool)
     assert json.loads(written.read_text())["ref"]["new"] == sha
     assert not record.exists()
+
+
+def test_twenty_pushes_in_a_row_all_reach_the_sessions_and_the_last_is_deployed(fleet: Fleet) -> None:
+    """Hooks -> spool -> reader -> sessions, for real: every push arrives and ends; none is lost on the way."""
+    hookinstall.install(repo=fleet.work)
+    spool = Path(fleet.env["FLUXMON_SPOOL_DIR"])
+    finals: dict[str, SessionSnapshot] = {}
+    all_final = threading.Event()
+    pushed: list[str] = []
+
+    def record(snapshot: SessionSnapshot) -> None:
+        if snapshot.state.final:
+            finals[snapshot.id] = snapshot
+            if len(finals) == len(pushed) == 20:
+                all_final.set()
+
+    cluster = Cluster.connect(kubeconfig=str(fleet.cluster.kubeconfig))
+    manager = SessionManager(cluster)
+    manager.subscribe(record)
+    reader = SpoolReader(spool, on_session=lambda request: manager.add(spec_from_request(request)))
+    manager.start()
+    reader.start()
+    try:
+        for number in range(20):
+            pushed.append(
+                fleet.commit_and_push(
+                    edit("apps/web.yaml", f"replicas: {number + 2}", f"replicas: {number + 3}"), f"scale {number}"
+                )
+            )
+        assert all_final.wait(90), (
+            f"{len(finals)} of 20 sessions ended: {sorted(s.commit[:7] for s in finals.values())}"
+        )
+    finally:
+        reader.stop()
+        manager.stop()
+        cluster.close()
+    assert sorted(s.commit for s in finals.values()) == sorted(pushed)
+    last = next(s for s in finals.values() if s.commit == pushed[-1])
+    assert last.state is SessionState.SUCCEEDED, last.message
+    assert {s.state for s in finals.values()} <= {SessionState.SUCCEEDED, SessionState.SUPERSEDED}
