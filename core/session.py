@@ -385,16 +385,21 @@ def _overtaken(
 
     An object at the pushed commit itself, or Ready or failed there, is judged at the pushed commit as ever.
     """
-    newer = {}
+    newer: dict[ObjectRef, str] = {}
+    if not lineage:
+        return newer  # the common case: every object names the pushed commit, or git has not answered yet
     for ref in plan.followed:
         obj = objects.get(ref)
-        if obj is None or verdict(obj, commit).phase in (Phase.READY, Phase.FAILED):
-            continue
-        for seen in commits_seen(obj):
-            answer = lineage.get(seen)
-            if answer is not None and answer.relation is Relation.CONTAINS:
-                newer[ref] = answer.commit
-                break
+        descendant = next(
+            (
+                answer.commit
+                for seen in (commits_seen(obj) if obj is not None else ())
+                if (answer := lineage.get(seen)) is not None and answer.relation is Relation.CONTAINS
+            ),
+            None,
+        )
+        if obj is not None and descendant and verdict(obj, commit).phase not in (Phase.READY, Phase.FAILED):
+            newer[ref] = descendant
     return newer
 
 
