@@ -292,7 +292,19 @@ class GitAncestry:
         """
         if not remote or not ref.startswith("refs/") or remote.startswith("-"):
             return "nowhere to fetch it from"
-        args = ["fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--refmap=", "--end-of-options", remote, ref]
+        # Nothing else in the user's repository either: no submodules, no gc or maintenance started behind them.
+        args = [
+            "fetch",
+            "--quiet",
+            "--no-tags",
+            "--no-write-fetch-head",
+            "--refmap=",
+            "--no-recurse-submodules",
+            "--no-auto-maintenance",
+            "--end-of-options",
+            remote,
+            ref,
+        ]
         try:
             status, _, stderr = self._git(repo, args, timeout=FETCH_TIMEOUT_SECONDS)
         except subprocess.TimeoutExpired:
