@@ -7,12 +7,18 @@ process to exit and then decides each pushed ref:
 - If the remote has a fetch refspec that maps the pushed ref to a remote-tracking ref, git updates that ref
   after a successful push, and the `reference-transaction` hook logs the update. A logged update to the pushed
   sha confirms the push; no update means it was rejected (or was a `--dry-run`), so no session is written.
-- Otherwise (a push to a URL, a tag, a refspec with no tracking ref) `git ls-remote` asks the remote. The pushed
-  sha there confirms it; another sha means rejected; no answer gives a session marked unconfirmed, which the
+- Otherwise (a push to a URL, a tag, a refspec with no tracking ref) `git ls-remote` asks the URL that was pushed
+  to (a remote's `pushurl` when it has one, not its fetch `url`, which may be a mirror that lags). The pushed sha
+  there confirms it; another sha means rejected; no answer gives a session marked unconfirmed, which the
   monitor confirms when the sha shows up in the Flux source.
-- Deletions deploy nothing and never become sessions.
+- Deletions deploy nothing and never become sessions; nor do `refs/remotes/*`, which `push --mirror` sends.
+- An annotated tag is followed by the commit it points to (`<sha>^{commit}`): that is what Flux checks out, and
+  what its revision `<tag>@sha1:<commit>` names.
 
-Every git call takes an argument list (never a shell string), and URLs are redacted before they are written.
+Each `git push` process gets its own pending record (named after its pid, which both hooks see as their parent),
+so back-to-back pushes never read each other's tracking-ref updates. The remote's name and URL, which may hold
+credentials, never reach the disk: pre-push hands them to the confirmer in its environment. Every git call
+takes an argument list (never a shell string), and URLs are redacted before they are written.
 """
 
 from __future__ import annotations
@@ -40,12 +46,23 @@ GIT_TIMEOUT_SECONDS = 10.0
 LS_REMOTE_TIMEOUT_SECONDS = 15.0
 MAX_WAIT_FOR_PUSH_SECONDS = 3600.0
 """A push that takes longer than an hour is left alone: its record is dropped as stale."""
-PENDING_MAGIC = "fluxmon-pending 1"
+PENDING_MAGICS = ("fluxmon-pending 2", "fluxmon-pending 1")
+"""Version 1 records (hooks installed by an older fluxmon) still carry the remote and URL themselves."""
+PUSHED_REMOTE = "fluxmon-pushed-url"
+"""A remote name that exists only in the confirmer's environment, for asking a URL that holds credentials."""
+SPOOL_CONFIG_KEY = "fluxmon.spoolDir"
+"""A repo's own spool (git config), which wins over the environment's: `fluxmon demo` sets it in its sample repo,
+so that pushes made there from any shell reach the demo, whatever that shell's FLUXMON_SPOOL_DIR says."""
 
 
-def run_git(args: Sequence[str], *, cwd: Path, timeout: float = GIT_TIMEOUT_SECONDS) -> str:
-    """Run git with an argument list and return stdout; raises GitError with git's own message."""
-    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
+def run_git(
+    args: Sequence[str], *, cwd: Path, timeout: float = GIT_TIMEOUT_SECONDS, env: Mapping[str, str] | None = None
+) -> str:
+    """Run git with an argument list and return stdout; raises GitError with git's own message.
+
+    `env`: extra environment, for what must stay out of the argument list (which every local user can read).
+    """
+    env = {**os.environ, **(env or {}), "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
     try:
         result = subprocess.run(
             ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env, check=False
@@ -61,8 +78,18 @@ def run_git(args: Sequence[str], *, cwd: Path, timeout: float = GIT_TIMEOUT_SECO
 
 
 def redact_text(text: str) -> str:
-    """Redact every URL-looking word of a message (git errors quote the remote URL)."""
-    return " ".join(redact_url(word) if "://" in word else word for word in text.split(" "))
+    """Redact every URL-looking word of a message (git errors quote the remote URL, as in 'https://...')."""
+    return " ".join(_redact_word(word) if "://" in word else word for word in text.split(" "))
+
+
+def _redact_word(word: str) -> str:
+    core = word.strip("'\"`<>(),;:")
+    start = word.index(core) if core else 0
+    try:
+        redacted = redact_url(core)
+    except ValueError:
+        redacted = "<a malformed URL>"  # urlsplit refuses some (an unclosed IPv6 bracket): show none of it
+    return word[:start] + redacted + word[start + len(core) :]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -77,6 +104,11 @@ class PushedRef:
     @property
     def is_deletion(self) -> bool:
         return self.local_sha.strip("0") == ""
+
+    @property
+    def is_remote_tracking(self) -> bool:
+        """`push --mirror` sends the clone's own remote-tracking refs too; they are copies, not deployments."""
+        return self.remote_ref.startswith("refs/remotes/")
 
     @property
     def kind(self) -> str:
@@ -115,10 +147,13 @@ class Decision:
     why: str = ""
 
 
-def parse_pending(text: str) -> PendingPush:
-    """Parse a pending record; raises ValueError when it is not one (or is truncated)."""
+def parse_pending(text: str, *, remote: str = "", url: str = "") -> PendingPush:
+    """Parse a pending record; raises ValueError when it is not one (or is truncated).
+
+    `remote` and `url`: what pre-push was given, passed in memory (a version 2 record holds neither).
+    """
     lines = text.splitlines()
-    if not lines or lines[0] != PENDING_MAGIC:
+    if not lines or lines[0] not in PENDING_MAGICS:
         raise ValueError("not a fluxmon pending record")
     fields: dict[str, str] = {}
     refs = []
@@ -130,9 +165,10 @@ def parse_pending(text: str) -> PendingPush:
                 refs.append(PushedRef(local_ref=parts[0], local_sha=parts[1], remote_ref=parts[2], remote_sha=parts[3]))
         elif key:
             fields[key] = value
-    if not fields.get("remote") or not fields.get("repo"):
+    remote = remote or fields.get("remote", "")
+    if not remote or not fields.get("repo"):
         raise ValueError("pending record lacks remote or repo")
-    return PendingPush(remote=fields["remote"], url=fields.get("url", ""), repo=Path(fields["repo"]), refs=tuple(refs))
+    return PendingPush(remote=remote, url=url or fields.get("url", ""), repo=Path(fields["repo"]), refs=tuple(refs))
 
 
 def parse_transactions(text: str) -> dict[str, str]:
@@ -183,20 +219,72 @@ def _decide(
 ) -> Decision:
     if ref.is_deletion:
         return Decision(ref=ref, session=False, why="deletion")
+    if ref.is_remote_tracking:
+        return Decision(ref=ref, session=False, why="a remote-tracking ref (push --mirror)")
     tracked = tracking_ref(ref.remote_ref, refspecs)
-    if tracked is not None:
-        if updates.get(tracked) == ref.local_sha:
-            return Decision(ref=ref, session=True, confirmed=True, confirmed_by="remote-tracking-ref", why=tracked)
-        return Decision(
-            ref=ref, session=False, why=f"git did not update {tracked}: the push was rejected, or a dry run"
-        )
+    if tracked is not None and updates.get(tracked) == ref.local_sha:
+        return Decision(ref=ref, session=True, confirmed=True, confirmed_by="remote-tracking-ref", why=tracked)
+    # No tracking ref, or no update logged for it. The latter is usually a rejected push or a dry run, but also
+    # what a pre-push run by another hook manager sees (its parent is not git's): the remote decides.
     remote_sha = ls_remote(ref.remote_ref)
     if remote_sha == ref.local_sha:
         return Decision(ref=ref, session=True, confirmed=True, confirmed_by="ls-remote")
+    not_updated = f"git did not update {tracked}" if tracked is not None else ""
     if remote_sha is None:
+        if tracked is not None:
+            return Decision(ref=ref, session=False, why=f"{not_updated}, and the remote did not answer ls-remote")
         return Decision(ref=ref, session=True, why="remote did not answer ls-remote")
     where = f"the remote has {remote_sha[:8] or 'nothing'} at {ref.remote_ref}"
-    return Decision(ref=ref, session=False, why=f"{where}: rejected, or a dry run")
+    return Decision(
+        ref=ref, session=False, why=f"{', '.join(filter(None, (not_updated, where)))}: rejected, or a dry run"
+    )
+
+
+class _RemoteRefs:
+    """`git ls-remote` asked once per push, for every ref it sent (a push of fifty tags is one request).
+
+    It asks the URL pushed to (a pushurl, if the remote has one), not the remote's fetch URL.
+    """
+
+    def __init__(self, push: PendingPush) -> None:
+        self._push = push
+        self._answer: dict[str, str] | None = None
+        self._failed = False
+
+    def __call__(self, remote_ref: str) -> str | None:
+        if self._answer is None and not self._failed:
+            self._answer = self._ask()
+            self._failed = self._answer is None
+        return None if self._answer is None else self._answer.get(remote_ref, "")
+
+    def _ask(self) -> dict[str, str] | None:
+        refs = sorted({ref.remote_ref for ref in self._push.refs if not ref.is_deletion})
+        where, env = self._push.url or self._push.remote, {}
+        if redact_url(where) != where:
+            # A URL with credentials goes to git as configuration in the environment, never as an argument:
+            # /proc/<pid>/cmdline is readable by every user of the machine.
+            env = {
+                "GIT_CONFIG_COUNT": "1",
+                "GIT_CONFIG_KEY_0": f"remote.{PUSHED_REMOTE}.url",
+                "GIT_CONFIG_VALUE_0": where,
+            }
+            where = PUSHED_REMOTE
+        try:
+            output = run_git(
+                ["ls-remote", "--end-of-options", where, *refs],
+                cwd=self._push.repo,
+                timeout=LS_REMOTE_TIMEOUT_SECONDS,
+                env=env,
+            )
+        except GitError as error:
+            log.warning("%s", error.message)
+            return None
+        answer = {}
+        for line in output.splitlines():
+            sha, _, name = line.partition("\t")
+            if name in refs:  # ls-remote matches patterns by their tail: keep exact names only
+                answer[name] = sha.strip()
+        return answer
 
 
 def session_record(
@@ -210,10 +298,10 @@ def session_record(
 ) -> dict[str, Any]:
     """The session file's content for one confirmed ref (the schema is documented in docs/session-file.md)."""
     ref = decision.ref
+    commit = peel(ref.local_sha, git)
+    old = peel(ref.remote_sha, git) if ref.remote_sha.strip("0") else ref.remote_sha
     paths, count, forced = _changes(ref, git)
-    subject, _, author = _safe(lambda: git(["log", "-1", "--format=%s%x00%an <%ae>", ref.local_sha]), "").partition(
-        "\0"
-    )
+    subject, _, author = _safe(lambda: git(["log", "-1", "--format=%s%x00%an <%ae>", commit]), "").partition("\0")
     return {
         "schema": SCHEMA,
         "id": f"{push_id}-{ref.kind}-{uuid.uuid4().hex[:8]}",
@@ -225,8 +313,8 @@ def session_record(
             "kind": ref.kind,
             "name": ref.short_name,
             "remote_ref": ref.remote_ref,
-            "old": ref.remote_sha,
-            "new": ref.local_sha,
+            "old": old,
+            "new": commit,
             "forced": forced,
         },
         "confirmed": decision.confirmed,
@@ -235,6 +323,17 @@ def session_record(
         "commit": {"subject": subject.strip(), "author": author.strip()},
         "config": config.as_record(),
     }
+
+
+def peel(sha: str, git: Callable[[Sequence[str]], str]) -> str:
+    """The commit that `sha` names: itself for a commit, the tagged commit for an annotated tag object.
+
+    A sha this clone does not have (the remote's old tip, pushed by someone else) is returned as it is.
+    """
+    try:
+        return git(["rev-parse", "--verify", "--quiet", "--end-of-options", f"{sha}^{{commit}}"]).strip() or sha
+    except GitError:
+        return sha
 
 
 def _changes(ref: PushedRef, git: Callable[[Sequence[str]], str]) -> tuple[list[str] | None, int | None, bool | None]:
@@ -275,16 +374,24 @@ def wait_for_exit(pid: int, timeout: float) -> bool:
         os.close(fd)
 
 
-def confirm_push(record_path: Path, *, git_pid: int, spool_dir: Path) -> list[Path]:
+def spool_for_repo(repo: Path, default: Path) -> Path:
+    """The repo's own spool (`git config fluxmon.spoolDir`) if it has one, else `default`."""
+    configured = _safe(lambda: run_git(["config", "--get", SPOOL_CONFIG_KEY], cwd=repo).strip(), "")
+    return Path(configured).expanduser() if configured else default
+
+
+def confirm_push(record_path: Path, *, git_pid: int, spool_dir: Path, remote: str = "", url: str = "") -> list[Path]:
     """The confirmer's whole job for one pending record; returns the session files written.
 
-    The record and its transaction log are removed at the end, whatever happened: a record left behind would
-    make the reference-transaction hook take its slow path on every later commit.
+    `remote` and `url` are pre-push's arguments, which it passes in memory. `spool_dir` is the default spool; a
+    repo with its own (`fluxmon.spoolDir`) uses that. The record and its transaction log are removed at the end,
+    whatever happened: a record left behind would make the reference-transaction hook take its slow path.
     """
     tx_path = record_path.with_suffix(".tx")
     try:
         wait_for_exit(git_pid, MAX_WAIT_FOR_PUSH_SECONDS)
-        push = parse_pending(record_path.read_text(encoding="utf-8"))
+        push = parse_pending(record_path.read_text(encoding="utf-8"), remote=remote, url=url)
+        spool_dir = spool_for_repo(push.repo, spool_dir)
         updates = parse_transactions(tx_path.read_text(encoding="utf-8")) if tx_path.exists() else {}
 
         def git(args: Sequence[str]) -> str:
@@ -294,15 +401,7 @@ def confirm_push(record_path: Path, *, git_pid: int, spool_dir: Path) -> list[Pa
         refspecs = _safe(lambda: git(["config", "--get-all", f"remote.{push.remote}.fetch"]), "").split()
         remote_url = push.url or _safe(lambda: git(["remote", "get-url", push.remote]).strip(), push.remote)
 
-        def ls_remote(remote_ref: str) -> str | None:
-            try:
-                output = run_git(
-                    ["ls-remote", push.remote, remote_ref], cwd=push.repo, timeout=LS_REMOTE_TIMEOUT_SECONDS
-                )
-            except GitError as error:
-                log.warning("%s", error.message)
-                return None
-            return output.split()[0] if output.strip() else ""
+        ls_remote = _RemoteRefs(push)
 
         decisions = decide(push, refspecs=refspecs if is_named_remote else [], updates=updates, ls_remote=ls_remote)
         config = load_config(repo=push.repo)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from fluxmon.core.config import user_config_path
 from fluxmon.core.errors import FluxmonError, GitError
-from fluxmon.core.gitpush import run_git
+from fluxmon.core.gitpush import SPOOL_CONFIG_KEY, run_git
 
 HOOK_NAMES = ("pre-push", "reference-transaction")
 MARKER = "fluxmon-hook"
@@ -57,8 +57,14 @@ def global_hooks_dir() -> tuple[Path, bool]:
     return user_config_path().parent / "git-hooks", True
 
 
-def install(*, repo: Path | None = None, global_: bool = False, python: str = sys.executable) -> list[str]:
-    """Install both hooks; returns one line per action, for the user."""
+def install(
+    *, repo: Path | None = None, global_: bool = False, python: str = sys.executable, spool_dir: Path | None = None
+) -> list[str]:
+    """Install both hooks; returns one line per action, for the user.
+
+    `spool_dir`: a spool of the repo's own (git config fluxmon.spoolDir), for pushes made there from any shell;
+    `fluxmon demo` uses it so that its sample repo reports to the demo, not to the user's tray.
+    """
     messages = []
     if global_:
         directory, create = global_hooks_dir()
@@ -74,6 +80,9 @@ def install(*, repo: Path | None = None, global_: bool = False, python: str = sy
         directory.mkdir(parents=True, exist_ok=True)
     for name in HOOK_NAMES:
         messages.append(_install_one(directory / name, _render(name, python=python, global_=chain_repo_hooks)))
+    if spool_dir is not None and not global_:
+        run_git(["config", "--local", SPOOL_CONFIG_KEY, str(spool_dir)], cwd=repo or Path.cwd())
+        messages.append(f"pushes from this repo go to the spool {spool_dir}")
     return messages
 
 
@@ -93,6 +102,9 @@ def uninstall(*, repo: Path | None = None, global_: bool = False) -> list[str]:
             messages.append(f"{path}: removed; restored the hook it had chained")
         else:
             messages.append(f"{path}: removed")
+    if not global_ and _safe_config(repo or Path.cwd(), SPOOL_CONFIG_KEY):
+        run_git(["config", "--local", "--unset", SPOOL_CONFIG_KEY], cwd=repo or Path.cwd())
+        messages.append("removed the repo's own spool setting")
     if global_ and (directory / SET_BY_US).exists():
         run_git(["config", "--global", "--unset", "core.hooksPath"], cwd=Path.home())
         (directory / SET_BY_US).unlink()
@@ -120,6 +132,13 @@ def status(*, repo: Path | None = None) -> list[HookState]:
             )
         )
     return states
+
+
+def _safe_config(repo: Path, key: str) -> str:
+    try:
+        return run_git(["config", "--local", "--get", key], cwd=repo).strip()
+    except GitError:
+        return ""
 
 
 def _install_one(path: Path, content: str) -> str:

@@ -16,13 +16,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from fluxmon.core.ancestry import GitAncestry
 from fluxmon.core.cache import ClusterApi, ClusterCache, KindStatus
 from fluxmon.core.discovery import Push, source_follows
 from fluxmon.core.errors import FluxmonError
 from fluxmon.core.kube import FluxEvent, Forbidden
 from fluxmon.core.objects import ObjectRef
 from fluxmon.core.revision import parse_revision
-from fluxmon.core.session import Session, SessionSnapshot, SessionSpec, SessionState
+from fluxmon.core.session import Session, SessionSnapshot, SessionSpec, SessionState, reconcile_retry_delay
 from fluxmon.core.store import SessionStore
 from fluxmon.core.verdict import Phase
 
@@ -46,6 +47,8 @@ class _Triggers:
 
     source_token: str = ""
     source_done: bool = False
+    source_handled_at: float | None = None
+    source_retries: int = 0
     source_ready_at: float | None = None
     nudged: set[ObjectRef] | None = None
     forbidden_noted: bool = False
@@ -64,6 +67,8 @@ class SessionManager:
     ) -> None:
         self.cluster = cluster
         self.cache = ClusterCache(cluster, kinds, on_change=self._wake_up)
+        self.ancestry = GitAncestry(on_answer=self._wake_up)
+        """Asks git whether a newer commit Flux has contains a session's push (off this worker's thread)."""
         self.store = store
         self._clock = clock
         self._sessions: dict[str, Session] = {}
@@ -84,7 +89,8 @@ class SessionManager:
     def start(self) -> None:
         if self.store is not None:
             for spec in self.store.load_active():
-                self._sessions[spec.id] = Session(spec)  # resumed: its timeout still counts from the push
+                self._sessions[spec.id] = Session(spec, ancestry=self.ancestry)  # resumed: timeout counts from the push
+        self.ancestry.start()
         self.cache.start()
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, args=(self._stop,), name="fluxmon-sessions", daemon=True)
@@ -98,6 +104,7 @@ class SessionManager:
         if self._thread is not None:
             self._thread.join(STOP_TIMEOUT_SECONDS)
             self._thread = None
+        self.ancestry.stop()
 
     # --- the API -------------------------------------------------------------------------------------------------
 
@@ -106,12 +113,22 @@ class SessionManager:
             self._subscribers.append(subscriber)
 
     def add(self, spec: SessionSpec) -> None:
-        """Follow a new push; an older session on the same remote and branch is superseded."""
+        """Follow a new push; an older session on the same remote and branch is superseded.
+
+        Older by git, where it can tell: back-to-back pushes' session files can arrive out of order, and the
+        last push must not be superseded by the one before it, which arrived later.
+        """
         with self._lock:
-            for session in self._sessions.values():
-                if session.spec.follow_key == spec.follow_key and session.final_state is None:
-                    session.final_state = SessionState.SUPERSEDED
-            self._sessions[spec.id] = Session(spec)
+            same = [
+                s for s in self._sessions.values() if s.spec.follow_key == spec.follow_key and s.final_state is None
+            ]
+        late = any(self.ancestry.pushed_before(repo=spec.repo, earlier=spec.commit, later=s.spec.commit) for s in same)
+        with self._lock:
+            for session in [] if late else same:
+                session.final_state = SessionState.SUPERSEDED
+            self._sessions[spec.id] = Session(spec, ancestry=self.ancestry)
+            if late:
+                self._sessions[spec.id].final_state = SessionState.SUPERSEDED
             if self.store is not None:
                 self.store.save_active(spec)
         self._wake_up()
@@ -258,10 +275,20 @@ class SessionManager:
                 and obj.last_handled_reconcile_at == triggers.source_token
             )
             if handled and not triggers.source_done:
-                triggers.source_done = True
+                triggers.source_done, triggers.source_handled_at = True, now
                 session.note(f"{source.ref.kind}/{source.ref.name} took the reconcile request")
             if not triggers.source_token and source.phase is not Phase.READY:
                 triggers.source_token = _token()
+                self._request(session, triggers, source.ref, triggers.source_token)
+            elif (
+                triggers.source_handled_at is not None
+                and source.phase is Phase.PENDING
+                and now - triggers.source_handled_at >= reconcile_retry_delay(triggers.source_retries)
+            ):
+                # It took the request yet still has an older revision: the Git host served the push late. Ask again.
+                triggers.source_retries += 1
+                triggers.source_token, triggers.source_done, triggers.source_handled_at = _token(), False, None
+                session.note(f"{source.ref.kind}/{source.ref.name} fetched an older revision; asking again")
                 self._request(session, triggers, source.ref, triggers.source_token)
         if sources and all(s.phase is Phase.READY for s in sources):
             triggers.source_ready_at = triggers.source_ready_at or now

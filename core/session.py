@@ -9,6 +9,10 @@ change. States, as DESIGN §5 has them:
 Fail fast: a followed object that failed at the pushed commit fails the session at once, while the rest is still
 followed for the details. An object that carries no trace of the commit (a HelmRelease from a HelmRepository)
 counts as deployed once its parent Kustomization has applied the push and it is Ready at its generation.
+
+Overtaken pushes: when an object is at another commit than the pushed one, git says how the two relate (the
+`lineage` that `evaluate()` is given, from core.ancestry). At a descendant, the object is judged at that newer
+commit, which deploys (or fails) the push with it; at a commit of a rewritten history, the push is superseded.
 """
 
 from __future__ import annotations
@@ -19,7 +23,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Protocol
 
+from fluxmon.core.ancestry import Lineage, Question, Relation
 from fluxmon.core.cache import KindState, KindStatus
 from fluxmon.core.discovery import (
     Plan,
@@ -32,9 +38,9 @@ from fluxmon.core.discovery import (
 from fluxmon.core.hints import Hint, hint_for
 from fluxmon.core.kube import FluxEvent
 from fluxmon.core.objects import FluxObject, ObjectRef
-from fluxmon.core.revision import short_revision
+from fluxmon.core.revision import parse_revision, revision_matches, short_revision
 from fluxmon.core.spool import SessionRequest
-from fluxmon.core.verdict import Phase, Verdict, verdict
+from fluxmon.core.verdict import Phase, Verdict, display_revision, verdict
 
 
 class SessionState(StrEnum):
@@ -73,6 +79,22 @@ class SessionSpec:
     confirmed: bool = True
     created_at: float = field(default_factory=time.time)
     """Wall-clock seconds; the timeout counts from here, also across restarts."""
+    remote_name: str = ""
+    """The git remote pushed to ("" for a push to a URL): where to fetch a newer commit Flux has and we lack."""
+    replaced: str = ""
+    """The tip the push replaced on the remote ("" or zeros when unknown, or a new branch)."""
+
+    def question(self, seen: str) -> Question:
+        """What to ask git about a commit `seen` on a Flux object (see core.ancestry)."""
+        ref = f"refs/heads/{self.branch}" if self.branch else f"refs/tags/{self.tag}" if self.tag else ""
+        return Question(
+            repo=self.repo,
+            pushed=self.commit,
+            seen=seen,
+            replaced=self.replaced,
+            remote=self.remote_name or self.remote_url,
+            ref=ref,
+        )
 
     @property
     def push(self) -> Push:
@@ -158,11 +180,18 @@ class _Timeline:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
+class AncestryOracle(Protocol):
+    """Answers, from git, how a commit on a Flux object relates to the pushed one; None while it is asking."""
+
+    def lookup(self, question: Question) -> Lineage | None: ...
+
+
 class Session:
     """One session's mutable bookkeeping (timelines, fetched events); `evaluate` does the judging."""
 
-    def __init__(self, spec: SessionSpec) -> None:
+    def __init__(self, spec: SessionSpec, *, ancestry: AncestryOracle | None = None) -> None:
         self.spec = spec
+        self.ancestry = ancestry
         self.timelines: dict[ObjectRef, _Timeline] = {}
         self.events: dict[ObjectRef, tuple[FluxEvent, ...]] = {}
         self.notes: list[str] = []
@@ -202,7 +231,16 @@ class Session:
             self._plan = None if structure is None else (structure, plan)
         else:
             plan = self._plan[1]
-        snapshot = evaluate(self.spec, objects, states, now=now, events=self.events, notes=tuple(self.notes), plan=plan)
+        snapshot = evaluate(
+            self.spec,
+            objects,
+            states,
+            now=now,
+            events=self.events,
+            notes=tuple(self.notes),
+            plan=plan,
+            lineage=self._lineage(plan, objects),
+        )
         if self.final_state is not None:
             snapshot = replace(snapshot, state=self.final_state, message=_final_message(self.final_state), ended_at=now)
         resources = []
@@ -220,6 +258,40 @@ class Session:
             resources.append(replace(resource, since=timeline.since, seconds_in_phase=seconds))
         self.snapshot = replace(snapshot, resources=tuple(resources))
         return self.snapshot
+
+    def _lineage(self, plan: Plan, objects: Mapping[ObjectRef, FluxObject]) -> dict[str, Lineage]:
+        """What git has answered so far about the other commits the followed objects are at."""
+        if self.ancestry is None or not self.spec.repo:
+            return {}
+        answers = {}
+        for ref in plan.followed:
+            obj = objects.get(ref)
+            for seen in commits_seen(obj) if obj is not None else ():
+                if seen in answers or revision_matches(seen, self.spec.commit):
+                    continue
+                answer = self.ancestry.lookup(self.spec.question(seen))
+                if answer is not None:
+                    answers[seen] = answer
+        return answers
+
+
+def commits_seen(obj: FluxObject) -> tuple[str, ...]:
+    """The commits an object names, newest first: what it last tried, then what it applied (or fetched).
+
+    Only revisions that name git commits count: not OCI digests, nor a chart from a Helm repository.
+    """
+    if obj.kind == "Kustomization" and obj.source_ref is not None and obj.source_ref.kind != "GitRepository":
+        return ()
+    if obj.kind not in ("GitRepository", "Kustomization", "HelmRelease"):
+        return ()
+    seen = []
+    for text in (obj.last_attempted_revision, display_revision(obj)):
+        revision = parse_revision(text)
+        if obj.kind == "HelmRelease" and not revision.truncated:
+            continue  # a chart version's suffix is a commit only for a chart built from git
+        if revision.digest and revision.digest not in seen and len(revision.digest) >= 7:
+            seen.append(revision.digest)
+    return tuple(seen)
 
 
 def _with_events(snapshot: SessionSnapshot, events: Mapping[ObjectRef, tuple[FluxEvent, ...]]) -> SessionSnapshot:
@@ -246,19 +318,24 @@ def evaluate(
     events: Mapping[ObjectRef, tuple[FluxEvent, ...]] | None = None,
     notes: tuple[str, ...] = (),
     plan: Plan | None = None,
+    lineage: Mapping[str, Lineage] | None = None,
 ) -> SessionSnapshot:
     """Judge the session from a snapshot of the cluster; pure: same inputs, same snapshot.
 
     `plan`: discovery's plan for these objects, when the caller knows it is still current (Session.advance).
+    `lineage`: git's answers (core.ancestry) for the other commits that followed objects are at, by digest.
     """
     events = events or {}
+    lineage = lineage or {}
     watched = _watched(spec, objects)
     if plan is None:
         plan = plan_for_push(watched.values(), spec.push, base_dir=spec.repo or None)
     all_notes = list(notes) + _kind_notes(spec, states)
     if plan.cycles:
         all_notes += [f"dependency cycle: {' -> '.join(str(r) for r in cycle)}" for cycle in plan.cycles]
-    verdicts = _verdicts(plan, watched, spec.commit, pushed_at=spec.created_at)
+    overtaken = _overtaken(plan, watched, spec.commit, lineage)
+    all_notes += _lineage_notes(plan, watched, spec.commit, lineage)
+    verdicts = _verdicts(plan, watched, spec.commit, overtaken, pushed_at=spec.created_at)
     outgoing = dependencies_by_dependent(plan.edges)
     resources = tuple(
         sorted(
@@ -269,7 +346,7 @@ def evaluate(
             key=lambda r: (ROLE_ORDER[r.role], r.ref),
         )
     )
-    state, message, failed = _judge(spec, plan, verdicts, states, now)
+    state, message, failed = _judge(spec, plan, verdicts, states, now, overtaken=overtaken, lineage=lineage)
     return SessionSnapshot(
         id=spec.id,
         state=state,
@@ -302,10 +379,60 @@ def _roles(plan: Plan) -> list[tuple[ObjectRef, str]]:
     )
 
 
+def _overtaken(
+    plan: Plan, objects: Mapping[ObjectRef, FluxObject], commit: str, lineage: Mapping[str, Lineage]
+) -> dict[ObjectRef, str]:
+    """The followed objects to judge at a newer commit that contains the pushed one, and that commit.
+
+    An object at the pushed commit itself, or Ready or failed there, is judged at the pushed commit as ever.
+    """
+    newer: dict[ObjectRef, str] = {}
+    if not lineage:
+        return newer  # the common case: every object names the pushed commit, or git has not answered yet
+    for ref in plan.followed:
+        obj = objects.get(ref)
+        descendant = next(
+            (
+                answer.commit
+                for seen in (commits_seen(obj) if obj is not None else ())
+                if (answer := lineage.get(seen)) is not None and answer.relation is Relation.CONTAINS
+            ),
+            None,
+        )
+        if obj is not None and descendant and verdict(obj, commit).phase not in (Phase.READY, Phase.FAILED):
+            newer[ref] = descendant
+    return newer
+
+
+def _lineage_notes(
+    plan: Plan, objects: Mapping[ObjectRef, FluxObject], commit: str, lineage: Mapping[str, Lineage]
+) -> list[str]:
+    """Say what git could not tell, so that a timeout that follows is explained."""
+    notes = []
+    for ref in plan.followed:
+        obj = objects.get(ref)
+        for seen in commits_seen(obj) if obj is not None else ():
+            answer = lineage.get(seen)
+            if answer is not None and answer.relation is Relation.UNKNOWN:
+                note = f"cannot tell whether {seen[:7]} ({ref} has it) contains {commit[:7]}: {answer.why}"
+                if note not in notes:
+                    notes.append(note)
+    return notes
+
+
 def _verdicts(
-    plan: Plan, objects: Mapping[ObjectRef, FluxObject], commit: str, *, pushed_at: float
+    plan: Plan,
+    objects: Mapping[ObjectRef, FluxObject],
+    commit: str,
+    overtaken: Mapping[ObjectRef, str],
+    *,
+    pushed_at: float,
 ) -> dict[ObjectRef, Verdict]:
-    verdicts = {ref: verdict(objects[ref], commit) for ref in (*plan.followed, *plan.upstream) if ref in objects}
+    verdicts = {
+        ref: verdict(objects[ref], overtaken.get(ref, commit))
+        for ref in (*plan.followed, *plan.upstream)
+        if ref in objects
+    }
     for ref in plan.helm_releases:
         result = verdicts.get(ref)
         if result is None or result.target_matched:
@@ -379,6 +506,9 @@ def _judge(
     verdicts: Mapping[ObjectRef, Verdict],
     states: Mapping[str, KindState],
     now: float,
+    *,
+    overtaken: Mapping[ObjectRef, str],
+    lineage: Mapping[str, Lineage],
 ) -> tuple[SessionState, str, ObjectRef | None]:
     target = spec.commit[:7]
     timed_out = now - spec.created_at >= spec.timeout_seconds
@@ -403,11 +533,24 @@ def _judge(
         result = verdicts.get(ref)
         if result is not None and result.phase is Phase.FAILED:
             first_line = result.message.strip().splitlines()[0] if result.message.strip() else ""
+            at = f" at {overtaken[ref][:7]}, a newer commit that contains {target}" if ref in overtaken else ""
             return (
                 SessionState.FAILED,
-                f"{ref.kind} {ref.namespace}/{ref.name} failed: {result.reason}: {first_line}",
+                f"{ref.kind} {ref.namespace}/{ref.name} failed{at}: {result.reason}: {first_line}",
                 ref,
             )
+
+    # A force push rewrote the branch: what the source fetched does not contain the push, and never will.
+    for ref in plan.sources:
+        for seen in commits_seen_in(verdicts.get(ref)):
+            answer = lineage.get(seen)
+            if answer is not None and answer.relation is Relation.REWRITTEN:
+                return (
+                    SessionState.SUPERSEDED,
+                    f"superseded: {ref} fetched {answer.commit[:7]}, which does not contain {target}: the branch's "
+                    "history was rewritten (a force push)",
+                    None,
+                )
 
     sources_at_target = [ref for ref in plan.sources if ref in verdicts and verdicts[ref].phase is Phase.READY]
     pending = [
@@ -415,7 +558,12 @@ def _judge(
     ]
     if not pending and sources_at_target:
         suspended = [ref for ref in plan.followed if verdicts[ref].phase is Phase.SUSPENDED]
-        done = f"{target} deployed: {len(plan.followed) - len(suspended)} resources ready"
+        # "As part of" only when what applies the manifests applied the newer commit, not when only the source
+        # moved on after the pushed commit itself was applied.
+        appliers = (*plan.kustomizations, *plan.helm_releases)
+        newer = next((overtaken[ref] for ref in appliers if ref in overtaken), "")
+        deployed = f"{target} deployed as part of {newer[:7]}" if newer else f"{target} deployed"
+        done = f"{deployed}: {len(plan.followed) - len(suspended)} resources ready"
         if suspended:
             done += f"; not applied where suspended: {', '.join(str(r) for r in suspended)}"
         return SessionState.SUCCEEDED, done, None
@@ -429,6 +577,12 @@ def _judge(
         where = short_revision(result.revision) if result and result.revision else "nothing yet"
         return state, f"waiting for {source} to fetch {target} (it has {where})", None
     return state, f"{len(plan.followed) - len(pending)} of {len(plan.followed)} resources at {target}", None
+
+
+def commits_seen_in(result: Verdict | None) -> tuple[str, ...]:
+    """The commit a source's verdict names (its fetched revision), if any."""
+    digest = parse_revision(result.revision).digest if result is not None else ""
+    return (digest,) if digest else ()
 
 
 def _partial_report(
@@ -463,6 +617,16 @@ def _kind_notes(spec: SessionSpec, states: Mapping[str, KindState]) -> list[str]
     ]
 
 
+RECONCILE_RETRY_SECONDS = (2.0, 4.0, 8.0, 15.0, 30.0)
+"""After a source took a reconcile request but still had an older revision, ask again after these waits (the
+last repeats until the session ends): a Git host may serve a pushed commit a moment after the push returned."""
+
+
+def reconcile_retry_delay(attempt: int) -> float:
+    """Seconds to wait, after the source took request number `attempt` (0 first), before asking again."""
+    return RECONCILE_RETRY_SECONDS[min(attempt, len(RECONCILE_RETRY_SECONDS) - 1)]
+
+
 def spec_from_request(request: SessionRequest, *, default_timeout: float = 300.0) -> SessionSpec:
     """The session for a push the hooks spooled, with the settings the hook recorded for that repo."""
     config = request.config
@@ -485,4 +649,6 @@ def spec_from_request(request: SessionRequest, *, default_timeout: float = 300.0
         monitor_types=tuple(kinds) if isinstance(kinds, list) and kinds else DEFAULT_MONITOR_TYPES,
         confirmed=request.confirmed,
         created_at=created,
+        remote_name=request.remote_name,
+        replaced=request.old_sha,
     )

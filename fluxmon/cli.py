@@ -27,7 +27,7 @@ from fluxmon.core.cache import KindStatus
 from fluxmon.core.config import Config, load_config, parse_duration
 from fluxmon.core.documents import iter_objects
 from fluxmon.core.errors import FluxmonError, GitError, InputError
-from fluxmon.core.gitpush import confirm_push, run_git
+from fluxmon.core.gitpush import confirm_push, run_git, spool_for_repo
 from fluxmon.core.kube import Cluster, ClusterError, ClusterUnreachable, FluxNotInstalled
 from fluxmon.core.manager import SessionManager
 from fluxmon.core.objects import FluxObject, is_flux_body, parse_flux_object
@@ -253,7 +253,7 @@ def run_hook_status(args: argparse.Namespace) -> int:
             print(f"{state.name}: {state.path} is another hook, not fluxmon's")
         else:
             print(f"{state.name}: not installed ({state.path})")
-    spool_dir = default_spool_dir()
+    spool_dir = spool_for_repo(args.repo or Path.cwd(), default_spool_dir())  # the repo's own, as the hooks use
     holder = lock_holder(spool_dir)
     if holder is None:
         print(f"tray app: not running (sessions wait in {spool_dir})")
@@ -266,7 +266,11 @@ def run_hook_confirm(args: argparse.Namespace) -> int:
     """The background half of pre-push: wait for git, then spool a session per confirmed ref."""
     os.setsid()  # out of the terminal's process group, so a Ctrl-C after the push does not kill us
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    written = confirm_push(args.record, git_pid=args.git_pid, spool_dir=default_spool_dir())
+    # pre-push passes the remote and its URL (which may hold credentials) in the environment, never on disk;
+    # git's children need neither.
+    remote = os.environ.pop("FLUXMON_PUSH_REMOTE", "")
+    url = os.environ.pop("FLUXMON_PUSH_URL", "")
+    written = confirm_push(args.record, git_pid=args.git_pid, spool_dir=default_spool_dir(), remote=remote, url=url)
     for path in written:
         logging.getLogger("fluxmon.hooks").info("spooled %s", path.name)
     return EXIT_OK

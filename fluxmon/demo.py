@@ -91,7 +91,9 @@ def run_demo(*, keep: bool, fast: bool, headless: bool, out: TextIO = sys.stdout
         backend = "" if headless else _tray_backend(say)
         bare = init_repo(workdir / "fleet")
         work = workdir / "fleet"
-        hookinstall.install(repo=work)
+        # The repo's own spool setting, not only this process's environment: the user's pushes from another
+        # shell (with --keep) must reach this demo too.
+        hookinstall.install(repo=work, spool_dir=workdir / "spool")
         say(f"► sample fleet in {work} (pushing to {bare}), git hooks installed")
         cluster_sim = SimCluster(
             repo=bare, kubeconfig=workdir / "kubeconfig", timings=TEST_TIMINGS if fast else DEMO_PACE

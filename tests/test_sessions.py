@@ -281,6 +281,7 @@ def test_stop_joins_every_thread(fleet: Fleet) -> None:
     manager.start()
     assert {t.name for t in threading.enumerate() if t.name.startswith("fluxmon-")} == {
         "fluxmon-sessions",
+        "fluxmon-ancestry",
         "fluxmon-watch-gitrepository",
         "fluxmon-watch-ocirepository",
         "fluxmon-watch-kustomization",
