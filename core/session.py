@@ -375,7 +375,11 @@ def _judge(
         return SessionState.WAITING_FOR_SOURCE, f"reading the cluster ({', '.join(syncing)})", None
     if plan.empty:
         settled = all(s.status is not KindStatus.SYNCING for s in states.values())
-        reachable = any(s.status is KindStatus.SYNCED for s in source_states)
+        # Not followed by any source only when every source kind was read: one that could not be (unreachable,
+        # say) may hold the very source that follows this push.
+        reachable = any(s.status is KindStatus.SYNCED for s in source_states) and not any(
+            s.status in (KindStatus.UNREACHABLE, KindStatus.UNAUTHORIZED) for s in source_states
+        )
         if settled and reachable:
             where = spec.branch or spec.tag
             return SessionState.NOT_DEPLOYED, f"no Flux source follows {redact_url(spec.remote_url)} {where}", None

@@ -9,6 +9,7 @@ verdicts, sessions and every renderer.
 from __future__ import annotations
 
 import copy
+import itertools
 import logging
 import re
 from collections.abc import Iterator
@@ -204,6 +205,16 @@ def test_an_unparsable_url_is_a_problem_of_its_object_and_follows_nothing(url: s
     assert snapshot.state is SessionState.NOT_DEPLOYED
 
 
+def test_no_source_follows_is_said_only_once_every_source_kind_was_read() -> None:
+    """A GitRepository list cut by a connection reset must not make a push "not deployed" (exit 4)."""
+    states = {
+        **SYNCED,
+        "GitRepository": KindState(kind="GitRepository", status=KindStatus.UNREACHABLE, message="reset by peer"),
+    }
+    assert evaluate(push_spec(), {}, states, now=1.0).state is SessionState.WAITING_FOR_SOURCE
+    assert evaluate(push_spec(), {}, SYNCED, now=1.0).state is SessionState.NOT_DEPLOYED
+
+
 def test_a_url_that_does_not_parse_is_redacted_all_the_same() -> None:
     assert redact_text(f"failed to clone https://user:s3cret@[oops/x.git: {BAD_URL}") == (
         f"failed to clone https://***@[oops/x.git: {BAD_URL}"
@@ -242,7 +253,7 @@ def judged_despite(fleet: Fleet, bodies: list[dict[str, Any]], caplog: pytest.Lo
             # Said when seen, and not again at every status write (a controller may rewrite it: a new report).
             said = [r.getMessage() for r in caplog.records if f"{ref} is malformed" in r.getMessage()]
             assert said, f"{ref} was never reported"
-            assert all(one != next_one for one, next_one in zip(said, said[1:], strict=False)), said
+            assert all(one != next_one for one, next_one in itertools.pairwise(said)), said
 
 
 def test_a_gitrepository_with_an_unparsable_url_stops_nothing(fleet: Fleet, caplog: pytest.LogCaptureFixture) -> None:
