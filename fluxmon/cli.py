@@ -219,14 +219,15 @@ def run_assess(args: argparse.Namespace) -> int:
 def _read_inputs(names: Sequence[str]) -> list[tuple[str, str]]:
     inputs = []
     for name in names:
-        if name == "-":
-            inputs.append(("<stdin>", sys.stdin.read()))
-            continue
+        shown = "<stdin>" if name == "-" else name
         try:
-            inputs.append((name, Path(name).read_text(encoding="utf-8")))
+            # Bytes, decoded here: stdin's own decoding lets invalid UTF-8 through as surrogates, which the YAML
+            # parser then fails on with a traceback.
+            data = sys.stdin.buffer.read() if name == "-" else Path(name).read_bytes()
+            inputs.append((shown, data.decode("utf-8")))
         except (OSError, UnicodeDecodeError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            raise InputError(f"cannot read {name}: {reason}") from exc
+            raise InputError(f"cannot read {shown}: {reason}") from exc
     return inputs
 
 

@@ -212,6 +212,21 @@ def test_a_commit_of_the_wrong_length_is_a_usage_error(tmp_path: Path, commit: s
     assert "--commit: not a commit sha" in line
 
 
+def test_input_that_is_not_utf8_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "fluxmon", "assess"],
+        input=b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: \xff}\n",
+        capture_output=True,
+        timeout=PATIENCE_SECONDS,
+        check=False,
+        cwd=tmp_path,
+    )
+    stderr = result.stderr.decode()
+    assert result.returncode == 2, stderr
+    assert stderr.startswith("fluxmon: Cannot read input: cannot read <stdin>: 'utf-8' codec can't decode byte 0xff")
+    assert "Traceback" not in stderr
+
+
 def test_a_null_metadata_is_reported_with_its_document_number(tmp_path: Path) -> None:
     text = (
         "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: first}\n---\n"
