@@ -223,7 +223,11 @@ class Cluster:
                 api.group, api.version, api.plural, _request_timeout=REQUEST_TIMEOUTS
             ),
         )
-        return str(body["metadata"]["resourceVersion"]), list(body.get("items") or [])
+        metadata = body.get("metadata") if isinstance(body, dict) else None
+        items = body.get("items") if isinstance(body, dict) else None
+        if not isinstance(metadata, dict) or not isinstance(items, list | None):
+            raise ClusterError(f"list {api.qualified} on {self.server}: the answer is not a Kubernetes list")
+        return str(metadata.get("resourceVersion") or ""), [item for item in items or [] if isinstance(item, dict)]
 
     def watch(
         self, api: KindApi, resource_version: str, *, stop: threading.Event | None = None
@@ -262,7 +266,13 @@ class Cluster:
                     line, buffer = buffer.split(b"\n", 1)
                     if not line.strip():
                         continue
-                    event = json.loads(line)
+                    event = _watch_event(line)
+                    if event is None:
+                        # A broken stream: end this watch, and list again, rather than miss what it garbled.
+                        raise ClusterError(
+                            f"the watch of {api.qualified} on {self.server} sent something that is not a watch event: "
+                            f"{line[:80]!r}"
+                        )
                     if event.get("type") == "ERROR":
                         status = event.get("object") or {}
                         if status.get("code") == 410:
@@ -415,6 +425,17 @@ def _tracking_pools(connections: weakref.WeakSet[Any]) -> dict[str, type[HTTPCon
             return connection
 
     return {"http": TrackingHTTPPool, "https": TrackingHTTPSPool}
+
+
+def _watch_event(line: bytes) -> dict[str, Any] | None:
+    """One line of a watch stream as an event (`{"type": ..., "object": {...}}`), or None if it is not one."""
+    try:
+        event = json.loads(line)
+    except ValueError:  # UnicodeDecodeError is one too
+        return None
+    if not isinstance(event, dict) or not isinstance(event.get("object"), dict):
+        return None
+    return event
 
 
 def _first_line(exc: BaseException) -> str:

@@ -9,18 +9,22 @@ verdicts, sessions and every renderer.
 from __future__ import annotations
 
 import copy
+import http.server
 import itertools
 import logging
 import re
+import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from fluxmon.core.cache import KindState, KindStatus
 from fluxmon.core.discovery import redact_text
+from fluxmon.core.kube import Cluster, ClusterError, KindApi
 from fluxmon.core.objects import FLUX_KINDS, READ_FIELDS, ObjectRef, parse_flux_object
 from fluxmon.core.overview import notification_for
 from fluxmon.core.render import json_lines, table
@@ -29,6 +33,7 @@ from fluxmon.core.store import snapshot_record
 from fluxmon.core.terminal import progress_lines, tree
 from fluxmon.core.verdict import verdict
 from fluxmon.sim.crds import FLUX_RESOURCES
+from fluxmon.sim.kubeconfig import write_kubeconfig
 from tests.fleet import SCALE_WEB, Fleet
 from tests.flux_bodies import SHA_NEW, git_repository, kustomization, ready
 from tests.test_sessions import following, spec_for
@@ -278,3 +283,65 @@ def test_malformed_objects_of_every_kind_through_the_api(
                 continue  # the API server itself refuses malformed metadata
             bodies.append(body)
     judged_despite(fleet, bodies, caplog)
+
+
+# --- a server that answers nonsense: the adapter turns it into a cluster error, never a crash of the loop -------
+
+
+class NonsenseServer:
+    """Answers a list with something that is not a list, and a watch with a line that is not an event."""
+
+    def __init__(self, *, list_body: bytes, watch_line: bytes) -> None:
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                body = outer.watch_line if "watch=true" in self.path else outer.list_body
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                """Quiet: the test reads what the client makes of the answer."""
+
+        self.list_body, self.watch_line = list_body, watch_line
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, name="nonsense-server", daemon=True)
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+
+GIT_REPOSITORIES = KindApi(
+    kind="GitRepository", group="source.toolkit.fluxcd.io", version="v1", plural="gitrepositories"
+)
+
+
+@pytest.mark.parametrize("list_body", [b"[1, 2]", b'{"metadata": 5, "items": []}', b'{"metadata": {}, "items": 7}'])
+def test_a_list_that_is_not_a_list_is_a_cluster_error(tmp_path: Path, list_body: bytes) -> None:
+    with NonsenseServer(list_body=list_body, watch_line=b"") as url:
+        cluster = Cluster.connect(kubeconfig=str(write_kubeconfig(tmp_path / "kubeconfig", server=url)))
+        try:
+            with pytest.raises(ClusterError, match="the answer is not a Kubernetes list"):
+                cluster.list_kind(GIT_REPOSITORIES)
+        finally:
+            cluster.close()
+
+
+@pytest.mark.parametrize("line", [b"not json\n", b"[1]\n", b'{"type": "ADDED", "object": 5}\n', b"\xff\xfe\n"])
+def test_a_watch_line_that_is_not_an_event_ends_the_watch_as_a_cluster_error(tmp_path: Path, line: bytes) -> None:
+    with NonsenseServer(list_body=b"{}", watch_line=line) as url:
+        cluster = Cluster.connect(kubeconfig=str(write_kubeconfig(tmp_path / "kubeconfig", server=url)))
+        try:
+            with pytest.raises(ClusterError, match="sent something that is not a watch event"):
+                list(cluster.watch(GIT_REPOSITORIES, "1"))
+        finally:
+            cluster.close()
