@@ -53,6 +53,11 @@ def record(session_id: str = "s1", **overrides: Any) -> dict[str, Any]:
     return base
 
 
+def another_push() -> dict[str, Any]:
+    """The default record's ref, pushed to another commit: the reader drops copies of the same push."""
+    return {**record()["ref"], "new": "0f9e8d7c6b5a49382716a5b4c3d2e1f009182736"}
+
+
 class Recorder:
     """Collects what the reader delivers, so tests can wait on it with a timeout."""
 
@@ -102,7 +107,7 @@ def test_a_written_session_is_delivered_once(reader: SpoolReader, spool: Path, r
 def test_files_dropped_while_the_app_was_down_are_not_lost(spool: Path, recorder: Recorder) -> None:
     write_session(spool, record("early"))
     ensure_private_dir(spool / "claimed")
-    (spool / "claimed" / "interrupted.json").write_text(json.dumps(record("interrupted")))
+    (spool / "claimed" / "interrupted.json").write_text(json.dumps(record("interrupted", ref=another_push())))
     reader = SpoolReader(spool, on_session=recorder.sessions.put)
     reader.start()
     try:
@@ -159,7 +164,7 @@ def test_every_hostile_file_is_rejected_and_the_reader_carries_on(
     assert sorted(p.name for p in spool.iterdir() if p.suffix == ".json") == []
     assert len([r for r in caplog.records if r.getMessage().startswith("rejected spool file")]) == len(expected)
     assert (tmp_path / "secret.json").exists(), "the symlink's target must be left alone"
-    write_session(spool, record("after"))
+    write_session(spool, record("after", ref=another_push()))  # a copy of "good" would be dropped
     assert recorder.next_session().id == "after"
 
 
