@@ -20,11 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import urllib3
-from urllib3 import HTTPConnectionPool, HTTPSConnectionPool
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
-from kubernetes.config.config_exception import ConfigException
+from urllib3 import HTTPConnectionPool, HTTPSConnectionPool
 
 from fluxmon.core.errors import FluxmonError
 from fluxmon.core.objects import FLUX_KINDS, REQUESTED_AT_ANNOTATION, ObjectRef

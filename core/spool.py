@@ -486,7 +486,8 @@ class SpoolReader:
         if target.exists() or target.is_symlink():
             target = target.with_name(f"{path.stem}.{time.time_ns()}.json")
         path.rename(target)
-        log.warning("rejected spool file %s: %s (moved to %s)", display_line(path.name), display_line(why), target.parent)
+        shown_name, shown_why = display_line(path.name), display_line(why)
+        log.warning("rejected spool file %s: %s (moved to %s)", shown_name, shown_why, target.parent)
         if self._on_rejected is not None:
             self._on_rejected(path.name, why)
 

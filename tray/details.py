@@ -14,11 +14,11 @@ from datetime import datetime
 from tkinter import ttk
 
 from fluxmon.core.discovery import redact_text
-from fluxmon.core.text import display_value
 from fluxmon.core.objects import ObjectRef
 from fluxmon.core.overview import MARKS, TrayState, describe, format_duration, tray_state_of
 from fluxmon.core.revision import short_revision
 from fluxmon.core.session import ResourceStatus, SessionSnapshot
+from fluxmon.core.text import display_value
 from fluxmon.core.verdict import Phase
 
 TITLE_PREFIX = "Flux Push Monitor — "
