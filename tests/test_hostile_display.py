@@ -9,20 +9,22 @@ import re
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from fluxmon.core.objects import parse_flux_object
+from fluxmon.core.objects import ObjectRef, parse_flux_object
 from fluxmon.core.overview import notification_for
 from fluxmon.core.render import json_lines
-from fluxmon.core.terminal import screen_rows
+from fluxmon.core.session import SessionState, evaluate
+from fluxmon.core.terminal import progress_lines, screen_rows, tree
 from fluxmon.core.text import display_line, display_text, display_width, json_text
 from fluxmon.core.verdict import Phase, Verdict
 from fluxmon.tray.notify import DbusNotifier
 from tests.desktop import Desktop, wait_until
-from tests.flux_bodies import kustomization
+from tests.flux_bodies import condition, git_repository, helm_release, kustomization, ready
 from tests.snapshots import APPS, failed_snapshot
+from tests.test_sessions import NEW, SPEC, SYNCED, objects
 
 if TYPE_CHECKING:
     import tkinter
@@ -129,3 +131,68 @@ def test_the_details_window_shows_no_raw_control_characters(root: tkinter.Tk) ->
         assert "owned" in window.detail_text()
     finally:
         window.close()
+
+
+def fleet_world(*, broken: bool) -> dict[ObjectRef, Any]:
+    """flux-system applies infrastructure and apps (its inventory); apps dependsOn infrastructure and applies
+    podinfo. With `broken`, apps failed its build at the pushed commit."""
+    apps_status = (
+        {"attempted": NEW, "conditions": [condition("Ready", "False", "BuildFailed", BUILD_ERROR)]}
+        if broken
+        else {"applied": NEW, "conditions": ready(NEW)}
+    )
+    return objects(
+        git_repository(revision=NEW),
+        kustomization(
+            "flux-system",
+            applied=NEW,
+            conditions=ready(NEW),
+            inventory=(
+                "flux-system_infrastructure_kustomize.toolkit.fluxcd.io_Kustomization",
+                "flux-system_apps_kustomize.toolkit.fluxcd.io_Kustomization",
+            ),
+        ),
+        kustomization("infrastructure", applied=NEW, conditions=ready(NEW)),
+        kustomization(
+            "apps",
+            depends_on=("infrastructure",),
+            inventory=("apps_podinfo_helm.toolkit.fluxcd.io_HelmRelease",),
+            **apps_status,  # type: ignore[arg-type]
+        ),
+        helm_release(
+            "podinfo",
+            chart_version="6.0.3",
+            conditions=[condition("Ready", "True", "UpgradeSucceeded", "ok")],
+            labels={"kustomize.toolkit.fluxcd.io/name": "apps", "kustomize.toolkit.fluxcd.io/namespace": "flux-system"},
+        ),
+    )
+
+
+BUILD_ERROR = "kustomize build failed: yaml: line 10: mapping values are not allowed here"
+
+
+def test_watch_nests_sources_kustomizations_and_the_releases_they_apply() -> None:
+    drawn = tree(evaluate(SPEC, fleet_world(broken=False), SYNCED, now=1002.0)).splitlines()
+    rows = [line for line in drawn if "─ " in line]
+    assert [row.split("─ ")[0] + row.split("─ ")[1].split()[1] for row in rows] == [
+        "└GitRepository/fleet",
+        "   ├Kustomization/apps",
+        "   │  └HelmRelease/podinfo",
+        "   ├Kustomization/flux-system",
+        "   └Kustomization/infrastructure",
+    ]
+    relations = [line.strip(" │") for line in drawn if "applied by" in line or "depends on" in line]
+    # A parent is "applied by", never a dependency; "depends on" is spec.dependsOn alone.
+    assert relations == ["applied by flux-system · depends on infrastructure (Ready)", "applied by flux-system"]
+    assert "depends on flux-system" not in "\n".join(drawn)
+
+
+def test_a_failure_is_printed_once() -> None:
+    failed = evaluate(SPEC, fleet_world(broken=True), SYNCED, now=1002.0)
+    assert failed.state is SessionState.FAILED
+    drawn = tree(failed)
+    assert drawn.count(BUILD_ERROR) == 1  # in the failed row
+    assert "✗ Kustomization flux-system/apps failed: BuildFailed, as shown above" in drawn
+    lines = progress_lines(None, failed)
+    assert sum(BUILD_ERROR in line for line in lines) == 1  # the final line, which `wait` ends with
+    assert lines[-1].startswith("✗ Kustomization flux-system/apps failed: BuildFailed: kustomize build failed")
