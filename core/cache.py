@@ -32,6 +32,7 @@ from fluxmon.core.kube import (
     WatchExpired,
 )
 from fluxmon.core.objects import FluxObject, ObjectRef, parse_flux_object
+from fluxmon.core.text import display_line
 
 log = logging.getLogger("fluxmon.cache")
 
@@ -44,6 +45,8 @@ deployed). Other errors, from a server that answers, back off to BACKOFF_MAX_SEC
 SLOW_RETRY_SECONDS = 30.0
 """A missing or forbidden kind is asked about again this often: someone may install it or grant access."""
 STOP_TIMEOUT_SECONDS = 5.0
+PROBLEMS_SHOWN = 3
+"""A malformed object's log line names this many of its bad fields."""
 
 
 class ClusterApi(Protocol):
@@ -78,6 +81,8 @@ class KindState:
     kind: str
     status: KindStatus
     message: str = ""
+    failures: int = 0
+    """Failed tries in a row: a CLI gives up on a cluster it never reached after a few."""
 
 
 def retry_delay(error: FluxmonError, attempt: int, *, rand: Callable[[], float] = random.random) -> float:
@@ -96,14 +101,15 @@ def retry_delay(error: FluxmonError, attempt: int, *, rand: Callable[[], float] 
     return ceiling / 2 + rand() * ceiling / 2
 
 
-def state_for(kind: str, error: FluxmonError) -> KindState:
+def state_for(kind: str, error: FluxmonError, *, failures: int = 0) -> KindState:
     statuses: dict[type[FluxmonError], KindStatus] = {
         KindMissing: KindStatus.MISSING,
         FluxNotInstalled: KindStatus.MISSING,
         Forbidden: KindStatus.FORBIDDEN,
         Unauthorized: KindStatus.UNAUTHORIZED,
     }
-    return KindState(kind=kind, status=statuses.get(type(error), KindStatus.UNREACHABLE), message=error.message)
+    status = statuses.get(type(error), KindStatus.UNREACHABLE)
+    return KindState(kind=kind, status=status, message=error.message, failures=failures)
 
 
 class ClusterCache:
@@ -122,6 +128,8 @@ class ClusterCache:
         self._objects: dict[str, dict[ObjectRef, FluxObject]] = {kind: {} for kind in kinds}
         self._states: dict[str, KindState] = {kind: KindState(kind=kind, status=KindStatus.SYNCING) for kind in kinds}
         self._apis: dict[str, KindApi] = {}
+        self._reported: dict[ObjectRef, tuple[str, ...]] = {}
+        """The problems last reported per malformed object: each is said once, not at every status write."""
         self._structure = 0
         """Counts the changes that may change a plan: objects added or removed, specs, inventories."""
         self._lock = threading.Lock()
@@ -199,7 +207,7 @@ class ClusterCache:
                 if stop.is_set():
                     return
                 attempt += 1
-                changed = self._set_state(state_for(kind, error))
+                changed = self._set_state(state_for(kind, error, failures=attempt))
                 delay = retry_delay(error, attempt)
                 # Said once per change: an unreachable server is tried every few seconds, maybe for hours.
                 log.log(
@@ -229,11 +237,9 @@ class ClusterCache:
         resource_version, items = self.cluster.list_kind(api)
         parsed = {}
         for body in items:
-            try:
-                obj = parse_flux_object(body)
-            except ValueError:
-                continue
-            parsed[obj.ref] = obj
+            obj = self._parse(kind, body)
+            if obj is not None:
+                parsed[obj.ref] = obj
         with self._lock:
             self._objects[kind] = parsed
             self._structure += 1  # a fresh list may differ in anything
@@ -248,9 +254,8 @@ class ClusterCache:
             resource_version = str((body.get("metadata") or {}).get("resourceVersion") or resource_version)
             if event.get("type") == "BOOKMARK":
                 continue
-            try:
-                obj = parse_flux_object(body)
-            except ValueError:
+            obj = self._parse(kind, body)
+            if obj is None:
                 continue
             with self._lock:
                 old = self._objects[kind].get(obj.ref)
@@ -265,6 +270,24 @@ class ClusterCache:
                 self.changed.notify_all()
             self._on_change()
         return resource_version
+
+    def _parse(self, kind: str, body: dict[str, Any]) -> FluxObject | None:
+        """One object behind its own boundary: a malformed one is reported once, as itself, and never stops the
+        kind's watch or anyone's session. What can be read of it is kept; what cannot is read as empty."""
+        try:
+            obj = parse_flux_object(body)
+        except ValueError as error:
+            log.warning("%s: ignored an object that cannot be read: %s", kind, display_line(str(error)))
+            return None
+        if obj.problems and self._reported.get(obj.ref) != obj.problems:
+            shown = "; ".join(obj.problems[:PROBLEMS_SHOWN])
+            more = f" (and {len(obj.problems) - PROBLEMS_SHOWN} more)" if len(obj.problems) > PROBLEMS_SHOWN else ""
+            log.warning("%s is malformed, read as empty where it is: %s%s", obj.ref, display_line(shown), more)
+        if obj.problems:
+            self._reported[obj.ref] = obj.problems
+        else:
+            self._reported.pop(obj.ref, None)
+        return obj
 
     def _set_state(self, state: KindState) -> bool:
         """Record a kind's state; whether it changed."""

@@ -24,12 +24,21 @@ _DEFAULT_GIT_BRANCH = "master"
 """source-controller checks out `master` when a GitRepository has no spec.ref."""
 
 
+_USERINFO = re.compile(r"^(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/?#]*@")
+
+
 def redact_url(url: str) -> str:
-    """The URL with any password or token removed; ssh user names (`git@`) are kept, they are no secret."""
+    """The URL with any password or token removed; ssh user names (`git@`) are kept, they are no secret.
+
+    Never raises: a URL that does not parse (`https://token@[oops/x`) loses everything before its `@` instead.
+    """
     url = url.strip()
     if "://" not in url:
         return url  # scp-like (`git@host:path`) and local paths carry no password.
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return _USERINFO.sub(r"\g<scheme>***@", url)
     if "@" not in parts.netloc:
         return url
     userinfo, _, hostport = parts.netloc.rpartition("@")
@@ -41,7 +50,8 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, redacted, parts.path, parts.query, parts.fragment))
 
 
-_URL_IN_TEXT = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s\"'<>]+")
+_URL_IN_TEXT = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]{0,31}://[^\s\"'<>]+")
+"""A URL in free text. The scheme's length is bounded: unbounded, a long `a.a.a.…` message costs quadratic time."""
 
 
 def redact_text(text: str) -> str:
@@ -54,15 +64,18 @@ def normalize_remote_url(url: str, *, base_dir: str | None = None) -> str:
 
     User info, ports of the default kind, `.git` suffixes, trailing slashes and letter case of the host are
     dropped, so that every spelling of one repository gives the same key. Relative local paths are resolved
-    against `base_dir`.
+    against `base_dir`. Never raises: a URL that does not parse is its own key, matching only the same text.
     """
     url = url.strip()
     if not url:
         return ""
-    if url.startswith("file://"):
-        return _local_key(urlsplit(url).path, base_dir)
-    if "://" in url:
+    try:
         parts = urlsplit(url)
+    except ValueError:
+        return f"unparsable:{redact_url(url)}"
+    if url.startswith("file://"):
+        return _local_key(parts.path, base_dir)
+    if "://" in url:
         host = (parts.hostname or "").lower()
         path = parts.path
     elif (match := _SCP_LIKE.match(url)) and not url.startswith(("/", ".")):
@@ -75,9 +88,25 @@ def normalize_remote_url(url: str, *, base_dir: str | None = None) -> str:
     return f"{host}/{path}"
 
 
+def check_remote_url(url: str) -> str:
+    """The URL, if it can name a git remote; raises ValueError saying what is wrong (for input from people)."""
+    if not url.strip():
+        raise ValueError("empty")
+    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in url):
+        raise ValueError("contains control characters")
+    try:
+        urlsplit(url.strip())
+    except ValueError as exc:
+        raise ValueError(f"not a valid URL ({exc})") from None
+    return url
+
+
 def _local_key(path: str, base_dir: str | None) -> str:
-    resolved = Path(base_dir or ".", path).resolve() if not Path(path).is_absolute() else Path(path).resolve()
-    return f"file://{str(resolved).removesuffix('.git')}"
+    try:
+        resolved = str(Path(base_dir or ".", path).resolve())
+    except (ValueError, OSError):  # a NUL byte, a loop of links: no such folder, so the text is the key
+        resolved = posixpath.normpath(posixpath.join(base_dir or "/", path))
+    return f"file://{resolved.removesuffix('.git')}"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -22,6 +22,12 @@ MAX_INPUT_BYTES = 64 * 1024 * 1024
 
 def iter_objects(text: str, *, source: str) -> Iterator[Mapping[str, Any]]:
     """Yield each object in `text`, with List wrappers flattened; raises InputError naming `source`."""
+    for _, document in iter_located_objects(text, source=source):
+        yield document
+
+
+def iter_located_objects(text: str, *, source: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """Each object in `text` with where it is (`in.yaml: document 3: items[1]`), for errors about it later."""
     if len(text) > MAX_INPUT_BYTES:
         raise InputError(f"{source}: input is larger than {MAX_INPUT_BYTES // (1024 * 1024)} MiB")
     loader = yaml.load_all(text, Loader=_SAFE_LOADER)
@@ -43,7 +49,7 @@ def iter_objects(text: str, *, source: str) -> Iterator[Mapping[str, Any]]:
         yield from _flatten(document, where=f"{source}: document {number}")
 
 
-def _flatten(document: Mapping[str, Any], *, where: str) -> Iterator[Mapping[str, Any]]:
+def _flatten(document: Mapping[str, Any], *, where: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
     kind = document.get("kind")
     if not isinstance(kind, str) or not document.get("apiVersion"):
         raise InputError(f"{where}: missing apiVersion or kind")
@@ -59,7 +65,7 @@ def _flatten(document: Mapping[str, Any], *, where: str) -> Iterator[Mapping[str
                 item = {**item, "kind": kind.removesuffix("List"), "apiVersion": document.get("apiVersion")}
             yield from _flatten(item, where=f"{where}: items[{index}]")
         return
-    yield document
+    yield where, document
 
 
 def _describe_yaml_error(exc: yaml.YAMLError) -> str:

@@ -8,9 +8,12 @@ leaves this module is plain data: raw bodies as dicts, and watch events as dicts
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import socket
 import threading
+import weakref
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,13 +23,15 @@ import urllib3
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
-from kubernetes.config.config_exception import ConfigException
+from urllib3 import HTTPConnectionPool, HTTPSConnectionPool
 
 from fluxmon.core.errors import FluxmonError
 from fluxmon.core.objects import FLUX_KINDS, REQUESTED_AT_ANNOTATION, ObjectRef
 
 CONNECT_TIMEOUT_SECONDS = 5.0
 REQUEST_TIMEOUT_SECONDS = 15.0
+REQUEST_TIMEOUTS = (CONNECT_TIMEOUT_SECONDS, REQUEST_TIMEOUT_SECONDS)
+"""Every request but a watch: (connect, read), so that no call waits forever on a silent server."""
 WATCH_TIMEOUT_SECONDS = 60
 """The server ends each watch after this long (timeoutSeconds); the client read timeout is a little longer."""
 
@@ -119,6 +124,8 @@ class Cluster:
 
     def __init__(self, api_client: k8s.ApiClient, *, context: str, server: str) -> None:
         self._api = api_client
+        self._connections: weakref.WeakSet[Any] = weakref.WeakSet()
+        api_client.rest_client.pool_manager.pool_classes_by_scheme = _tracking_pools(self._connections)
         self.context = context
         self.server = server
         self._custom = k8s.CustomObjectsApi(api_client)
@@ -142,20 +149,23 @@ class Cluster:
             )
         try:
             contexts, current = k8s_config.list_kube_config_contexts(config_file=str(path))
-        except (ConfigException, OSError, ValueError, TypeError) as exc:
-            raise KubeconfigError(f"{path} is not a valid kubeconfig: {exc}") from exc
-        names = [c["name"] for c in contexts or []]
-        chosen = context or (current or {}).get("name", "")
+        except Exception as exc:  # the loader raises whatever its parsing meets: YAML errors, AttributeError, ...
+            raise KubeconfigError(f"{path} is not a valid kubeconfig: {_first_line(exc)}") from exc
+        names = [str(c.get("name")) for c in contexts or [] if isinstance(c, Mapping)]
+        chosen = context or str((current if isinstance(current, Mapping) else {}).get("name", ""))
         if chosen not in names:
             available = ", ".join(names) or "none"
             raise KubeconfigError(f"{path} has no context {chosen!r} (its contexts: {available})")
         configuration = k8s.Configuration()
         try:
             k8s_config.load_kube_config(config_file=str(path), context=chosen, client_configuration=configuration)
-        except (ConfigException, OSError, ValueError, TypeError) as exc:
-            raise KubeconfigError(f"{path}, context {chosen!r}: {exc}") from exc
-        configuration.retries = False  # we retry ourselves, with backoff, and report what happens
-        return cls(k8s.ApiClient(configuration), context=chosen, server=configuration.host)
+            configuration.retries = False  # we retry ourselves, with backoff, and report what happens
+            api_client = k8s.ApiClient(configuration)
+        except Exception as exc:  # as above: a bad server URL, certificate or token field raises anything
+            raise KubeconfigError(
+                f"{path}, context {chosen!r}: its cluster or user entry cannot be loaded ({_first_line(exc)})"
+            ) from exc
+        return cls(api_client, context=chosen, server=configuration.host)
 
     def close(self) -> None:
         self.cut_watches()
@@ -166,7 +176,10 @@ class Cluster:
     def discover(self, kinds: tuple[str, ...]) -> dict[str, KindApi]:
         """Where each Flux kind is served; raises FluxNotInstalled when no Flux API group is served at all."""
         groups = self._call(
-            "discover the API groups", "get", "/apis", lambda: k8s.ApisApi(self._api).get_api_versions()
+            "discover the API groups",
+            "get",
+            "/apis",
+            lambda: k8s.ApisApi(self._api).get_api_versions(_request_timeout=REQUEST_TIMEOUTS),
         )
         served = {group.name: group for group in groups.groups}
         found: dict[str, KindApi] = {}
@@ -182,7 +195,9 @@ class Cluster:
                     f"discover {group.name}/{version}",
                     "get",
                     f"/apis/{group.name}/{version}",
-                    lambda g=group.name, v=version: self._custom.get_api_resources(g, v),
+                    lambda g=group.name, v=version: self._custom.get_api_resources(
+                        g, v, _request_timeout=REQUEST_TIMEOUTS
+                    ),
                 )
                 if any(r.kind == kind and "/" not in r.name for r in listing.resources):
                     found[kind] = KindApi(kind=kind, group=group.name, version=version, plural=PLURALS[kind])
@@ -204,10 +219,14 @@ class Cluster:
             "list",
             api.qualified,
             lambda: self._custom.list_cluster_custom_object(
-                api.group, api.version, api.plural, _request_timeout=(CONNECT_TIMEOUT_SECONDS, REQUEST_TIMEOUT_SECONDS)
+                api.group, api.version, api.plural, _request_timeout=REQUEST_TIMEOUTS
             ),
         )
-        return str(body["metadata"]["resourceVersion"]), list(body.get("items") or [])
+        metadata = body.get("metadata") if isinstance(body, dict) else None
+        items = body.get("items") if isinstance(body, dict) else None
+        if not isinstance(metadata, dict) or not isinstance(items, list | None):
+            raise ClusterError(f"list {api.qualified} on {self.server}: the answer is not a Kubernetes list")
+        return str(metadata.get("resourceVersion") or ""), [item for item in items or [] if isinstance(item, dict)]
 
     def watch(
         self, api: KindApi, resource_version: str, *, stop: threading.Event | None = None
@@ -246,7 +265,13 @@ class Cluster:
                     line, buffer = buffer.split(b"\n", 1)
                     if not line.strip():
                         continue
-                    event = json.loads(line)
+                    event = _watch_event(line)
+                    if event is None:
+                        # A broken stream: end this watch, and list again, rather than miss what it garbled.
+                        raise ClusterError(
+                            f"the watch of {api.qualified} on {self.server} sent something that is not a watch event: "
+                            f"{line[:80]!r}"
+                        )
                     if event.get("type") == "ERROR":
                         status = event.get("object") or {}
                         if status.get("code") == 410:
@@ -261,7 +286,9 @@ class Cluster:
             response.release_conn()
 
     def cut_watches(self) -> None:
-        """End every open watch now (Watch.stop() would wait for the next event)."""
+        """End every open request now: the watches (Watch.stop() would wait for the next event), and any list or
+        discovery waiting on a server that accepted the connection and never answers, which would otherwise
+        hold a stop (and a CLI's --timeout) for the whole read timeout."""
         with self._lock:
             streams = list(self._streams)
         for response in streams:
@@ -269,6 +296,11 @@ class Cluster:
                 response.shutdown()
             except (OSError, AttributeError):
                 response.close()
+        for connection in list(self._connections):
+            sock = getattr(connection, "sock", None)
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
 
     def events(self, ref: ObjectRef, *, limit: int = 20) -> list[FluxEvent]:
         """The object's recent core/v1 Events, newest first."""
@@ -281,7 +313,7 @@ class Cluster:
                 ref.namespace,
                 field_selector=selector,
                 _preload_content=False,
-                _request_timeout=(CONNECT_TIMEOUT_SECONDS, REQUEST_TIMEOUT_SECONDS),
+                _request_timeout=REQUEST_TIMEOUTS,
             ),
         )
         items = json.loads(response.data).get("items") or []
@@ -321,7 +353,7 @@ class Cluster:
                 api.plural,
                 ref.name,
                 patch,
-                _request_timeout=(CONNECT_TIMEOUT_SECONDS, REQUEST_TIMEOUT_SECONDS),
+                _request_timeout=REQUEST_TIMEOUTS,
             ),
         )
 
@@ -373,6 +405,45 @@ class Cluster:
         if code == 410:
             return WatchExpired(f"{resource}: {message}")
         return ClusterError(f"{action or verb} failed on {self.server}: {code} {message}".strip())
+
+
+def _tracking_pools(connections: weakref.WeakSet[Any]) -> dict[str, type[HTTPConnectionPool]]:
+    """urllib3 pool classes that note every connection they open in `connections`, so that cut_watches() can
+    shut their sockets: urllib3 itself offers no way to abort a request in flight from another thread."""
+
+    class TrackingHTTPPool(HTTPConnectionPool):
+        def _new_conn(self) -> Any:
+            connection = super()._new_conn()
+            connections.add(connection)
+            return connection
+
+    class TrackingHTTPSPool(HTTPSConnectionPool):
+        def _new_conn(self) -> Any:
+            connection = super()._new_conn()
+            connections.add(connection)
+            return connection
+
+    return {"http": TrackingHTTPPool, "https": TrackingHTTPSPool}
+
+
+def _watch_event(line: bytes) -> dict[str, Any] | None:
+    """One line of a watch stream as an event (`{"type": ..., "object": {...}}`), or None if it is not one."""
+    try:
+        event = json.loads(line)
+    except ValueError:  # UnicodeDecodeError is one too
+        return None
+    if not isinstance(event, dict) or not isinstance(event.get("object"), dict):
+        return None
+    return event
+
+
+def _first_line(exc: BaseException) -> str:
+    """An exception as one short line (YAML errors span several, with excerpts of the file)."""
+    mark, problem = getattr(exc, "problem_mark", None), getattr(exc, "problem", None)
+    if mark is not None and problem:  # a YAML error: where, and what, without the excerpt of the file
+        return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return (lines[0] if lines else type(exc).__name__)[:300]
 
 
 def _reason(exc: BaseException) -> str:

@@ -77,6 +77,7 @@ class SessionManager:
         """The last FINISHED_KEPT final snapshots, oldest first."""
         self._triggers: dict[str, _Triggers] = {}
         self._signatures: dict[str, tuple[object, ...]] = {}
+        self._broken: set[str] = set()
         self._subscribers: list[Subscriber] = []
         self._lock = threading.RLock()
         self._ended = threading.Condition(self._lock)
@@ -202,7 +203,7 @@ class SessionManager:
 
     def _run(self, stop: threading.Event) -> None:
         while not stop.is_set():
-            self._wake.wait(IDLE_WAKE_SECONDS)
+            self._wake.wait(self._until_next_deadline())
             self._wake.clear()
             if stop.is_set():
                 return
@@ -212,6 +213,17 @@ class SessionManager:
                 # One error boundary for the loop body: a bug in one pass must not end every session.
                 log.exception("evaluating sessions failed")
 
+    def _until_next_deadline(self) -> float:
+        """Seconds to sleep: until the next session's timeout (so it fires on time), at most IDLE_WAKE_SECONDS."""
+        now = self._clock()
+        with self._lock:
+            deadlines = [
+                s.spec.created_at + s.spec.timeout_seconds - now
+                for s in self._sessions.values()
+                if (s.snapshot is None or not s.snapshot.state.final) and s.spec.id not in self._broken
+            ]
+        return max(min([IDLE_WAKE_SECONDS, *deadlines]), 0.0)
+
     def _pass(self) -> None:
         objects, structure = self.cache.snapshot()
         states = self.cache.states()
@@ -219,10 +231,17 @@ class SessionManager:
         with self._lock:
             active = [s for s in self._sessions.values() if s.snapshot is None or not s.snapshot.state.final]
         for session in active:
-            snapshot = session.advance(objects, states, now, structure=structure)
-            if not snapshot.state.final:
-                self._trigger_reconciles(session, snapshot, now)
-            snapshot = self._fetch_events(session, snapshot)
+            try:
+                snapshot = session.advance(objects, states, now, structure=structure)
+                if not snapshot.state.final:
+                    self._trigger_reconciles(session, snapshot, now)
+                snapshot = self._fetch_events(session, snapshot)
+            except Exception:
+                # Each session behind its own boundary: what breaks one must not stop the others (said once).
+                if session.spec.id not in self._broken:
+                    self._broken.add(session.spec.id)
+                    log.exception("evaluating session %s failed; the other sessions go on", session.spec.id)
+                continue
             self._publish(session, snapshot)
 
     def _publish(self, session: Session, snapshot: SessionSnapshot) -> None:

@@ -3,6 +3,11 @@
 Bodies arrive from the API, from `kubectl get -o yaml` or from tests, and any field may be missing or of the
 wrong type. Parsing tolerates all of that here, once, so that the verdict and discovery code never reads raw
 dicts. Only the fields the product reasons about are kept.
+
+This is the one boundary between untrusted bodies and the product: a field that holds something unusable (a
+list where a string belongs, a URL that does not parse) is read as empty and named in `FluxObject.problems`,
+so the object is reported once, as itself, and nothing downstream ever meets the bad value. Every other object,
+and every session, goes on.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 SOURCE_GROUP = "source.toolkit.fluxcd.io"
 KUSTOMIZE_GROUP = "kustomize.toolkit.fluxcd.io"
@@ -111,6 +117,8 @@ class FluxObject:
     install_failures: int = 0
     upgrade_failures: int = 0
     last_release_action: str = ""
+    problems: tuple[str, ...] = ()
+    """Fields that held something unusable, each read as empty: `spec.url: not a URL ('http://[oops')`."""
 
     @property
     def kind(self) -> str:
@@ -163,7 +171,25 @@ def is_flux_body(body: Mapping[str, Any]) -> bool:
 
 
 def parse_flux_object(body: Mapping[str, Any]) -> FluxObject:
-    """Parse a raw Flux body; raises ValueError when it is not a Flux object or has no name."""
+    """Parse a raw Flux body; raises ValueError when it is not a Flux object or has no name.
+
+    Any other oddity is tolerated, and recorded in `problems`; an error while reading is this object's alone.
+    """
+    try:
+        obj = _parse(body)
+    except ValueError:
+        raise
+    except Exception as exc:  # a body no rule foresaw: refuse this object, never the caller's whole pass
+        raise ValueError(f"{body.get('kind')} {_describe_name(body)}: cannot be read ({exc!r:.200})") from exc
+    return replace(obj, problems=field_problems(body))
+
+
+def _describe_name(body: Mapping[str, Any]) -> str:
+    metadata = _mapping(body.get("metadata"))
+    return "/".join(_text(metadata.get(key))[:253] for key in ("namespace", "name") if metadata.get(key))
+
+
+def _parse(body: Mapping[str, Any]) -> FluxObject:
     if not is_flux_body(body):
         raise ValueError(f"not a Flux object: apiVersion={body.get('apiVersion')!r} kind={body.get('kind')!r}")
     metadata = _mapping(body.get("metadata"))
@@ -187,11 +213,11 @@ def parse_flux_object(body: Mapping[str, Any]) -> FluxObject:
         labels=tuple(sorted((str(k), _text(v)) for k, v in _mapping(metadata.get("labels")).items())),
         requested_reconcile_at=_text(annotations.get(REQUESTED_AT_ANNOTATION)),
         last_handled_reconcile_at=_text(status.get("lastHandledReconcileAt")),
-        url=_text(spec.get("url")),
+        url=_url(spec.get("url")),
         git_ref=_git_ref(spec.get("ref")) if kind == "GitRepository" else None,
         artifact_revision=_text(artifact.get("revision")),
         artifact_updated_at=_text(artifact.get("lastUpdateTime")),
-        origin_url=_text(artifact_metadata.get(OCI_SOURCE_ANNOTATION)),
+        origin_url=_url(artifact_metadata.get(OCI_SOURCE_ANNOTATION)),
         origin_revision=_text(artifact_metadata.get(OCI_REVISION_ANNOTATION)),
         source_ref=_source_ref(kind, spec, namespace),
         path=_text(spec.get("path")),
@@ -278,6 +304,146 @@ def _condition(raw: Mapping[str, Any]) -> Condition:
         observed_generation=_int(raw.get("observedGeneration")),
         last_transition_time=_text(raw.get("lastTransitionTime")),
     )
+
+
+def _at(path: str) -> tuple[str, ...]:
+    """`spec.dependsOn[].name` as its steps: spec, dependsOn, [], name."""
+    return tuple(
+        step
+        for part in path.split(".")
+        for step in (part.removesuffix("[]"), "[]" if part.endswith("[]") else "")
+        if step
+    )
+
+
+READ_FIELDS: tuple[tuple[tuple[str, ...], str], ...] = (
+    (_at("metadata.namespace"), "text"),
+    (_at("metadata.generation"), "int"),
+    (_at("metadata.labels"), "mapping"),
+    (_at("metadata.labels.*"), "text"),
+    (_at("metadata.annotations"), "mapping"),
+    (_at("metadata.annotations.*"), "text"),
+    (_at("spec"), "mapping"),
+    (_at("spec.suspend"), "bool"),
+    (_at("spec.url"), "url"),
+    (_at("spec.ref"), "mapping"),
+    (_at("spec.ref.*"), "text"),
+    (_at("spec.sourceRef"), "mapping"),
+    (_at("spec.sourceRef.*"), "text"),
+    (_at("spec.chart"), "mapping"),
+    (_at("spec.chart.spec"), "mapping"),
+    (_at("spec.chart.spec.sourceRef"), "mapping"),
+    (_at("spec.chart.spec.sourceRef.*"), "text"),
+    (_at("spec.chartRef"), "mapping"),
+    (_at("spec.chartRef.*"), "text"),
+    (_at("spec.path"), "text"),
+    (_at("spec.dependsOn"), "list"),
+    (_at("spec.dependsOn[]"), "mapping"),
+    (_at("spec.dependsOn[].*"), "text"),
+    (_at("status"), "mapping"),
+    (_at("status.observedGeneration"), "int"),
+    (_at("status.conditions"), "list"),
+    (_at("status.conditions[]"), "mapping"),
+    (_at("status.conditions[].type"), "text"),
+    (_at("status.conditions[].status"), "text"),
+    (_at("status.conditions[].reason"), "text"),
+    (_at("status.conditions[].message"), "text"),
+    (_at("status.conditions[].observedGeneration"), "int"),
+    (_at("status.conditions[].lastTransitionTime"), "text"),
+    (_at("status.lastHandledReconcileAt"), "text"),
+    (_at("status.artifact"), "mapping"),
+    (_at("status.artifact.revision"), "text"),
+    (_at("status.artifact.lastUpdateTime"), "text"),
+    (_at("status.artifact.metadata"), "mapping"),
+    ((*_at("status.artifact.metadata"), OCI_SOURCE_ANNOTATION), "url"),
+    ((*_at("status.artifact.metadata"), OCI_REVISION_ANNOTATION), "text"),
+    (_at("status.lastAppliedRevision"), "text"),
+    (_at("status.lastAttemptedRevision"), "text"),
+    (_at("status.inventory"), "mapping"),
+    (_at("status.inventory.entries"), "list"),
+    (_at("status.inventory.entries[]"), "mapping"),
+    (_at("status.inventory.entries[].id"), "text"),
+    (_at("status.history"), "list"),
+    (_at("status.history[]"), "mapping"),
+    (_at("status.history[].chartVersion"), "text"),
+    *(
+        entry
+        for action in ("install", "upgrade")
+        for entry in (
+            (_at(f"spec.{action}"), "mapping"),
+            (_at(f"spec.{action}.remediation"), "mapping"),
+            (_at(f"spec.{action}.remediation.retries"), "int"),
+            (_at(f"spec.{action}.strategy"), "mapping"),
+            (_at(f"spec.{action}.strategy.name"), "text"),
+            (_at(f"status.{action}Failures"), "int"),
+        )
+    ),
+    (_at("status.lastAttemptedReleaseAction"), "text"),
+)
+"""Every field the parser reads, and what it must hold: a field added to the parser belongs here too.
+
+`*` is every key of a mapping, `[]` every item of a list. A field that is absent or null is never a problem.
+"""
+
+_EXPECTED = {"text": "a string", "int": "an integer", "bool": "true or false", "mapping": "an object", "list": "a list"}
+
+
+def field_problems(body: Mapping[str, Any]) -> tuple[str, ...]:
+    """What in `body` breaks READ_FIELDS, one line per field: `spec.url: not a URL ('http://[oops/x.git')`."""
+    problems: list[str] = []
+    for steps, expected in READ_FIELDS:
+        for where, value in _values_at(body, steps):
+            problem = _problem(value, expected)
+            if problem:
+                problems.append(f"{where}: {problem}")
+    return tuple(problems)
+
+
+def _values_at(body: Mapping[str, Any], steps: tuple[str, ...]) -> list[tuple[str, Any]]:
+    """Each (concrete path, value) that `path` names in `body`, skipping what is absent or of the wrong shape."""
+    found: list[tuple[str, Any]] = [("", body)]
+    for step in steps:
+        following: list[tuple[str, Any]] = []
+        for where, value in found:
+            if step == "[]":
+                following += [(f"{where}[{index}]", item) for index, item in enumerate(_list(value))]
+            elif step == "*":
+                following += [(f"{where}.{key}", item) for key, item in _mapping(value).items()]
+            elif isinstance(value, Mapping) and value.get(step) is not None:
+                following.append((f"{where}.{step}" if where else step, value[step]))
+        found = following
+    return [(where, value) for where, value in found if value is not None]
+
+
+def _problem(value: Any, expected: str) -> str:
+    if expected == "int":
+        return "" if _int(value) is not None else f"expected {_EXPECTED[expected]}, got {_shape(value)}"
+    if expected == "bool":
+        return "" if isinstance(value, bool) else f"expected {_EXPECTED[expected]}, got {_shape(value)}"
+    if expected == "mapping":
+        return "" if isinstance(value, Mapping) else f"expected {_EXPECTED[expected]}, got {_shape(value)}"
+    if expected == "list":
+        return "" if isinstance(value, list) else f"expected {_EXPECTED[expected]}, got {_shape(value)}"
+    if not isinstance(value, (str, datetime)):
+        return f"expected {_EXPECTED['text']}, got {_shape(value)}"
+    if expected == "url" and isinstance(value, str) and not _url(value):
+        return f"not a URL ({value[:80]!r})"
+    return ""
+
+
+def _shape(value: Any) -> str:
+    names = {str: "a string", dict: "an object", list: "a list", bool: "a boolean", int: "a number", float: "a number"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _url(value: Any) -> str:
+    """The URL as text, or "" when it cannot be parsed (`http://[oops/x.git`): nothing downstream meets it."""
+    text = _text(value) if isinstance(value, str) else ""
+    try:
+        urlsplit(text.strip())
+    except ValueError:
+        return ""
+    return text
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:

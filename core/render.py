@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 
 from fluxmon.core.objects import FluxObject
 from fluxmon.core.revision import short_revision, truncate_hex
+from fluxmon.core.text import display_line, display_width, json_text
 from fluxmon.core.verdict import Verdict
 
 TABLE_COLUMNS = ("NAMESPACE", "NAME", "REVISION", "SUSPENDED", "READY", "MESSAGE")
@@ -29,26 +29,31 @@ def verdict_record(obj: FluxObject, result: Verdict) -> dict[str, str]:
 
 def json_lines(rows: Iterable[tuple[FluxObject, Verdict]]) -> str:
     """One JSON object per line, newline-terminated."""
-    return "".join(json.dumps(verdict_record(obj, result), ensure_ascii=False) + "\n" for obj, result in rows)
+    return "".join(json_text(verdict_record(obj, result)) + "\n" for obj, result in rows)
 
 
 def table(rows: Sequence[tuple[FluxObject, Verdict]]) -> str:
     """A left-aligned table in the flux CLI's style: `kustomization/apps`, and hex shortened to 8 digits in both the
     revision and the message, as `flux get` prints them."""
     cells = [TABLE_COLUMNS] + [
-        (
-            obj.ref.namespace,
-            f"{obj.kind.lower()}/{obj.ref.name}",
-            short_revision(result.revision),
-            str(obj.suspended),
-            result.phase.value,
-            truncate_hex(one_line(result.message)),
+        tuple(
+            display_line(cell)  # names, revisions and messages are the cluster's text
+            for cell in (
+                obj.ref.namespace,
+                f"{obj.kind.lower()}/{obj.ref.name}",
+                short_revision(result.revision),
+                str(obj.suspended),
+                result.phase.value,
+                truncate_hex(one_line(result.message)),
+            )
         )
         for obj, result in rows
     ]
-    widths = [max(len(row[column]) for row in cells) for column in range(len(TABLE_COLUMNS) - 1)]
+    widths = [max(display_width(row[column]) for row in cells) for column in range(len(TABLE_COLUMNS) - 1)]
     lines = [
-        COLUMN_GAP.join([*(cell.ljust(width) for cell, width in zip(row, widths, strict=False)), row[-1]]).rstrip()
+        COLUMN_GAP.join(
+            [*(cell + " " * (width - display_width(cell)) for cell, width in zip(row, widths, strict=False)), row[-1]]
+        ).rstrip()
         for row in cells
     ]
     return "\n".join(lines) + "\n"

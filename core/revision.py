@@ -101,10 +101,19 @@ def is_full_digest(revision: Revision) -> bool:
 
 
 def normalize_commit(commit: str) -> str:
-    """Lower-case a user's commit and check that it is hex of a usable length; raises ValueError otherwise."""
+    """Lower-case a user's commit and check that it is hex of a usable length; raises ValueError otherwise.
+
+    A usable length is an abbreviation of a SHA-1 (7 to 40 hex digits) or a whole SHA-256 (64): 41 digits are
+    a typo, and would otherwise match nothing, silently.
+    """
     commit = commit.strip().lower()
-    if not _HEX.fullmatch(commit) or len(commit) < MIN_ABBREVIATED_COMMIT_LENGTH:
-        raise ValueError(f"not a commit sha: {commit!r} (need at least {MIN_ABBREVIATED_COMMIT_LENGTH} hex digits)")
+    sha1 = _FULL_DIGEST_LENGTHS["sha1"]
+    usable = MIN_ABBREVIATED_COMMIT_LENGTH <= len(commit) <= sha1 or len(commit) == _FULL_DIGEST_LENGTHS["sha256"]
+    if not _HEX.fullmatch(commit) or not usable:
+        raise ValueError(
+            f"not a commit sha: {commit[:80]!r} (need {MIN_ABBREVIATED_COMMIT_LENGTH} to {sha1} hex digits, "
+            f"or a full SHA-256)"
+        )
     return commit
 
 

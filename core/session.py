@@ -127,6 +127,9 @@ class ResourceStatus:
     """When (wall clock) it entered its current phase, as far as this session has seen."""
     seconds_in_phase: Mapping[str, float]
     depends_on: tuple[tuple[ObjectRef, Phase], ...] = ()
+    """Its `spec.dependsOn` alone, each with its phase: what it waits for, not what applies it."""
+    applied_by: ObjectRef | None = None
+    """The Kustomization that applies it (its inventory, or the labels kustomize-controller sets)."""
     parent: ObjectRef | None = None
     """Where it hangs in the details tree: a Kustomization under its source, a HelmRelease under what applies it."""
     hint: Hint | None = None
@@ -340,7 +343,7 @@ def evaluate(
     resources = tuple(
         sorted(
             (
-                _resource(ref, role, verdicts[ref], outgoing.get(ref, []), verdicts, events, now)
+                _resource(ref, role, verdicts[ref], outgoing.get(ref, []), verdicts, events, now, watched.get(ref))
                 for ref, role in _roles(plan)
             ),
             key=lambda r: (ROLE_ORDER[r.role], r.ref),
@@ -478,10 +481,15 @@ def _resource(
     verdicts: Mapping[ObjectRef, Verdict],
     events: Mapping[ObjectRef, tuple[FluxEvent, ...]],
     now: float,
+    obj: FluxObject | None,
 ) -> ResourceStatus:
     """`dependencies`: what `ref` depends on (dependsOn, its source, what applies it), from the plan's edges."""
     known = [dependency for dependency in dependencies if dependency in verdicts]
-    depends = tuple((dep, verdicts[dep].phase) for dep in known if dep.kind == ref.kind)
+    declared = set(obj.depends_on) if obj is not None else set()
+    depends = tuple((dep, verdicts[dep].phase) for dep in known if dep in declared)
+    appliers = [dep for dep in known if dep.kind == "Kustomization" and dep not in declared]
+    owner = obj.owner if obj is not None else None
+    applied_by = appliers[0] if appliers else owner if owner in verdicts else None
     parents = [dep for dep in known if dep.kind != ref.kind]
     troubled = result.phase in (Phase.FAILED, Phase.SUSPENDED, Phase.WAITING)
     return ResourceStatus(
@@ -494,6 +502,7 @@ def _resource(
         since=now,
         seconds_in_phase={},
         depends_on=depends,
+        applied_by=applied_by,
         parent=min(parents, key=lambda dep: dep.kind != "Kustomization") if parents else None,
         hint=hint_for(ref, result.reason) if troubled else None,
         events=events.get(ref, ()),
@@ -519,7 +528,11 @@ def _judge(
         return SessionState.WAITING_FOR_SOURCE, f"reading the cluster ({', '.join(syncing)})", None
     if plan.empty:
         settled = all(s.status is not KindStatus.SYNCING for s in states.values())
-        reachable = any(s.status is KindStatus.SYNCED for s in source_states)
+        # Not followed by any source only when every source kind was read: one that could not be (unreachable,
+        # say) may hold the very source that follows this push.
+        reachable = any(s.status is KindStatus.SYNCED for s in source_states) and not any(
+            s.status in (KindStatus.UNREACHABLE, KindStatus.UNAUTHORIZED) for s in source_states
+        )
         if settled and reachable:
             where = spec.branch or spec.tag
             return SessionState.NOT_DEPLOYED, f"no Flux source follows {redact_url(spec.remote_url)} {where}", None

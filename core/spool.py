@@ -27,7 +27,8 @@ import stat
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +41,10 @@ from watchdog.events import (
 )
 from watchdog.observers import Observer
 
-from fluxmon.core.discovery import redact_url
+from fluxmon.core.discovery import check_remote_url, normalize_remote_url, redact_url
 from fluxmon.core.errors import SpoolError
+from fluxmon.core.objects import FLUX_KINDS
+from fluxmon.core.text import display_line
 
 log = logging.getLogger("fluxmon.spool")
 
@@ -59,8 +62,11 @@ class _DropStopRace(logging.Filter):
 logging.getLogger("watchdog.observers.inotify").addFilter(_DropStopRace())
 
 SCHEMA = "fluxmon.session/v1"
+CREATED_AT_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 MAX_SESSION_BYTES = 64 * 1024
 """A session file is a few KB; anything larger is not ours (or is hostile)."""
+REMEMBERED_REFS = 1024
+"""How many refs the reader remembers the last delivered commit of, to drop copies of a session file."""
 MAX_CHANGED_PATHS = 200
 """Changed paths beyond this many are only counted, to keep session files small."""
 STOP_TIMEOUT_SECONDS = 5.0
@@ -187,16 +193,25 @@ def parse_session(data: Any) -> SessionRequest:
     forced = ref.get("forced")
     if forced is not None and not isinstance(forced, bool):
         raise ValueError("ref.forced: expected true, false or null")
+    created_at = _field(data, "created_at", str)
+    if _timestamp(created_at) is None:
+        raise ValueError(f"created_at: expected a UTC time like 2026-11-25T19:00:51Z, got {created_at[:40]!r}")
+    config = _field(data, "config", Mapping)
+    _check_config(config)
     session_id = _field(data, "id", str)
     if not _SESSION_NAME.match(f"{session_id}.json"):
         raise ValueError("id: only letters, digits, '.', '_' and '-' are allowed")
     url = _field(remote, "url", str, where="remote")
     if redact_url(url) != url:
         raise ValueError("remote.url: carries credentials")
+    try:
+        check_remote_url(url)
+    except ValueError as exc:
+        raise ValueError(f"remote.url: {exc}") from None
     return SessionRequest(
         id=session_id,
         push_id=_field(data, "push_id", str),
-        created_at=_field(data, "created_at", str),
+        created_at=created_at,
         repo=_field(data, "repo", str),
         remote_name=_field(remote, "name", str, where="remote"),
         remote_url=url,
@@ -212,8 +227,51 @@ def parse_session(data: Any) -> SessionRequest:
         changed_path_count=count,
         subject=_field(commit, "subject", str, where="commit"),
         author=_field(commit, "author", str, where="commit"),
-        config=_field(data, "config", Mapping),
+        config=config,
     )
+
+
+_CONFIG_TYPES: dict[str, tuple[type, ...]] = {
+    "enabled": (bool,),
+    "context": (str,),
+    "timeout_seconds": (int, float),
+    "verbosity": (str,),
+    "monitor_types": (list,),
+    "reconcile": (bool,),
+    "notify_on": (list,),
+    "ignore_remotes": (list,),
+    "ignore_branches": (list,),
+}
+"""The `config` keys a session file may carry (core.config.Config.as_record), with their JSON types."""
+MAX_TIMEOUT_SECONDS = 7 * 24 * 3600.0
+"""A session longer than a week is a typo, not a deployment."""
+
+
+def _check_config(config: Mapping[str, Any]) -> None:
+    """Reject a mistyped setting here, with its name, rather than let it fail the session later."""
+    for key, value in config.items():
+        expected = _CONFIG_TYPES.get(str(key))
+        if expected is None or value is None:
+            continue  # a newer writer's key, or an unset one: the reader's default applies
+        if (isinstance(value, bool) and bool not in expected) or not isinstance(value, expected):
+            names = "number" if float in expected else expected[0].__name__
+            raise ValueError(f"config.{key}: expected {names}, got {type(value).__name__}")
+        if isinstance(value, list) and not all(isinstance(item, str) for item in value):
+            raise ValueError(f"config.{key}: expected a list of strings")
+    timeout = config.get("timeout_seconds")
+    if timeout is not None and not 0 < float(timeout) <= MAX_TIMEOUT_SECONDS:
+        raise ValueError(f"config.timeout_seconds: expected more than 0 and at most a week, got {timeout!r}")
+    unknown = [kind for kind in config.get("monitor_types") or () if kind not in FLUX_KINDS]
+    if unknown:
+        raise ValueError(f"config.monitor_types: not a Flux kind: {', '.join(map(repr, unknown[:5]))}")
+
+
+def _timestamp(text: str) -> float | None:
+    """Seconds since the epoch of a `2026-11-25T19:00:51Z` time, or None."""
+    try:
+        return datetime.strptime(text, CREATED_AT_FORMAT).replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        return None
 
 
 def _field(data: Mapping[str, Any], key: str, expected: type, *, where: str = "") -> Any:
@@ -324,6 +382,10 @@ class SpoolReader:
         self._worker: threading.Thread | None = None
         self._observer: Any = None
         self._lock_fd: int | None = None
+        self._last_created_at = ""
+        """The (clamped) created_at of the last file received: the next one is never older."""
+        self._delivered: dict[tuple[str, str, str], str] = {}
+        """The last commit delivered per (remote, ref kind, ref name), oldest first: copies of it are dropped."""
 
     def start(self) -> None:
         """Take the spool's lock, then start watching; raises SpoolError if another instance holds it."""
@@ -395,7 +457,19 @@ class SpoolReader:
         except (ValueError, OSError) as exc:
             self._reject(claimed, str(exc))
             return
+        session = _received(session, now=time.time(), previous=self._last_created_at)
+        self._last_created_at = session.created_at
+        pushed = (normalize_remote_url(session.remote_url, base_dir=session.repo or None), session.ref_kind)
+        key = (*pushed, session.ref_name)
+        if self._delivered.get(key) == session.new_sha:
+            # The same commit again on the same ref: a copy (or a thousand), not a new push; one session is enough.
+            log.debug("dropped %s: the session for %s@%s is already delivered", path.name, key[2], session.new_sha)
+            claimed.unlink(missing_ok=True)
+            return
         self._on_session(session)
+        self._delivered[key] = session.new_sha
+        while len(self._delivered) > REMEMBERED_REFS:
+            self._delivered.pop(next(iter(self._delivered)))
         claimed.unlink(missing_ok=True)
 
     @staticmethod
@@ -424,9 +498,24 @@ class SpoolReader:
         if target.exists() or target.is_symlink():
             target = target.with_name(f"{path.stem}.{time.time_ns()}.json")
         path.rename(target)
-        log.warning("rejected spool file %s: %s (moved to %s)", path.name, why, target.parent)
+        shown_name, shown_why = display_line(path.name), display_line(why)
+        log.warning("rejected spool file %s: %s (moved to %s)", shown_name, shown_why, target.parent)
         if self._on_rejected is not None:
             self._on_rejected(path.name, why)
+
+
+def _received(session: SessionRequest, *, now: float, previous: str) -> SessionRequest:
+    """The request as the reader received it: its `created_at` clamped between the previous file's and now.
+
+    Sessions are then ordered as the reader received them, whatever clock wrote them. A `created_at` in the
+    future would otherwise never time out, and stay the "newest" session in the tray for good.
+    """
+    received = time.strftime(CREATED_AT_FORMAT, time.gmtime(now))
+    clamped = max(min(session.created_at, received), previous)  # this format sorts as it counts
+    if clamped == session.created_at:
+        return session
+    log.info("session %s claims to be created at %s; counting from %s", session.id, session.created_at, clamped)
+    return replace(session, created_at=clamped)
 
 
 def _decode(data: bytes) -> Any:

@@ -88,6 +88,7 @@ def snapshot_record(snapshot: SessionSnapshot) -> dict[str, Any]:
                 "seconds_in_phase": {k: round(v, 3) for k, v in r.seconds_in_phase.items()},
                 "depends_on": [{"ref": str(ref), "phase": phase.value} for ref, phase in r.depends_on],
                 "parent": str(r.parent) if r.parent else None,
+                "applied_by": str(r.applied_by) if r.applied_by else None,
                 "error": r.error,
                 "hint": asdict(r.hint) if r.hint else None,
             }
@@ -113,6 +114,7 @@ def snapshot_from_record(record: Mapping[str, Any]) -> SessionSnapshot:
             seconds_in_phase=r.get("seconds_in_phase", {}),
             depends_on=tuple((_parse_ref(d["ref"]), Phase(d["phase"])) for d in r.get("depends_on", [])),
             parent=_parse_ref(r["parent"]) if r.get("parent") else None,
+            applied_by=_parse_ref(r["applied_by"]) if r.get("applied_by") else None,
             hint=Hint(**r["hint"]) if r.get("hint") else None,
         )
         for r in record["resources"]

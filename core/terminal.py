@@ -7,15 +7,20 @@ who use Flux read that at a glance, so we write the same. Colour is used only on
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from typing import TextIO
 
+from fluxmon.core.objects import ObjectRef
 from fluxmon.core.revision import short_revision
 from fluxmon.core.session import ResourceStatus, SessionSnapshot, SessionState
+from fluxmon.core.text import display_line, display_width
 from fluxmon.core.verdict import Phase
 
 ACTION, WAITING, SUCCESS, FAILURE = "►", "◎", "✔", "✗"
 VERBOSITIES = ("minimal", "normal", "verbose")
+NAME_COLUMN = 43
+"""Where a tree row's phase column starts, whatever the row's depth, so the columns line up."""
 
 _MARKS = {
     Phase.READY: SUCCESS,
@@ -35,6 +40,9 @@ def use_colour(stream: TextIO, environ: Mapping[str, str] = os.environ) -> bool:
 
 
 def paint(mark: str, text: str, colour: bool) -> str:
+    """One line for the terminal: its control characters replaced (it holds git's and the cluster's text), then
+    coloured."""
+    text = display_line(text)
     return f"\033[{_COLOURS[mark]}m{text}\033[0m" if colour and mark in _COLOURS else text
 
 
@@ -56,6 +64,8 @@ def progress_lines(previous: SessionSnapshot | None, current: SessionSnapshot, *
             continue
         if old is None and resource.phase is Phase.PENDING:
             continue
+        if resource.ref == current.failed and current.state.final and (previous is None or not previous.state.final):
+            continue  # the final line below says it: one failure, printed once
         lines.append(paint(_MARKS[resource.phase], f"{_MARKS[resource.phase]} {_describe(resource)}", colour))
     for note in current.notes:
         if previous is None or note not in previous.notes:
@@ -65,9 +75,16 @@ def progress_lines(previous: SessionSnapshot | None, current: SessionSnapshot, *
     return lines
 
 
-def final_line(snapshot: SessionSnapshot, *, colour: bool = False) -> str:
+def final_line(snapshot: SessionSnapshot, *, colour: bool = False, shown_above: bool = False) -> str:
+    """The outcome in one line. `shown_above`: the failed object's row, with its error, is already on screen,
+    so the line names the object and leaves the error to that row instead of printing it twice."""
     mark = {SessionState.SUCCEEDED: SUCCESS, SessionState.FAILED: FAILURE}.get(snapshot.state, WAITING)
-    return paint(mark, f"{mark} {snapshot.message} ({snapshot.elapsed:.1f}s)", colour)
+    message = snapshot.message
+    failed = snapshot.failed
+    if shown_above and snapshot.state is SessionState.FAILED and failed is not None:
+        reason = next((f": {r.reason}" for r in snapshot.resources if r.ref == failed and r.reason), "")
+        message = f"{failed.kind} {failed.namespace}/{failed.name} failed{reason}, as shown above"
+    return paint(mark, f"{mark} {message} ({snapshot.elapsed:.1f}s)", colour)
 
 
 def _describe(resource: ResourceStatus) -> str:
@@ -82,32 +99,71 @@ def _describe(resource: ResourceStatus) -> str:
 
 
 def tree(snapshot: SessionSnapshot, *, verbosity: str = "normal", colour: bool = False) -> str:
-    """The session as a tree: a header, sources -> Kustomizations -> HelmReleases, then a summary line."""
+    """The session as a nested tree: a header, each source with the Kustomizations on it, each Kustomization
+    with the HelmReleases it applies (upstream gates last), then a summary line.
+
+    A row's "applied by" names the Kustomization that applies it; "depends on" is its `spec.dependsOn` alone.
+    """
     lines = [
-        f"{snapshot.short_commit} {snapshot.subject}".rstrip(),
-        f"  {snapshot.remote} {snapshot.branch} · {snapshot.state.value} · {snapshot.elapsed:.1f}s · "
-        f"{snapshot.count(*Phase)} resources",
+        display_line(f"{snapshot.short_commit} {snapshot.subject}".rstrip()),
+        display_line(
+            f"  {snapshot.remote} {snapshot.branch} · {snapshot.state.value} · {snapshot.elapsed:.1f}s · "
+            f"{snapshot.count(*Phase)} resources"
+        ),
     ]
-    rows = snapshot.resources  # already ordered: sources, Kustomizations, HelmReleases, upstream gates
-    for index, resource in enumerate(rows):
-        last = index == len(rows) - 1
-        indent = "   " if last else "│  "
-        lines.append(_row(resource, "└─ " if last else "├─ ", verbosity, colour))
-        if verbosity != "minimal" and resource.depends_on:
-            deps = ", ".join(f"{ref.name} ({phase.value})" for ref, phase in resource.depends_on)
-            lines.append(f"{indent}   depends on {deps}")
-        if verbosity == "verbose" and resource.hint is not None:
-            lines.append(f"{indent}   hint: {resource.hint.cause} ({resource.hint.docs})")
+    children = _children(snapshot.resources)
+    placed = {child.ref for below in children.values() for child in below}
+    roots = [r for r in snapshot.resources if r.ref not in placed]
+
+    def draw(resource: ResourceStatus, prefix: str, last: bool) -> None:
+        lines.append(_row(resource, prefix + ("└─ " if last else "├─ "), verbosity, colour))
+        inner = prefix + ("   " if last else "│  ")
+        below = children.get(resource.ref, [])
+        for detail in _details(resource, verbosity):
+            lines.append(display_line(f"{inner}{'│' if below else ' '}    {detail}"))
+        for index, child in enumerate(below):
+            draw(child, inner, index == len(below) - 1)
+
+    for index, resource in enumerate(roots):
+        draw(resource, "", index == len(roots) - 1)
     ready = snapshot.count(Phase.READY)
     progressing = snapshot.count(Phase.PROGRESSING, Phase.WAITING)
     failed = snapshot.count(Phase.FAILED)
     pending = snapshot.count(Phase.PENDING, Phase.UNKNOWN, Phase.SUSPENDED)
     lines.append(f"{ready} ready · {progressing} progressing · {failed} failed · {pending} pending")
     if snapshot.state.final:
-        lines.append(final_line(snapshot, colour=colour))
+        lines.append(final_line(snapshot, colour=colour, shown_above=True))
     for note in snapshot.notes if verbosity != "minimal" else ():
-        lines.append(f"note: {note}")
+        lines.append(display_line(f"note: {note}"))
     return "\n".join(lines) + "\n"
+
+
+def _children(resources: tuple[ResourceStatus, ...]) -> dict[ObjectRef, list[ResourceStatus]]:
+    """Who hangs under whom: Kustomizations under their source, HelmReleases under the Kustomization that applies
+    them (else under their chart's source). Upstream gates hang nowhere."""
+    present = {r.ref for r in resources}
+    children: dict[ObjectRef, list[ResourceStatus]] = {}
+    for resource in resources:
+        parent = resource.parent
+        if resource.role == "helmrelease" and resource.applied_by in present:
+            parent = resource.applied_by
+        if resource.role != "upstream" and parent in present and parent != resource.ref and parent is not None:
+            children.setdefault(parent, []).append(resource)
+    return children
+
+
+def _details(resource: ResourceStatus, verbosity: str) -> list[str]:
+    if verbosity == "minimal":
+        return []
+    relations = []
+    if resource.applied_by is not None and resource.role != "helmrelease":
+        relations.append(f"applied by {resource.applied_by.name}")
+    if resource.depends_on:
+        relations.append("depends on " + ", ".join(f"{ref.name} ({phase.value})" for ref, phase in resource.depends_on))
+    details = [" · ".join(relations)] if relations else []
+    if verbosity == "verbose" and resource.hint is not None:
+        details.append(f"hint: {resource.hint.cause} ({resource.hint.docs})")
+    return details
 
 
 def _row(resource: ResourceStatus, branch: str, verbosity: str, colour: bool) -> str:
@@ -124,5 +180,19 @@ def _row(resource: ResourceStatus, branch: str, verbosity: str, colour: bool) ->
         detail = resource.message.strip().splitlines()[0] if resource.message.strip() else resource.reason
     if verbosity == "minimal":
         detail = detail[:60]
-    text = f"{branch}{mark} {name:<40} {resource.phase.value:<12} {seconds:6.1f}s  {detail}"
+    name = name.ljust(NAME_COLUMN - display_width(branch))
+    text = f"{branch}{mark} {name} {resource.phase.value:<12} {seconds:6.1f}s  {detail}"
     return paint(mark, text, colour)
+
+
+_SGR = re.compile("\033\\[[0-9;]*m")
+
+
+def screen_rows(text: str, columns: int) -> int:
+    """How many terminal rows `text` takes at `columns` wide: a line longer than the screen wraps onto more."""
+    columns = max(columns, 1)
+    rows = 0
+    for line in text.split("\n")[:-1] if text.endswith("\n") else text.split("\n"):
+        width = display_width(_SGR.sub("", line))
+        rows += max(1, -(-width // columns))
+    return rows

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import queue
+import shutil
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -23,12 +24,20 @@ from typing import Any
 
 from fluxmon import __version__
 from fluxmon.core import hookinstall
-from fluxmon.core.cache import KindStatus
+from fluxmon.core.cache import KindState, KindStatus
 from fluxmon.core.config import Config, load_config, parse_duration
-from fluxmon.core.documents import iter_objects
+from fluxmon.core.discovery import check_remote_url, redact_url
+from fluxmon.core.documents import iter_located_objects
 from fluxmon.core.errors import FluxmonError, GitError, InputError
 from fluxmon.core.gitpush import confirm_push, run_git, spool_for_repo
-from fluxmon.core.kube import Cluster, ClusterError, ClusterUnreachable, FluxNotInstalled
+from fluxmon.core.kube import (
+    PLURALS,
+    Cluster,
+    ClusterUnreachable,
+    FluxNotInstalled,
+    Forbidden,
+    Unauthorized,
+)
 from fluxmon.core.manager import SessionManager
 from fluxmon.core.objects import FluxObject, is_flux_body, parse_flux_object
 from fluxmon.core.render import json_lines, table
@@ -36,7 +45,8 @@ from fluxmon.core.revision import normalize_commit
 from fluxmon.core.session import SessionSnapshot, SessionSpec, SessionState
 from fluxmon.core.spool import default_spool_dir, lock_holder
 from fluxmon.core.store import snapshot_record
-from fluxmon.core.terminal import VERBOSITIES, progress_lines, tree, use_colour
+from fluxmon.core.terminal import VERBOSITIES, WAITING, progress_lines, screen_rows, tree, use_colour
+from fluxmon.core.text import display_line
 from fluxmon.core.verdict import Phase, Verdict, verdict
 from fluxmon.signals import StopSignals
 
@@ -58,7 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return command(args)
     except FluxmonError as error:
-        print(f"fluxmon: {error.title}: {error.message}", file=sys.stderr)
+        # One line: messages carry the cluster's and git's text, which may hold newlines or escape codes.
+        print(display_line(f"fluxmon: {error.title}: {error.message}"), file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
@@ -196,14 +207,16 @@ def run_assess(args: argparse.Namespace) -> int:
             raise InputError(f"--commit: {exc}") from exc
     rows: list[tuple[FluxObject, Verdict]] = []
     for name, text in _read_inputs(args.files or ["-"]):
-        for body in iter_objects(text, source=name):
+        for where, body in iter_located_objects(text, source=name):
             if not is_flux_body(body):
-                print(f"fluxmon: skipped {_describe(body)}: not a Flux object", file=sys.stderr)
+                print(display_line(f"fluxmon: skipped {_describe(body)}: not a Flux object"), file=sys.stderr)
                 continue
             try:
                 obj = parse_flux_object(body)
             except ValueError as exc:
-                raise InputError(f"{name}: {exc}") from exc
+                raise InputError(f"{where}: {exc}") from exc
+            for problem in obj.problems:
+                print(display_line(f"fluxmon: {where}: {obj.ref}: {problem}; read as empty"), file=sys.stderr)
             rows.append((obj, verdict(obj, target)))
     sys.stdout.write(table(rows) if args.output == "table" else json_lines(rows))
     sys.stdout.flush()
@@ -213,14 +226,15 @@ def run_assess(args: argparse.Namespace) -> int:
 def _read_inputs(names: Sequence[str]) -> list[tuple[str, str]]:
     inputs = []
     for name in names:
-        if name == "-":
-            inputs.append(("<stdin>", sys.stdin.read()))
-            continue
+        shown = "<stdin>" if name == "-" else name
         try:
-            inputs.append((name, Path(name).read_text(encoding="utf-8")))
+            # Bytes, decoded here: stdin's own decoding lets invalid UTF-8 through as surrogates, which the YAML
+            # parser then fails on with a traceback.
+            data = sys.stdin.buffer.read() if name == "-" else Path(name).read_bytes()
+            inputs.append((shown, data.decode("utf-8")))
         except (OSError, UnicodeDecodeError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            raise InputError(f"cannot read {name}: {reason}") from exc
+            raise InputError(f"cannot read {shown}: {reason}") from exc
     return inputs
 
 
@@ -363,8 +377,9 @@ def run_watch(args: argparse.Namespace) -> int:
         nonlocal drawn
         text = tree(snapshot, verbosity=verbosity, colour=colour)
         if live:
+            # Up over every row the last tree took, wrapped rows included, then clear to the end of the screen.
             sys.stdout.write(f"\033[{drawn}F\033[J" if drawn else "")
-            drawn = text.count("\n")
+            drawn = screen_rows(text, shutil.get_terminal_size().columns)
         elif not snapshot.state.final:
             return  # in a pipe, only the final tree: a log full of redraws helps nobody
         sys.stdout.write(text)
@@ -388,36 +403,76 @@ def _follow(args: argparse.Namespace, show: Callable[[SessionSnapshot], None]) -
     manager = SessionManager(cluster, kinds=config.monitor_types)
     manager.subscribe(updates.put)
     manager.start()
+    # The session times out at its own deadline; the CLI keeps that deadline too, so that nothing (a server that
+    # accepts and never answers, a stuck worker) can stretch --timeout by more than the grace below.
+    deadline = time.monotonic() + (spec.created_at + timeout - time.time()) + FOLLOW_GRACE_SECONDS
+    snapshot: SessionSnapshot | None = None
+    reached = False
     try:
         manager.add(spec)
-        deadline = time.monotonic() + timeout + FOLLOW_GRACE_SECONDS
-        snapshot: SessionSnapshot | None = None
         while snapshot is None or not snapshot.state.final:
-            if time.monotonic() > deadline:
-                raise ClusterError("the session produced no result in time; the cluster may be unreachable")
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
             with contextlib.suppress(queue.Empty):  # no news: look at the cluster's state below all the same
-                snapshot = updates.get(timeout=STATE_CHECK_SECONDS)
+                snapshot = updates.get(timeout=min(STATE_CHECK_SECONDS, remaining))
                 show(snapshot)
-            states = manager.cache.states()
-            missing = [state for state in states.values() if state.status is KindStatus.MISSING]
-            if missing and len(missing) == len(states):
-                # Nothing of Flux is served at all: waiting would only end in a timeout.
-                raise FluxNotInstalled(missing[0].message)
+            states = list(manager.cache.states().values())
+            reached = reached or any(state.status is KindStatus.SYNCED for state in states)
+            if not reached:
+                _stop_early(states, server=cluster.server)
     finally:
         manager.stop()
         cluster.close()
-    if snapshot.state is SessionState.TIMED_OUT:
-        unreachable = [s for s in manager.cache.states().values() if s.status is KindStatus.UNREACHABLE]
-        if unreachable and all(s.status is not KindStatus.SYNCED for s in manager.cache.states().values()):
+    if not reached and (snapshot is None or not snapshot.state.final or snapshot.state is SessionState.TIMED_OUT):
+        states = list(manager.cache.states().values())
+        unreachable = [s for s in states if s.status is KindStatus.UNREACHABLE]
+        if unreachable:
             raise ClusterUnreachable(unreachable[0].message)
+        raise ClusterUnreachable(
+            f"the API server at {cluster.server} (context {cluster.context!r}) accepted the connection but did not "
+            f"answer within {timeout:g}s"
+        )
+    if snapshot is None or not snapshot.state.final:
+        message = snapshot.message if snapshot is not None else "no result"
+        print(display_line(f"{WAITING} timed out after {timeout:g}s: {message}"), file=sys.stderr)
+        return EXIT_TIMED_OUT
     return FOLLOW_EXIT.get(snapshot.state, EXIT_FAILED)
+
+
+def _stop_early(states: Sequence[KindState], *, server: str) -> None:
+    """Raise when waiting on can only end in a timeout: the cluster has never been read, and says why not.
+
+    A 401 and "Flux not installed" are final at once. A 403 is final when it covers every kind that is served.
+    A cluster that refuses or drops the connection gets UNREACHABLE_TRIES tries (with backoff, about 2 s on a
+    closed port), so that a server starting up a moment later is still caught.
+    """
+    unauthorized = [state for state in states if state.status is KindStatus.UNAUTHORIZED]
+    if unauthorized:
+        raise Unauthorized(unauthorized[0].message)
+    if states and all(state.status is KindStatus.MISSING for state in states):
+        raise FluxNotInstalled(states[0].message)
+    forbidden = [state for state in states if state.status is KindStatus.FORBIDDEN]
+    if forbidden and all(state.status in (KindStatus.FORBIDDEN, KindStatus.MISSING) for state in states):
+        kinds = ", ".join(PLURALS[state.kind] for state in forbidden)
+        raise Forbidden(
+            f"the credentials may read none of the Flux kinds on {server}: fluxmon needs get, list and watch on "
+            f"{kinds} (and list on events); the README lists the minimal ClusterRole. Server said: "
+            f"{forbidden[0].message.rpartition('Server said: ')[2]}"
+        )
+    if states and all(
+        state.status is KindStatus.UNREACHABLE and state.failures >= UNREACHABLE_TRIES for state in states
+    ):
+        raise ClusterUnreachable(f"{states[0].message} (tried {UNREACHABLE_TRIES} times)")
 
 
 FULL_SHA_LENGTH = 40
 STATE_CHECK_SECONDS = 0.5
 """How often the CLI looks at the cluster's state while no snapshot arrives (to stop early when Flux is absent)."""
-FOLLOW_GRACE_SECONDS = 10.0
-"""How long past the session's own timeout the CLI waits for the final snapshot before giving up."""
+FOLLOW_GRACE_SECONDS = 0.5
+"""How long past the session's own timeout the CLI waits for the final snapshot before deciding itself."""
+UNREACHABLE_TRIES = 3
+"""A cluster never reached is given up after this many failed connections in a row (exit 2, not a timeout)."""
 
 
 def push_spec(args: argparse.Namespace, *, config: Config, timeout: float) -> SessionSpec:
@@ -438,6 +493,10 @@ def push_spec(args: argparse.Namespace, *, config: Config, timeout: float) -> Se
     url = remote
     if in_repo and "://" not in remote and not remote.startswith(("/", ".")) and "@" not in remote:
         url = run_git(["remote", "get-url", remote], cwd=repo).strip()
+    try:
+        check_remote_url(url)
+    except ValueError as exc:
+        raise InputError(f"--remote {redact_url(url)[:200]!r}: {exc}") from None
     commit = args.commit
     if commit is None:
         if not in_repo:

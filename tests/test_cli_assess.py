@@ -92,7 +92,7 @@ def test_non_flux_objects_are_skipped_with_a_note() -> None:
         (
             ["assess"],
             "apiVersion: kustomize.toolkit.fluxcd.io/v1\nkind: Kustomization\nmetadata: {}\n",
-            "fluxmon: Cannot read input: <stdin>: Kustomization has no metadata.name",
+            "fluxmon: Cannot read input: <stdin>: document 1: Kustomization has no metadata.name",
         ),
     ],
 )

@@ -53,6 +53,11 @@ def record(session_id: str = "s1", **overrides: Any) -> dict[str, Any]:
     return base
 
 
+def another_push() -> dict[str, Any]:
+    """The default record's ref, pushed to another commit: the reader drops copies of the same push."""
+    return {**record()["ref"], "new": "0f9e8d7c6b5a49382716a5b4c3d2e1f009182736"}
+
+
 class Recorder:
     """Collects what the reader delivers, so tests can wait on it with a timeout."""
 
@@ -102,7 +107,7 @@ def test_a_written_session_is_delivered_once(reader: SpoolReader, spool: Path, r
 def test_files_dropped_while_the_app_was_down_are_not_lost(spool: Path, recorder: Recorder) -> None:
     write_session(spool, record("early"))
     ensure_private_dir(spool / "claimed")
-    (spool / "claimed" / "interrupted.json").write_text(json.dumps(record("interrupted")))
+    (spool / "claimed" / "interrupted.json").write_text(json.dumps(record("interrupted", ref=another_push())))
     reader = SpoolReader(spool, on_session=recorder.sessions.put)
     reader.start()
     try:
@@ -112,21 +117,31 @@ def test_files_dropped_while_the_app_was_down_are_not_lost(spool: Path, recorder
 
 
 def hostile_files(spool: Path, tmp_path: Path) -> dict[str, str]:
-    """Write one of each bad kind of file into the spool; returns name -> the reason expected."""
-    (spool / "malformed.json").write_text("{not json")
-    (spool / "partial.json").write_text(json.dumps(record("partial"))[:100])
-    (spool / "oversized.json").write_text(json.dumps(record("oversized", padding="x" * MAX_SESSION_BYTES)))
-    (spool / "future.json").write_text(json.dumps(record("future", schema="fluxmon.session/v9")))
-    (spool / "wrongtype.json").write_text(json.dumps(record("wrongtype", confirmed="yes")))
-    (spool / "leaky.json").write_text(
-        json.dumps(record("leaky", remote={"name": "o", "url": "https://bot:pw@example.com/x"}))
-    )
-    (spool / "deep.json").write_text("[" * 30_000 + "]" * 30_000)
+    """Write one of each bad kind of file into the spool; returns name -> the reason expected.
+
+    Each arrives whole, by rename, as writers must deliver: written in place, the reader may take a file while it
+    is still empty, and reject it for that instead (which made this test flaky).
+    """
+
+    def put(name: str, text: str) -> None:
+        temp = tmp_path / f"{name}.tmp"
+        temp.write_text(text)
+        temp.rename(spool / name)
+
+    put("malformed.json", "{not json")
+    put("partial.json", json.dumps(record("partial"))[:100])
+    put("oversized.json", json.dumps(record("oversized", padding="x" * MAX_SESSION_BYTES)))
+    put("future.json", json.dumps(record("future", schema="fluxmon.session/v9")))
+    put("wrongtype.json", json.dumps(record("wrongtype", confirmed="yes")))
+    put("leaky.json", json.dumps(record("leaky", remote={"name": "o", "url": "https://bot:pw@example.com/x"})))
+    put("deep.json", "[" * 30_000 + "]" * 30_000)
     secret = tmp_path / "secret.json"
     secret.write_text(json.dumps(record("secret")))
     (spool / "symlink.json").symlink_to(secret)
-    (spool / "foreign.json").write_text(json.dumps(record("foreign")))
-    os.chown(spool / "foreign.json", 4242, 4242)
+    foreign = tmp_path / "foreign.tmp"
+    foreign.write_text(json.dumps(record("foreign")))
+    os.chown(foreign, 4242, 4242)
+    foreign.rename(spool / "foreign.json")
     os.mkfifo(spool / "fifo.json")
     return {
         "malformed.json": "malformed JSON",
@@ -159,7 +174,7 @@ def test_every_hostile_file_is_rejected_and_the_reader_carries_on(
     assert sorted(p.name for p in spool.iterdir() if p.suffix == ".json") == []
     assert len([r for r in caplog.records if r.getMessage().startswith("rejected spool file")]) == len(expected)
     assert (tmp_path / "secret.json").exists(), "the symlink's target must be left alone"
-    write_session(spool, record("after"))
+    write_session(spool, record("after", ref=another_push()))  # a copy of "good" would be dropped
     assert recorder.next_session().id == "after"
 
 

@@ -18,6 +18,7 @@ from fluxmon.core.objects import ObjectRef
 from fluxmon.core.overview import MARKS, TrayState, describe, format_duration, tray_state_of
 from fluxmon.core.revision import short_revision
 from fluxmon.core.session import ResourceStatus, SessionSnapshot
+from fluxmon.core.text import display_value
 from fluxmon.core.verdict import Phase
 
 TITLE_PREFIX = "Flux Push Monitor — "
@@ -55,6 +56,7 @@ class DetailsWindow:
     """`update(snapshot)` redraws in place; `close()` (Escape, the window manager, or the app) destroys it."""
 
     def __init__(self, root: tk.Tk, snapshot: SessionSnapshot, *, on_closed: Callable[[str], None]) -> None:
+        snapshot = display_value(snapshot)  # git's and the cluster's text, with no raw control characters
         self.session_id = snapshot.id
         self._on_closed = on_closed
         self._snapshot = snapshot
@@ -123,6 +125,7 @@ class DetailsWindow:
     # --- content -----------------------------------------------------------------------------------------------
 
     def update(self, snapshot: SessionSnapshot) -> None:
+        snapshot = display_value(snapshot)
         self._snapshot = snapshot
         self._commit.configure(text=f"{snapshot.short_commit}  {snapshot.subject}".rstrip())
         phase = {TrayState.DEPLOYED: Phase.READY, TrayState.FAILED: Phase.FAILED}.get(

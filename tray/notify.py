@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from fluxmon.core.overview import Notification, Urgency
+from fluxmon.core.text import display_line, display_text
 
 log = logging.getLogger("fluxmon.notify")
 
@@ -157,8 +158,8 @@ class DbusNotifier:
         try:
             identifier = await asyncio.wait_for(
                 self._notifier.send(
-                    title=notification.title,
-                    message=notification.body,
+                    title=display_line(notification.title),  # the cluster's and git's text: no raw controls
+                    message=display_text(notification.body),
                     urgency=NativeUrgency.Critical if critical else NativeUrgency.Normal,
                     buttons=[Button(title="View details", on_pressed=lambda: self._on_details(session_id))],
                     on_clicked=lambda: self._on_details(session_id),
@@ -210,8 +211,8 @@ class PlyerNotifier:
                 # plyer warns on every call on Linux when dbus-python is missing, then uses notify-send.
                 warnings.simplefilter("ignore")
                 facade.notify(
-                    title=notification.title,
-                    message=notification.body,
+                    title=display_line(notification.title),
+                    message=display_text(notification.body),
                     app_name="Flux Push Monitor",
                     timeout=SUCCESS_TIMEOUT_SECONDS,
                 )
