@@ -368,10 +368,12 @@ def test_verdict_covers_every_phase() -> None:
 
 
 def test_a_failure_before_any_attempt_is_pending_for_this_push() -> None:
-    # A fresh bootstrap: the source has no artifact yet, so the Kustomization has tried no revision at all.
+    # The source object is missing (perhaps the same push creates it), so the Kustomization has tried no revision.
     body = kustomization(
         "flux-system",
-        conditions=[condition("Ready", "False", "ArtifactFailed", "Source artifact not found, retrying in 30s")],
+        conditions=[
+            condition("Ready", "False", "ArtifactFailed", 'gitrepositories.source.toolkit.fluxcd.io "fleet" not found')
+        ],
     )
     result = judge(body)
     assert (result.phase, result.reason) == (Phase.PENDING, "ArtifactFailed")
@@ -660,3 +662,159 @@ def test_a_release_failure_at_an_older_revision_shows_the_release_error_not_the_
     result = judge(body)
     assert (result.phase, result.reason) == (Phase.PENDING, "UpgradeFailed")
     assert result.message.endswith(UPGRADE_ERROR)
+
+
+# Review of the verdict against the controllers' own source (issue #10, second pass).
+
+
+def test_a_path_missing_from_the_pushed_commit_fails_although_last_attempted_revision_is_older() -> None:
+    # kustomize-controller checks spec.path before it records status.lastAttemptedRevision, so that field still
+    # names the previous commit; the Reconciling message ("Fetching manifests for revision <rev> ...", turned into
+    # ProgressingWithRetry by finalizeStatus) names the one tried (internal/controller/kustomization_controller.go
+    # @186fb3b2 reconcile; docs/spec/v1/kustomizations.md "Describe the Kustomization").
+    body = kustomization(
+        "apps",
+        applied=OLD,
+        attempted=OLD,
+        conditions=[
+            condition(
+                "Reconciling",
+                "True",
+                "ProgressingWithRetry",
+                f"Fetching manifests for revision {NEW} with a timeout of 4m30s",
+            ),
+            condition(
+                "Ready",
+                "False",
+                "ArtifactFailed",
+                "kustomization path not found: stat /tmp/kustomization-1464362706/apps: no such file or directory",
+            ),
+        ],
+    )
+    result = judge(body)
+    assert (result.phase, result.reason) == (Phase.FAILED, "ArtifactFailed")
+    assert result.revision == NEW
+    body["status"]["conditions"][0]["message"] = f"Fetching manifests for revision {OLD} with a timeout of 4m30s"
+    assert judge(body).phase is Phase.PENDING
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "Source artifact not found, retrying in 30s",
+        "Source is not ready, artifact not found, retrying in 30s",
+    ],
+)
+def test_a_kustomization_whose_source_has_no_artifact_waits_on_it(message: str) -> None:
+    # kustomize-controller requeues at the dependency interval and logs at info level, as for dependsOn: the
+    # source is what is failing, or still fetching (kustomization_controller.go@186fb3b2 Reconcile).
+    body = kustomization(
+        "apps",
+        applied=OLD,
+        conditions=[
+            condition("Reconciling", "True", "ProgressingWithRetry", f"Fetching manifests for revision {NEW}"),
+            condition("Ready", "False", "ArtifactFailed", message),
+        ],
+    )
+    for target in (SHA_NEW, None):
+        result = judge(body, target)
+        assert (result.phase, result.reason) == (Phase.WAITING, "ArtifactFailed")
+
+
+def test_a_git_repository_waiting_for_an_included_repository_waits() -> None:
+    # source-controller returns a serror.Waiting for an include that is missing or has no artifact, and the
+    # IncludeUnavailable reason becomes Ready's (gitrepository_controller.go@39b711b1 fetchIncludes).
+    message = "no artifact available for include 'shared'"
+    body = git_repository(
+        revision=OLD,
+        conditions=[
+            condition("Reconciling", "True", "ProgressingWithRetry", "building artifact"),
+            condition("IncludeUnavailable", "True", "NoArtifact", message),
+            condition("Ready", "False", "NoArtifact", message),
+        ],
+    )
+    result = judge(body)
+    assert (result.phase, result.reason) == (Phase.WAITING, "NoArtifact")
+
+
+def install_error(
+    *, retries: int, failures: int, reconciling: dict[str, Any], ready_reason: str = "InstallFailed"
+) -> dict[str, Any]:
+    message = (
+        "Helm install failed for release apps/web with chart web@1.2.0+7d1f6c2a9b8e: execution error at "
+        "(web/templates/deployment.yaml:12:4): image.tag is required"
+    )
+    body = helm_release(
+        "web",
+        chart_source=GIT_CHART,
+        attempted=f"1.2.0+{SHA_NEW[:12]}",
+        conditions=[
+            reconciling,
+            condition("Ready", "False", ready_reason, message),
+            condition("Released", "False", "InstallFailed", message),
+        ],
+    )
+    body["spec"]["install"] = {"remediation": {"retries": retries}}
+    body["status"].update(installFailures=failures, lastAttemptedReleaseAction="install")
+    return body
+
+
+def test_a_release_failure_helm_did_not_count_is_retried_with_backoff_and_fails() -> None:
+    # A chart that does not render stores no release: helm-controller does not count it (install.go@0f61a860
+    # "Return error if we did not store a release"), returns the error and retries with backoff; Reconciling keeps
+    # the action's Progressing message. Retries left or not, it is the same failure every time.
+    running = condition("Reconciling", "True", "Progressing", "Running 'install' action with timeout of 5m0s")
+    result = judge(install_error(retries=3, failures=0, reconciling=running))
+    assert (result.phase, result.reason) == (Phase.FAILED, "InstallFailed")
+    assert "image.tag is required" in result.message
+
+
+def test_a_counted_release_failure_being_remediated_is_retrying() -> None:
+    # Counted (a release was stored), and the uninstall remediation is running: a retry follows at once.
+    uninstalling = condition("Reconciling", "True", "Progressing", "Running 'uninstall' action with timeout of 5m0s")
+    result = judge(install_error(retries=3, failures=1, reconciling=uninstalling))
+    assert result.phase is Phase.PROGRESSING
+    assert result.message.startswith("install failed, retry 1 of 3: Helm install failed")
+
+
+def test_a_failed_remediation_is_a_failure_even_with_retries_left() -> None:
+    # The rollback or uninstall itself failed: helm-controller returns the error and retries the remediation with
+    # backoff, not the release (atomic_release.go@0f61a860 Reconcile); the release stays broken until someone acts.
+    failing = condition("Reconciling", "True", "Progressing", "Running 'uninstall' action with timeout of 5m0s")
+    body = install_error(retries=3, failures=1, reconciling=failing, ready_reason="UninstallFailed")
+    body["status"]["conditions"].append(
+        condition("Remediated", "False", "UninstallFailed", "Helm uninstall failed: timed out waiting")
+    )
+    assert judge(body).phase is Phase.FAILED
+
+
+def test_a_failure_from_before_a_pending_reconcile_request_is_not_final() -> None:
+    # isReconcileFailure (kustomize-controller suite_test.go@186fb3b2) counts a failure only once the controller
+    # has handled the latest reconcile request: status.lastHandledReconcileAt equals the requestedAt annotation.
+    body = git_repository(
+        revision=OLD,
+        ref={"branch": "feature"},
+        conditions=[
+            condition("Ready", "False", "GitOperationFailed", "couldn't find remote ref 'refs/heads/feature'"),
+            condition("FetchFailed", "True", "GitOperationFailed", "couldn't find remote ref 'refs/heads/feature'"),
+        ],
+    )
+    body["metadata"]["annotations"] = {"reconcile.fluxcd.io/requestedAt": "2026-10-02T09:15:00.000000001Z"}
+    body["status"]["lastHandledReconcileAt"] = "2026-10-02T09:00:00.000000001Z"
+    result = judge(body)
+    assert (result.phase, result.reason) == (Phase.PROGRESSING, "GitOperationFailed")
+    assert "refs/heads/feature" in result.message
+    body["status"]["lastHandledReconcileAt"] = "2026-10-02T09:15:00.000000001Z"
+    assert judge(body).phase is Phase.FAILED
+
+
+def test_stalled_with_ready_true_is_a_failure() -> None:
+    # fluxcd/pkg runtime/conditions/check@e2cfd1a2 FAIL0004 calls this shape invalid; isReconcileFailure and kstatus
+    # both look at Stalled first, and so do we: the controller said it will not retry.
+    body = kustomization(
+        "apps",
+        applied=NEW,
+        conditions=[*ready(NEW), condition("Stalled", "True", "InvalidCELExpression", "invalid expression")],
+    )
+    result = judge(body)
+    assert (result.phase, result.reason, result.message) == (Phase.FAILED, "InvalidCELExpression", "invalid expression")
