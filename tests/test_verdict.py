@@ -818,3 +818,17 @@ def test_stalled_with_ready_true_is_a_failure() -> None:
     )
     result = judge(body)
     assert (result.phase, result.reason, result.message) == (Phase.FAILED, "InvalidCELExpression", "invalid expression")
+
+
+def test_a_git_chart_with_values_files_still_names_the_commit() -> None:
+    # source-controller appends the HelmChart's generation after the 12 hex when spec.valuesFiles is set
+    # (helmchart_controller.go@39b711b1 buildFromTarballArtifact): `1.2.0+<12 hex>.3`.
+    body = helm_release(
+        "web",
+        chart_source=GIT_CHART,
+        chart_version=f"1.2.0+{SHA_NEW[:12]}.3",
+        conditions=[condition("Ready", "True", "UpgradeSucceeded", "Helm upgrade succeeded")],
+    )
+    result = judge(body)
+    assert (result.phase, result.target_matched) == (Phase.READY, True)
+    assert judge(body, target=SHA_OLD).phase is Phase.PENDING
