@@ -131,8 +131,12 @@ class _CommitTrace:
     attempted: str
 
 
-def verdict(obj: FluxObject, target: str | None = None) -> Verdict:
-    """Judge `obj` against the pushed commit `target`, or, with no target, on its own latest revision."""
+def verdict(obj: FluxObject, target: str | None = None, *, chart: FluxObject | None = None) -> Verdict:
+    """Judge `obj` against the pushed commit `target`, or, with no target, on its own latest revision.
+
+    `chart` is the HelmChart a HelmRelease's spec.chartRef names, where the caller has it: only that chart's own
+    spec.sourceRef says whether the `+<12 hex>` in the release's chart version is a commit.
+    """
     revision = display_revision(obj)
     attempted = _attempted_revision(obj)
     ready = obj.condition("Ready")
@@ -181,7 +185,7 @@ def verdict(obj: FluxObject, target: str | None = None) -> Verdict:
             f"(Ready was written for generation {_generation_of(obj, ready)})",
         )
 
-    trace = _commit_trace(obj) if target else None
+    trace = _commit_trace(obj, chart) if target else None
     matched = revision_matches(trace.applied, target) if trace and target else None
     if ready.status == "True":
         if trace is None or matched:
@@ -259,7 +263,7 @@ def display_revision(obj: FluxObject) -> str:
     return obj.artifact_revision
 
 
-def _commit_trace(obj: FluxObject) -> _CommitTrace | None:
+def _commit_trace(obj: FluxObject, chart: FluxObject | None = None) -> _CommitTrace | None:
     """The revisions that can name the pushed commit, or None when this object carries no trace of commits."""
     kind = obj.kind
     if kind == "GitRepository":
@@ -282,7 +286,14 @@ def _commit_trace(obj: FluxObject) -> _CommitTrace | None:
         # The chart's source kind decides, never the shape of the version alone: a chartRef to an OCIRepository
         # or a HelmChart from a Bucket also gives `<version>+<12 hex>`, where the hex is a digest.
         applied = obj.chart_version or obj.last_applied_revision
-        if _chart_built_from_git(obj) and (_has_helm_suffix(applied) or _has_helm_suffix(obj.last_attempted_revision)):
+        from_git = _chart_built_from_git(obj) or (
+            obj.source_ref is not None
+            and obj.source_ref.kind == "HelmChart"
+            and chart is not None
+            and chart.ref == obj.source_ref
+            and _chart_built_from_git(chart)
+        )
+        if from_git and (_has_helm_suffix(applied) or _has_helm_suffix(obj.last_attempted_revision)):
             return _CommitTrace(applied=applied, attempted=obj.last_attempted_revision)
         return None
     return None  # Bucket and HelmRepository revisions are content digests.
@@ -322,7 +333,7 @@ def _has_helm_suffix(revision: str) -> bool:
 def _chart_built_from_git(obj: FluxObject) -> bool:
     """Whether the chart comes straight from a GitRepository: a HelmChart's spec.sourceRef, or a HelmRelease's
     spec.chart.spec.sourceRef. A HelmRelease's spec.chartRef names an OCIRepository (digest) or a HelmChart, whose
-    own source this one object cannot see, so neither counts."""
+    own source this one object cannot see: `verdict` takes that HelmChart from its caller."""
     return obj.source_ref is not None and obj.source_ref.kind == "GitRepository"
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from fluxmon.core.documents import iter_objects
-from fluxmon.core.objects import parse_flux_object
+from fluxmon.core.objects import FluxObject, parse_flux_object
 from fluxmon.core.verdict import Phase, Verdict, verdict
 from tests.flux_bodies import SHA_NEW, SHA_OLD, condition, git_repository, helm_release, kustomization, ready
 
@@ -832,3 +832,30 @@ def test_a_git_chart_with_values_files_still_names_the_commit() -> None:
     result = judge(body)
     assert (result.phase, result.target_matched) == (Phase.READY, True)
     assert judge(body, target=SHA_OLD).phase is Phase.PENDING
+
+
+def test_a_chart_ref_to_a_helm_chart_from_git_names_the_commit_when_the_chart_is_known() -> None:
+    # spec.chartRef may name a HelmChart (helm-controller getSource@0f61a860); its version carries the commit only
+    # when that HelmChart is built from a GitRepository, which the release alone cannot tell.
+    def shared_chart(source_kind: str) -> FluxObject:
+        return parse_flux_object(
+            {
+                "apiVersion": "source.toolkit.fluxcd.io/v1",
+                "kind": "HelmChart",
+                "metadata": {"name": "web", "namespace": "apps", "generation": 1},
+                "spec": {"chart": "./charts/web", "sourceRef": {"kind": source_kind, "name": "fleet"}},
+            }
+        )
+
+    body = helm_release(
+        "web",
+        chart_version=f"1.2.0+{SHA_OLD[:12]}",
+        conditions=[condition("Ready", "True", "UpgradeSucceeded", "Helm upgrade succeeded")],
+    )
+    del body["spec"]["chart"]
+    body["spec"]["chartRef"] = {"kind": "HelmChart", "name": "web"}
+    release = parse_flux_object(body)
+    assert verdict(release, SHA_NEW).target_matched is None
+    from_git = verdict(release, SHA_NEW, chart=shared_chart("GitRepository"))
+    assert (from_git.phase, from_git.target_matched) == (Phase.PENDING, False)
+    assert verdict(release, SHA_NEW, chart=shared_chart("Bucket")).target_matched is None
