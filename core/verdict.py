@@ -19,6 +19,8 @@ health-check failure "in progress" for minutes. We follow kustomize-controller's
 - Ready: only at the target commit. Ready at an older revision is Pending for this push, and so is a failure at an
   older revision: the pushed commit has not been tried yet, and may well be the fix. A Kustomization's attempt is
   at the revision its Reconciling message names, which kustomize-controller writes before lastAttemptedRevision.
+  A source whose stored artifact holds the pushed commit is Ready for the push while it fetches again, and when a
+  later fetch fails: source-controller keeps the artifact, and the push needs nothing more of it.
 
 status.observedGeneration is not "what the controller has seen": Flux advances it only on success or on a terminal
 stall (kustomize-controller finalizeStatus; source-controller ComputeReconcileResult; helm-controller only with no
@@ -36,7 +38,7 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
-from fluxmon.core.objects import Condition, FluxObject
+from fluxmon.core.objects import SOURCE_KINDS, Condition, FluxObject
 from fluxmon.core.revision import parse_revision, revision_matches, short_revision
 
 PROGRESSING_WITH_RETRY = "ProgressingWithRetry"
@@ -187,6 +189,11 @@ def verdict(obj: FluxObject, target: str | None = None, *, chart: FluxObject | N
 
     trace = _commit_trace(obj, chart) if target else None
     matched = revision_matches(trace.applied, target) if trace and target else None
+    if ready.status != "True" and matched and obj.kind in SOURCE_KINDS:
+        # source-controller keeps its stored artifact while it fetches again and when a later fetch fails (a blip at
+        # the next interval, while the Kustomizations still apply the commit): the artifact holds the pushed commit,
+        # which is all this push needs of the source. Stalled was judged above.
+        return judged(Phase.READY, ready.reason, f"holds the pushed commit; since then: {ready.message}", matched=True)
     if ready.status == "True":
         if trace is None or matched:
             return judged(Phase.READY, ready.reason, ready.message, matched=matched)

@@ -859,3 +859,23 @@ def test_a_chart_ref_to_a_helm_chart_from_git_names_the_commit_when_the_chart_is
     from_git = verdict(release, SHA_NEW, chart=shared_chart("GitRepository"))
     assert (from_git.phase, from_git.target_matched) == (Phase.PENDING, False)
     assert verdict(release, SHA_NEW, chart=shared_chart("Bucket")).target_matched is None
+
+
+def test_a_source_that_already_holds_the_pushed_commit_is_not_failed_by_a_later_fetch() -> None:
+    # source-controller keeps the stored artifact when a later fetch fails (a network blip at the next interval,
+    # while the Kustomizations still apply the commit): the push no longer needs that source to fetch anything.
+    failing = [
+        condition("Reconciling", "True", "ProgressingWithRetry", "building artifact"),
+        condition("Ready", "False", "GitOperationFailed", "failed to checkout: unable to clone: i/o timeout"),
+        condition("FetchFailed", "True", "GitOperationFailed", "failed to checkout: unable to clone: i/o timeout"),
+    ]
+    result = judge(git_repository(revision=NEW, conditions=failing))
+    assert (result.phase, result.target_matched) == (Phase.READY, True)
+    assert "i/o timeout" in result.message
+    assert judge(git_repository(revision=OLD, conditions=failing)).phase is Phase.FAILED
+    assert judge(git_repository(revision=NEW, conditions=failing), target=None).phase is Phase.FAILED
+    refetching = [
+        condition("Reconciling", "True", "Progressing", "building artifact"),
+        condition("Ready", "Unknown", "Progressing", "building artifact"),
+    ]
+    assert judge(git_repository(revision=NEW, conditions=refetching)).phase is Phase.READY
