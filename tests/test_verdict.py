@@ -879,3 +879,20 @@ def test_a_source_that_already_holds_the_pushed_commit_is_not_failed_by_a_later_
         condition("Ready", "Unknown", "Progressing", "building artifact"),
     ]
     assert judge(git_repository(revision=NEW, conditions=refetching)).phase is Phase.READY
+
+
+def test_a_helm_test_failure_with_ignore_failures_leaves_the_release_ready() -> None:
+    # helm-controller's summarize leaves TestSuccess out of Ready when spec.test.ignoreFailures is set
+    # (internal/reconcile/release.go@0f61a860), so Ready=True stands beside TestSuccess=False.
+    body = helm_release(
+        "web",
+        chart_source=GIT_CHART,
+        chart_version=f"1.2.0+{SHA_NEW[:12]}",
+        conditions=[
+            condition("Ready", "True", "UpgradeSucceeded", "Helm upgrade succeeded"),
+            condition("Released", "True", "UpgradeSucceeded", "Helm upgrade succeeded"),
+            condition("TestSuccess", "False", "TestFailed", "Helm test failed: pod web-test failed"),
+        ],
+    )
+    body["spec"]["test"] = {"enable": True, "ignoreFailures": True}
+    assert (judge(body).phase, judge(body).target_matched) == (Phase.READY, True)
