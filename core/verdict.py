@@ -123,6 +123,9 @@ class Verdict:
     revision: str = ""
     transitioned_at: str = ""
     target_matched: bool | None = None
+    retrying: bool = False
+    """A Helm install or upgrade failed and helm-controller retries it at once: Progressing, yet the failure is
+    news the user must see (with its hint) before the retries are spent."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -145,7 +148,13 @@ def verdict(obj: FluxObject, target: str | None = None, *, chart: FluxObject | N
     since = ready.last_transition_time if ready else ""
 
     def judged(
-        phase: Phase, reason: str, message: str, *, matched: bool | None = None, failed: bool = False
+        phase: Phase,
+        reason: str,
+        message: str,
+        *,
+        matched: bool | None = None,
+        failed: bool = False,
+        retrying: bool = False,
     ) -> Verdict:
         # A failure belongs to the revision that was tried, which is newer than the one last applied.
         failed_attempt = (failed or phase in (Phase.FAILED, Phase.PENDING)) and attempted
@@ -156,6 +165,7 @@ def verdict(obj: FluxObject, target: str | None = None, *, chart: FluxObject | N
             revision=attempted if failed_attempt else revision,
             transitioned_at=since,
             target_matched=matched,
+            retrying=retrying,
         )
 
     # Suspension overrides everything: a suspended object will not move, whatever its status says.
@@ -257,7 +267,14 @@ def verdict(obj: FluxObject, target: str | None = None, *, chart: FluxObject | N
             failed=True,
         )
     if obj.kind == "HelmRelease" and not before_release and (retry := _helm_retry(obj, reconciling)):
-        return judged(Phase.PROGRESSING, failure.reason, f"{retry}: {failure.message}", matched=matched, failed=True)
+        return judged(
+            Phase.PROGRESSING,
+            failure.reason,
+            f"{retry}: {failure.message}",
+            matched=matched,
+            failed=True,
+            retrying=True,
+        )
     return judged(Phase.FAILED, failure.reason or "Failed", failure.message, matched=matched)
 
 

@@ -596,6 +596,8 @@ def test_an_upgrade_failure_with_retries_left_is_shown_at_once_and_not_final() -
     assert (result.phase, result.reason) == (Phase.PROGRESSING, "UpgradeFailed")
     assert result.message == f"upgrade failed, retry 1 of 3: {UPGRADE_ERROR}"
     assert result.revision == f"1.2.0+{SHA_NEW[:12]}"
+    assert result.retrying  # so that a front end can show the failure's hint before the retries are spent
+    assert not judge(failed_upgrade(retries=3, failures=4)).retrying
 
 
 def test_unlimited_retries_are_never_spent() -> None:
