@@ -247,8 +247,8 @@ def verdict(obj: FluxObject, target: str | None = None, *, chart: FluxObject | N
         and not before_release
         and not revision_matches(trace.attempted, target)
     ):
-        # The attempt was at an older commit (or at none: the source had no artifact yet): the pushed commit has
-        # not been tried.
+        # The attempt was at an older commit (or at none: the source object is missing, perhaps created by this
+        # very push): the pushed commit has not been tried.
         tried = f"the last attempt, at {short_revision(trace.attempted)}," if trace.attempted else "the last attempt"
         return judged(
             Phase.PENDING,
