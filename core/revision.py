@@ -10,6 +10,7 @@ right: an object is only "deployed" when its revision names the pushed commit.
     main/<sha>                   the legacy form, still seen on older objects
     6.0.3+4e5cbb7b97d0           a HelmChart version built from a GitRepository with reconcileStrategy: Revision
                                  (the chart version, then the first 12 hex of the commit)
+    6.0.3+4e5cbb7b97d0.2         the same with spec.valuesFiles: the HelmChart's generation is appended
 
 The rule for matching: a full-length digest matches only the same full commit. A shorter digest counts only
 where Flux itself truncates (the 12-hex Helm suffix), so an unrelated short hash that happens to be a prefix of
@@ -32,7 +33,9 @@ SHORT_DISPLAY_LENGTH = 8
 
 _FULL_DIGEST_LENGTHS = {"sha1": 40, "sha256": 64, "sha384": 96, "sha512": 128}
 _HEX = re.compile(r"[0-9a-f]+")
-_HELM_SUFFIX = re.compile(r"^(?P<version>[^+]+)\+(?P<hash>[0-9a-f]{12})$")
+_HELM_SUFFIX = re.compile(r"^(?P<version>[^+]+)\+(?P<hash>[0-9a-f]{12})(?:\.[0-9]+)?$")
+"""`<version>+<12 hex>`, and `.<generation>` after it when the HelmChart has spec.valuesFiles (fluxcd/source-controller
+internal/controller/helmchart_controller.go@39b711b1 buildFromTarballArtifact)."""
 _LEGACY = re.compile(r"^(?P<pointer>.+)/(?P<hash>[0-9a-f]{40}|[0-9a-f]{64})$")
 _BARE = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
 _HEX_IN_TEXT = re.compile(r"\b[a-f0-9]{40,128}\b", re.ASCII)

@@ -6,7 +6,7 @@ its repository, path and commit, and says what `fluxmon assess` must answer with
 
     # fluxcd/flux2 cmd/flux/testdata/get/objects.yaml@da2d22d3: GitRepository podinfo
     # expect: Ready | --commit 696f056d: Ready
-    # note: why, and where fluxmon differs from kstatus on purpose
+    # note: why Flux means that (the controller code or test it follows), and where fluxmon differs from kstatus
 
 The expectations come from what the controllers mean by what they write, not from fluxmon's own output: this is
 the test that fluxmon agrees with Flux, where the others only show that it agrees with itself.
@@ -49,6 +49,7 @@ def corpus_cases(path: Path) -> list[Case]:
         where = f"{path.name} document {number + 1}"
         assert source, f"{where} does not name its repository, path and commit"
         assert expect, f"{where} has no `# expect:` line"
+        assert "\n# note: " in document, f"{where} does not say why Flux means what it expects (`# note:`)"
         cases.append(
             Case(where=where, plain=expect["plain"], commit=expect["commit"], with_commit=expect["with_commit"])
         )

@@ -19,8 +19,11 @@ SHA256 = "6c3b3a1fbd8e3b1b2f1c2f0b0d9f4e6a5a4c3b2a19080706050403020100ffee"
         (f"sha1:{SHA}", "", "sha1", SHA),
         (f"main@sha256:{SHA256}", "main", "sha256", SHA256),
         (f"latest@sha256:{SHA256}", "latest", "sha256", SHA256),
+        (f"v1.0@sha1:{SHA}", "v1.0", "sha1", SHA),
+        (f"refs/tags/v1.0@sha1:{SHA}", "refs/tags/v1.0", "sha1", SHA),
         (f"main/{SHA}", "main", "", SHA),
         (f"feature/x/{SHA}", "feature/x", "", SHA),
+        (f"v1.0/{SHA}", "v1.0", "", SHA),
         (SHA, "", "", SHA),
         (f"MAIN@sha1:{SHA.upper()}", "MAIN", "sha1", SHA),
     ],
@@ -31,11 +34,16 @@ def test_parses_every_form(text: str, pointer: str, algorithm: str, digest: str)
     assert not revision.truncated
 
 
-def test_helm_chart_version_with_commit_suffix_is_truncated() -> None:
-    revision = parse_revision("6.0.3+4e5cbb7b97d0")
+@pytest.mark.parametrize("text", ["6.0.3+4e5cbb7b97d0", "6.0.3+4e5cbb7b97d0.2"])
+def test_helm_chart_version_with_commit_suffix_is_truncated(text: str) -> None:
+    # With spec.valuesFiles, source-controller appends "." and the HelmChart's generation to the 12 hex
+    # (fluxcd/source-controller internal/controller/helmchart_controller.go@39b711b1 buildFromTarballArtifact).
+    revision = parse_revision(text)
     assert revision.chart_version == "6.0.3"
     assert revision.digest == "4e5cbb7b97d0"
     assert revision.truncated
+    assert revision.short() == text
+    assert revision_matches(text, "4e5cbb7b97d0" + "1" * 28)
 
 
 @pytest.mark.parametrize("text", ["", "v1.16.2", "6.0.3", "6.0.3+build.7", "main@sha1:not-hex", "main/abc123"])

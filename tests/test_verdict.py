@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from fluxmon.core.documents import iter_objects
-from fluxmon.core.objects import parse_flux_object
+from fluxmon.core.objects import FluxObject, parse_flux_object
 from fluxmon.core.verdict import Phase, Verdict, verdict
 from tests.flux_bodies import SHA_NEW, SHA_OLD, condition, git_repository, helm_release, kustomization, ready
 
@@ -368,10 +368,12 @@ def test_verdict_covers_every_phase() -> None:
 
 
 def test_a_failure_before_any_attempt_is_pending_for_this_push() -> None:
-    # A fresh bootstrap: the source has no artifact yet, so the Kustomization has tried no revision at all.
+    # The source object is missing (perhaps the same push creates it), so the Kustomization has tried no revision.
     body = kustomization(
         "flux-system",
-        conditions=[condition("Ready", "False", "ArtifactFailed", "Source artifact not found, retrying in 30s")],
+        conditions=[
+            condition("Ready", "False", "ArtifactFailed", 'gitrepositories.source.toolkit.fluxcd.io "fleet" not found')
+        ],
     )
     result = judge(body)
     assert (result.phase, result.reason) == (Phase.PENDING, "ArtifactFailed")
@@ -594,6 +596,8 @@ def test_an_upgrade_failure_with_retries_left_is_shown_at_once_and_not_final() -
     assert (result.phase, result.reason) == (Phase.PROGRESSING, "UpgradeFailed")
     assert result.message == f"upgrade failed, retry 1 of 3: {UPGRADE_ERROR}"
     assert result.revision == f"1.2.0+{SHA_NEW[:12]}"
+    assert result.retrying  # so that a front end can show the failure's hint before the retries are spent
+    assert not judge(failed_upgrade(retries=3, failures=4)).retrying
 
 
 def test_unlimited_retries_are_never_spent() -> None:
@@ -660,3 +664,237 @@ def test_a_release_failure_at_an_older_revision_shows_the_release_error_not_the_
     result = judge(body)
     assert (result.phase, result.reason) == (Phase.PENDING, "UpgradeFailed")
     assert result.message.endswith(UPGRADE_ERROR)
+
+
+# Review of the verdict against the controllers' own source (issue #10, second pass).
+
+
+def test_a_path_missing_from_the_pushed_commit_fails_although_last_attempted_revision_is_older() -> None:
+    # kustomize-controller checks spec.path before it records status.lastAttemptedRevision, so that field still
+    # names the previous commit; the Reconciling message ("Fetching manifests for revision <rev> ...", turned into
+    # ProgressingWithRetry by finalizeStatus) names the one tried (internal/controller/kustomization_controller.go
+    # @186fb3b2 reconcile; docs/spec/v1/kustomizations.md "Describe the Kustomization").
+    body = kustomization(
+        "apps",
+        applied=OLD,
+        attempted=OLD,
+        conditions=[
+            condition(
+                "Reconciling",
+                "True",
+                "ProgressingWithRetry",
+                f"Fetching manifests for revision {NEW} with a timeout of 4m30s",
+            ),
+            condition(
+                "Ready",
+                "False",
+                "ArtifactFailed",
+                "kustomization path not found: stat /tmp/kustomization-1464362706/apps: no such file or directory",
+            ),
+        ],
+    )
+    result = judge(body)
+    assert (result.phase, result.reason) == (Phase.FAILED, "ArtifactFailed")
+    assert result.revision == NEW
+    body["status"]["conditions"][0]["message"] = f"Fetching manifests for revision {OLD} with a timeout of 4m30s"
+    assert judge(body).phase is Phase.PENDING
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "Source artifact not found, retrying in 30s",
+        "Source is not ready, artifact not found, retrying in 30s",
+    ],
+)
+def test_a_kustomization_whose_source_has_no_artifact_waits_on_it(message: str) -> None:
+    # kustomize-controller requeues at the dependency interval and logs at info level, as for dependsOn: the
+    # source is what is failing, or still fetching (kustomization_controller.go@186fb3b2 Reconcile).
+    body = kustomization(
+        "apps",
+        applied=OLD,
+        conditions=[
+            condition("Reconciling", "True", "ProgressingWithRetry", f"Fetching manifests for revision {NEW}"),
+            condition("Ready", "False", "ArtifactFailed", message),
+        ],
+    )
+    for target in (SHA_NEW, None):
+        result = judge(body, target)
+        assert (result.phase, result.reason) == (Phase.WAITING, "ArtifactFailed")
+
+
+def test_a_git_repository_waiting_for_an_included_repository_waits() -> None:
+    # source-controller returns a serror.Waiting for an include that is missing or has no artifact, and the
+    # IncludeUnavailable reason becomes Ready's (gitrepository_controller.go@39b711b1 fetchIncludes).
+    message = "no artifact available for include 'shared'"
+    body = git_repository(
+        revision=OLD,
+        conditions=[
+            condition("Reconciling", "True", "ProgressingWithRetry", "building artifact"),
+            condition("IncludeUnavailable", "True", "NoArtifact", message),
+            condition("Ready", "False", "NoArtifact", message),
+        ],
+    )
+    result = judge(body)
+    assert (result.phase, result.reason) == (Phase.WAITING, "NoArtifact")
+
+
+def install_error(
+    *, retries: int, failures: int, reconciling: dict[str, Any], ready_reason: str = "InstallFailed"
+) -> dict[str, Any]:
+    message = (
+        "Helm install failed for release apps/web with chart web@1.2.0+7d1f6c2a9b8e: execution error at "
+        "(web/templates/deployment.yaml:12:4): image.tag is required"
+    )
+    body = helm_release(
+        "web",
+        chart_source=GIT_CHART,
+        attempted=f"1.2.0+{SHA_NEW[:12]}",
+        conditions=[
+            reconciling,
+            condition("Ready", "False", ready_reason, message),
+            condition("Released", "False", "InstallFailed", message),
+        ],
+    )
+    body["spec"]["install"] = {"remediation": {"retries": retries}}
+    body["status"].update(installFailures=failures, lastAttemptedReleaseAction="install")
+    return body
+
+
+def test_a_release_failure_helm_did_not_count_is_retried_with_backoff_and_fails() -> None:
+    # A chart that does not render stores no release: helm-controller does not count it (install.go@0f61a860
+    # "Return error if we did not store a release"), returns the error and retries with backoff; Reconciling keeps
+    # the action's Progressing message. Retries left or not, it is the same failure every time.
+    running = condition("Reconciling", "True", "Progressing", "Running 'install' action with timeout of 5m0s")
+    result = judge(install_error(retries=3, failures=0, reconciling=running))
+    assert (result.phase, result.reason) == (Phase.FAILED, "InstallFailed")
+    assert "image.tag is required" in result.message
+
+
+def test_a_counted_release_failure_being_remediated_is_retrying() -> None:
+    # Counted (a release was stored), and the uninstall remediation is running: a retry follows at once.
+    uninstalling = condition("Reconciling", "True", "Progressing", "Running 'uninstall' action with timeout of 5m0s")
+    result = judge(install_error(retries=3, failures=1, reconciling=uninstalling))
+    assert result.phase is Phase.PROGRESSING
+    assert result.message.startswith("install failed, retry 1 of 3: Helm install failed")
+
+
+def test_a_failed_remediation_is_a_failure_even_with_retries_left() -> None:
+    # The rollback or uninstall itself failed: helm-controller returns the error and retries the remediation with
+    # backoff, not the release (atomic_release.go@0f61a860 Reconcile); the release stays broken until someone acts.
+    failing = condition("Reconciling", "True", "Progressing", "Running 'uninstall' action with timeout of 5m0s")
+    body = install_error(retries=3, failures=1, reconciling=failing, ready_reason="UninstallFailed")
+    body["status"]["conditions"].append(
+        condition("Remediated", "False", "UninstallFailed", "Helm uninstall failed: timed out waiting")
+    )
+    assert judge(body).phase is Phase.FAILED
+
+
+def test_a_failure_from_before_a_pending_reconcile_request_is_not_final() -> None:
+    # isReconcileFailure (kustomize-controller suite_test.go@186fb3b2) counts a failure only once the controller
+    # has handled the latest reconcile request: status.lastHandledReconcileAt equals the requestedAt annotation.
+    body = git_repository(
+        revision=OLD,
+        ref={"branch": "feature"},
+        conditions=[
+            condition("Ready", "False", "GitOperationFailed", "couldn't find remote ref 'refs/heads/feature'"),
+            condition("FetchFailed", "True", "GitOperationFailed", "couldn't find remote ref 'refs/heads/feature'"),
+        ],
+    )
+    body["metadata"]["annotations"] = {"reconcile.fluxcd.io/requestedAt": "2026-10-02T09:15:00.000000001Z"}
+    body["status"]["lastHandledReconcileAt"] = "2026-10-02T09:00:00.000000001Z"
+    result = judge(body)
+    assert (result.phase, result.reason) == (Phase.PROGRESSING, "GitOperationFailed")
+    assert "refs/heads/feature" in result.message
+    body["status"]["lastHandledReconcileAt"] = "2026-10-02T09:15:00.000000001Z"
+    assert judge(body).phase is Phase.FAILED
+
+
+def test_stalled_with_ready_true_is_a_failure() -> None:
+    # fluxcd/pkg runtime/conditions/check@e2cfd1a2 FAIL0004 calls this shape invalid; isReconcileFailure and kstatus
+    # both look at Stalled first, and so do we: the controller said it will not retry.
+    body = kustomization(
+        "apps",
+        applied=NEW,
+        conditions=[*ready(NEW), condition("Stalled", "True", "InvalidCELExpression", "invalid expression")],
+    )
+    result = judge(body)
+    assert (result.phase, result.reason, result.message) == (Phase.FAILED, "InvalidCELExpression", "invalid expression")
+
+
+def test_a_git_chart_with_values_files_still_names_the_commit() -> None:
+    # source-controller appends the HelmChart's generation after the 12 hex when spec.valuesFiles is set
+    # (helmchart_controller.go@39b711b1 buildFromTarballArtifact): `1.2.0+<12 hex>.3`.
+    body = helm_release(
+        "web",
+        chart_source=GIT_CHART,
+        chart_version=f"1.2.0+{SHA_NEW[:12]}.3",
+        conditions=[condition("Ready", "True", "UpgradeSucceeded", "Helm upgrade succeeded")],
+    )
+    result = judge(body)
+    assert (result.phase, result.target_matched) == (Phase.READY, True)
+    assert judge(body, target=SHA_OLD).phase is Phase.PENDING
+
+
+def test_a_chart_ref_to_a_helm_chart_from_git_names_the_commit_when_the_chart_is_known() -> None:
+    # spec.chartRef may name a HelmChart (helm-controller getSource@0f61a860); its version carries the commit only
+    # when that HelmChart is built from a GitRepository, which the release alone cannot tell.
+    def shared_chart(source_kind: str) -> FluxObject:
+        return parse_flux_object(
+            {
+                "apiVersion": "source.toolkit.fluxcd.io/v1",
+                "kind": "HelmChart",
+                "metadata": {"name": "web", "namespace": "apps", "generation": 1},
+                "spec": {"chart": "./charts/web", "sourceRef": {"kind": source_kind, "name": "fleet"}},
+            }
+        )
+
+    body = helm_release(
+        "web",
+        chart_version=f"1.2.0+{SHA_OLD[:12]}",
+        conditions=[condition("Ready", "True", "UpgradeSucceeded", "Helm upgrade succeeded")],
+    )
+    del body["spec"]["chart"]
+    body["spec"]["chartRef"] = {"kind": "HelmChart", "name": "web"}
+    release = parse_flux_object(body)
+    assert verdict(release, SHA_NEW).target_matched is None
+    from_git = verdict(release, SHA_NEW, chart=shared_chart("GitRepository"))
+    assert (from_git.phase, from_git.target_matched) == (Phase.PENDING, False)
+    assert verdict(release, SHA_NEW, chart=shared_chart("Bucket")).target_matched is None
+
+
+def test_a_source_that_already_holds_the_pushed_commit_is_not_failed_by_a_later_fetch() -> None:
+    # source-controller keeps the stored artifact when a later fetch fails (a network blip at the next interval,
+    # while the Kustomizations still apply the commit): the push no longer needs that source to fetch anything.
+    failing = [
+        condition("Reconciling", "True", "ProgressingWithRetry", "building artifact"),
+        condition("Ready", "False", "GitOperationFailed", "failed to checkout: unable to clone: i/o timeout"),
+        condition("FetchFailed", "True", "GitOperationFailed", "failed to checkout: unable to clone: i/o timeout"),
+    ]
+    result = judge(git_repository(revision=NEW, conditions=failing))
+    assert (result.phase, result.target_matched) == (Phase.READY, True)
+    assert "i/o timeout" in result.message
+    assert judge(git_repository(revision=OLD, conditions=failing)).phase is Phase.FAILED
+    assert judge(git_repository(revision=NEW, conditions=failing), target=None).phase is Phase.FAILED
+    refetching = [
+        condition("Reconciling", "True", "Progressing", "building artifact"),
+        condition("Ready", "Unknown", "Progressing", "building artifact"),
+    ]
+    assert judge(git_repository(revision=NEW, conditions=refetching)).phase is Phase.READY
+
+
+def test_a_helm_test_failure_with_ignore_failures_leaves_the_release_ready() -> None:
+    # helm-controller's summarize leaves TestSuccess out of Ready when spec.test.ignoreFailures is set
+    # (internal/reconcile/release.go@0f61a860), so Ready=True stands beside TestSuccess=False.
+    body = helm_release(
+        "web",
+        chart_source=GIT_CHART,
+        chart_version=f"1.2.0+{SHA_NEW[:12]}",
+        conditions=[
+            condition("Ready", "True", "UpgradeSucceeded", "Helm upgrade succeeded"),
+            condition("Released", "True", "UpgradeSucceeded", "Helm upgrade succeeded"),
+            condition("TestSuccess", "False", "TestFailed", "Helm test failed: pod web-test failed"),
+        ],
+    )
+    body["spec"]["test"] = {"enable": True, "ignoreFailures": True}
+    assert (judge(body).phase, judge(body).target_matched) == (Phase.READY, True)
