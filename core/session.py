@@ -18,6 +18,7 @@ commit, which deploys (or fails) the push with it; at a commit of a rewritten hi
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -432,30 +433,27 @@ def _verdicts(
     pushed_at: float,
 ) -> dict[ObjectRef, Verdict]:
     verdicts = {
-        ref: verdict(objects[ref], overtaken.get(ref, commit))
+        ref: verdict(obj, overtaken.get(ref, commit), chart=_chart_of(obj, objects))
         for ref in (*plan.followed, *plan.upstream)
-        if ref in objects
+        if (obj := objects.get(ref)) is not None
     }
     for ref in plan.helm_releases:
         result = verdicts.get(ref)
-        if result is None or result.target_matched:
+        if result is None or result.phase is not Phase.READY or result.target_matched is not None:
             continue
-        if result.phase is Phase.READY and result.target_matched is None:
-            # No trace of the commit: deployed once the parent that applies it has applied the push (DESIGN §3).
-            parent = objects[ref].owner
-            parent_verdict = verdicts.get(parent) if parent else None
-            if parent_verdict is not None and parent_verdict.phase is not Phase.READY:
-                verdicts[ref] = replace(
-                    result,
-                    phase=Phase.PENDING,
-                    reason="ParentNotApplied",
-                    message=f"waiting for {parent} to apply the pushed commit",
-                )
-        elif result.phase is Phase.FAILED and _failing_since_before(result, pushed_at):
-            # A HelmRelease failure that names no commit (a missing Secret, a values error) and was already there
-            # before the push is not this push's failure: the push may be the fix. Flux moves a condition's
-            # lastTransitionTime only when its status, reason or message change (fluxcd/pkg
-            # runtime/conditions/setter.go, Set), so the same failure, retried, keeps its old time.
+        # No trace of the commit: deployed once the parent that applies it has applied the push (DESIGN §3).
+        parent = objects[ref].owner
+        parent_verdict = verdicts.get(parent) if parent else None
+        if parent_verdict is not None and parent_verdict.phase is not Phase.READY:
+            verdicts[ref] = replace(
+                result,
+                phase=Phase.PENDING,
+                reason="ParentNotApplied",
+                message=f"waiting for {parent} to apply the pushed commit",
+            )
+    for ref in (*plan.sources, *plan.helm_releases):
+        result = verdicts.get(ref)
+        if result is not None and _failing_since_before_the_push(objects[ref], result, pushed_at):
             verdicts[ref] = replace(
                 result,
                 phase=Phase.PENDING,
@@ -464,13 +462,47 @@ def _verdicts(
     return verdicts
 
 
-def _failing_since_before(result: Verdict, pushed_at: float) -> bool:
-    try:
-        since = datetime.strptime(result.transitioned_at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
-    except ValueError:
+def _chart_of(obj: FluxObject, objects: Mapping[ObjectRef, FluxObject]) -> FluxObject | None:
+    """The HelmChart a HelmRelease's spec.chartRef names, which alone says whether its version names a commit."""
+    if obj.kind != "HelmRelease" or obj.source_ref is None or obj.source_ref.kind != "HelmChart":
+        return None
+    return objects.get(obj.source_ref)
+
+
+def _failing_since_before_the_push(obj: FluxObject, result: Verdict, pushed_at: float) -> bool:
+    """Whether a source's or HelmRelease's failure, which names no commit, is older than the push.
+
+    Such a failure (a branch the push creates, a Secret it adds, a values error it fixes) is not this push's
+    failure until the controller has tried again. Flux moves a condition's lastTransitionTime only when its status,
+    reason or message change (fluxcd/pkg runtime/conditions/setter.go, Set), so the same failure, retried, keeps
+    its old time; and a reconcile request handled after the push (the session's own, with --reconcile and in the
+    tray) means it has been tried again. A Stalled object only moves with a spec change, which a new generation
+    shows anyway, so its failure stands.
+    """
+    if result.phase is not Phase.FAILED or result.target_matched:
         return False
+    stalled = obj.condition("Stalled")
+    if stalled is not None and stalled.status == "True":
+        return False
+    since = _timestamp(result.transitioned_at)
+    handled = _timestamp(obj.last_handled_reconcile_at)
     # Flux truncates condition times to the second (setter.go), so a failure in the push's own second is new.
-    return since < math.floor(pushed_at)
+    if since is None or since >= math.floor(pushed_at):
+        return False
+    return handled is None or handled < pushed_at
+
+
+_RFC3339 = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)")
+
+
+def _timestamp(text: str) -> float | None:
+    """Seconds since the epoch of an RFC 3339 time (nanoseconds allowed, as requestedAt tokens have), or None."""
+    match = _RFC3339.fullmatch(text)
+    if match is None:
+        return None
+    whole, fraction, zone = match.groups()
+    moment = datetime.fromisoformat(whole + (fraction or "")[:7] + ("+00:00" if zone == "Z" else zone))
+    return moment.timestamp()
 
 
 def _resource(
@@ -491,7 +523,7 @@ def _resource(
     owner = obj.owner if obj is not None else None
     applied_by = appliers[0] if appliers else owner if owner in verdicts else None
     parents = [dep for dep in known if dep.kind != ref.kind]
-    troubled = result.phase in (Phase.FAILED, Phase.SUSPENDED, Phase.WAITING)
+    troubled = result.phase in (Phase.FAILED, Phase.SUSPENDED, Phase.WAITING) or result.retrying
     return ResourceStatus(
         ref=ref,
         role=role,

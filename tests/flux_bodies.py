@@ -124,3 +124,35 @@ def helm_release(
         "spec": {"interval": "10m", "chart": {"spec": {"chart": name, "version": "*", "sourceRef": source}}},
         "status": status,
     }
+
+
+GIT_CHART = {"kind": "GitRepository", "name": "fleet", "namespace": "flux-system"}
+"""A chart built from the fleet repository, the one case where a `+<12 hex>` chart version names a commit."""
+
+UPGRADE_ERROR = "Helm upgrade failed for release apps/web with chart web@1.2.0+7d1f6c2a9b8e: context deadline exceeded"
+
+
+def failed_upgrade(*, retries: int, failures: int, strategy: str = "", stalled: bool = False) -> dict[str, Any]:
+    rollback = "Helm rollback to previous release apps/web.v3 with chart web@1.2.0+0f9e8d7c6b5a succeeded"
+    conditions = [
+        condition("Reconciling", "True", "ProgressingWithRetry", rollback),
+        condition("Ready", "False", "RollbackSucceeded", rollback),
+        condition("Released", "False", "UpgradeFailed", UPGRADE_ERROR),
+        condition("Remediated", "True", "RollbackSucceeded", rollback),
+    ]
+    if stalled:
+        conditions[0] = condition(
+            "Stalled", "True", "RetriesExceeded", f"Failed to upgrade after {failures} attempt(s)"
+        )
+    body = helm_release(
+        "web",
+        chart_source=GIT_CHART,
+        chart_version=f"1.2.0+{SHA_OLD[:12]}",
+        attempted=f"1.2.0+{SHA_NEW[:12]}",
+        conditions=conditions,
+    )
+    body["spec"]["upgrade"] = {"remediation": {"retries": retries}}
+    if strategy:
+        body["spec"]["upgrade"]["strategy"] = {"name": strategy}
+    body["status"].update(upgradeFailures=failures, lastAttemptedReleaseAction="upgrade")
+    return body

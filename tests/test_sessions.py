@@ -22,7 +22,16 @@ from fluxmon.core.store import SessionStore
 from fluxmon.core.terminal import progress_lines, tree
 from fluxmon.core.verdict import Phase
 from tests.fleet import BROKEN_YAML, SCALE_WEB, UNHEALTHY_WEB, Fleet, edit
-from tests.flux_bodies import SHA_NEW, SHA_OLD, condition, git_repository, helm_release, kustomization, ready
+from tests.flux_bodies import (
+    SHA_NEW,
+    SHA_OLD,
+    condition,
+    failed_upgrade,
+    git_repository,
+    helm_release,
+    kustomization,
+    ready,
+)
 
 SNAPSHOT_TIMEOUT_SECONDS = 30.0
 
@@ -404,3 +413,58 @@ def test_a_failures_events_are_only_those_of_the_revision_it_tried(fleet: Fleet)
     assert apps.events, "the BuildFailed event of the pushed commit"
     assert {event.reason for event in apps.events} == {"BuildFailed"}
     assert all(event.revision.endswith(broken) for event in apps.events)
+
+
+def missing_branch_source(*, failing_since: str, handled_at: str = "") -> dict[str, Any]:
+    """source-controller's shape for a branch that does not exist (yet): the push may be what creates it
+    (source-controller internal/controller/gitrepository_controller.go, GitOperationFailed)."""
+    message = "failed to checkout and determine revision: unable to clone: couldn't find remote ref refs/heads/main"
+    body = git_repository(
+        revision=OLD,
+        conditions=[
+            condition("Reconciling", "True", "ProgressingWithRetry", "reconciliation in progress"),
+            condition("Ready", "False", "GitOperationFailed", message),
+            condition("FetchFailed", "True", "GitOperationFailed", message),
+        ],
+    )
+    for cond in body["status"]["conditions"]:
+        cond["lastTransitionTime"] = failing_since
+    if handled_at:
+        body["status"]["lastHandledReconcileAt"] = handled_at
+    return body
+
+
+def test_a_source_failure_older_than_the_push_waits_for_the_source_to_try_again() -> None:
+    spec = replace(SPEC, created_at=1_700_000_000.5)
+    before = "2023-11-14T22:13:19Z"
+    world = objects(missing_branch_source(failing_since=before), kustomization("apps", conditions=ready(OLD)))
+    snapshot = evaluate(spec, world, SYNCED, now=spec.created_at + 1)
+    assert snapshot.state is not SessionState.FAILED, snapshot.message
+    source = next(r for r in snapshot.resources if r.ref.kind == "GitRepository")
+    assert source.phase is Phase.PENDING
+    assert source.message.startswith("failing since before this push, which may fix it: failed to checkout")
+    # The session's own reconcile request, handled after the push (a token as `flux reconcile` writes it): the
+    # source has tried again, so the failure is this push's.
+    tried_again = missing_branch_source(failing_since=before, handled_at="2023-11-14T22:13:21.123456789Z")
+    snapshot = evaluate(spec, objects(tried_again, kustomization("apps", conditions=ready(OLD))), SYNCED, now=1.7e9)
+    assert snapshot.state is SessionState.FAILED
+    assert snapshot.failed == ObjectRef(kind="GitRepository", namespace="flux-system", name="fleet")
+
+
+def test_a_stalled_source_fails_the_push_however_old_the_failure() -> None:
+    spec = replace(SPEC, created_at=1_700_000_000.5)
+    stalled = condition("Stalled", "True", "InvalidURL", "invalid URL")
+    failed = condition("Ready", "False", "InvalidURL", "invalid URL")
+    for cond in (stalled, failed):
+        cond["lastTransitionTime"] = "2023-01-01T00:00:00Z"
+    world = objects(git_repository(revision=OLD, conditions=[stalled, failed]))
+    assert evaluate(spec, world, SYNCED, now=spec.created_at + 1).state is SessionState.FAILED
+
+
+def test_a_release_retrying_an_upgrade_shows_the_failure_s_hint_at_once() -> None:
+    world = objects(git_repository(revision=NEW), failed_upgrade(retries=3, failures=1))
+    snapshot = evaluate(SPEC, world, SYNCED, now=1001.0)
+    web = next(r for r in snapshot.resources if r.ref.name == "web")
+    assert snapshot.state is SessionState.RECONCILING
+    assert web.message.startswith("upgrade failed, retry 1 of 3: ")
+    assert web.hint is not None

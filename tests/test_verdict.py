@@ -10,10 +10,19 @@ import pytest
 from fluxmon.core.documents import iter_objects
 from fluxmon.core.objects import FluxObject, parse_flux_object
 from fluxmon.core.verdict import Phase, Verdict, verdict
-from tests.flux_bodies import SHA_NEW, SHA_OLD, condition, git_repository, helm_release, kustomization, ready
+from tests.flux_bodies import (
+    GIT_CHART,
+    SHA_NEW,
+    SHA_OLD,
+    UPGRADE_ERROR,
+    condition,
+    failed_upgrade,
+    git_repository,
+    helm_release,
+    kustomization,
+    ready,
+)
 
-GIT_CHART = {"kind": "GitRepository", "name": "fleet", "namespace": "flux-system"}
-"""A chart built from the fleet repository, the one case where a `+<12 hex>` chart version names a commit."""
 NEW = f"main@sha1:{SHA_NEW}"
 OLD = f"main@sha1:{SHA_OLD}"
 FIXTURES = Path(__file__).parent / "fixtures" / "flux-examples.yaml"
@@ -561,34 +570,6 @@ def test_a_chart_artifact_replaced_under_helm_controller_is_progressing() -> Non
 
 
 # An install or upgrade that failed while remediation retries remain is retried at once: not final.
-
-UPGRADE_ERROR = "Helm upgrade failed for release apps/web with chart web@1.2.0+7d1f6c2a9b8e: context deadline exceeded"
-
-
-def failed_upgrade(*, retries: int, failures: int, strategy: str = "", stalled: bool = False) -> dict[str, Any]:
-    rollback = "Helm rollback to previous release apps/web.v3 with chart web@1.2.0+0f9e8d7c6b5a succeeded"
-    conditions = [
-        condition("Reconciling", "True", "ProgressingWithRetry", rollback),
-        condition("Ready", "False", "RollbackSucceeded", rollback),
-        condition("Released", "False", "UpgradeFailed", UPGRADE_ERROR),
-        condition("Remediated", "True", "RollbackSucceeded", rollback),
-    ]
-    if stalled:
-        conditions[0] = condition(
-            "Stalled", "True", "RetriesExceeded", f"Failed to upgrade after {failures} attempt(s)"
-        )
-    body = helm_release(
-        "web",
-        chart_source=GIT_CHART,
-        chart_version=f"1.2.0+{SHA_OLD[:12]}",
-        attempted=f"1.2.0+{SHA_NEW[:12]}",
-        conditions=conditions,
-    )
-    body["spec"]["upgrade"] = {"remediation": {"retries": retries}}
-    if strategy:
-        body["spec"]["upgrade"]["strategy"] = {"name": strategy}
-    body["status"].update(upgradeFailures=failures, lastAttemptedReleaseAction="upgrade")
-    return body
 
 
 def test_an_upgrade_failure_with_retries_left_is_shown_at_once_and_not_final() -> None:
