@@ -101,6 +101,16 @@ class FluxObject:
     """Flux objects in a Kustomization's inventory: the children it applies."""
     chart_version: str = ""
     """A HelmRelease's deployed chart version (status.history[0].chartVersion), which may carry a commit suffix."""
+    # HelmRelease remediation: spec.install/upgrade.remediation.retries (0 when unset, -1 unlimited), the
+    # spec.install/upgrade.strategy.name, the status.installFailures/upgradeFailures counters, and which action
+    # status.lastAttemptedReleaseAction names (install or upgrade).
+    install_retries: int = 0
+    upgrade_retries: int = 0
+    install_strategy: str = ""
+    upgrade_strategy: str = ""
+    install_failures: int = 0
+    upgrade_failures: int = 0
+    last_release_action: str = ""
 
     @property
     def kind(self) -> str:
@@ -124,6 +134,9 @@ class FluxObject:
             last_applied_revision="",
             last_attempted_revision="",
             chart_version="",
+            install_failures=0,
+            upgrade_failures=0,
+            last_release_action="",
         )
 
     def condition(self, condition_type: str) -> Condition | None:
@@ -189,6 +202,13 @@ def parse_flux_object(body: Mapping[str, Any]) -> FluxObject:
         last_attempted_revision=_text(status.get("lastAttemptedRevision")),
         applied_flux_objects=_inventory(status.get("inventory")),
         chart_version=_chart_version(status),
+        install_retries=_remediation_retries(spec.get("install")),
+        upgrade_retries=_remediation_retries(spec.get("upgrade")),
+        install_strategy=_text(_mapping(_mapping(spec.get("install")).get("strategy")).get("name")),
+        upgrade_strategy=_text(_mapping(_mapping(spec.get("upgrade")).get("strategy")).get("name")),
+        install_failures=_int(status.get("installFailures")) or 0,
+        upgrade_failures=_int(status.get("upgradeFailures")) or 0,
+        last_release_action=_text(status.get("lastAttemptedReleaseAction")),
     )
 
 
@@ -230,6 +250,12 @@ def _chart_version(status: Mapping[str, Any]) -> str:
     if history:
         return _text(_mapping(history[0]).get("chartVersion"))
     return ""
+
+
+def _remediation_retries(action: Any) -> int:
+    """spec.<install|upgrade>.remediation.retries: helm-controller's default is 0, and a negative number means
+    unlimited (api/v2/helmrelease_types.go, InstallRemediation.Retries)."""
+    return _int(_mapping(_mapping(action).get("remediation")).get("retries")) or 0
 
 
 def _git_ref(raw: Any) -> GitRef:

@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterable, Sequence
 
 from fluxmon.core.objects import FluxObject
-from fluxmon.core.revision import short_revision
+from fluxmon.core.revision import short_revision, truncate_hex
 from fluxmon.core.verdict import Verdict
 
 TABLE_COLUMNS = ("NAMESPACE", "NAME", "REVISION", "SUSPENDED", "READY", "MESSAGE")
@@ -33,7 +33,8 @@ def json_lines(rows: Iterable[tuple[FluxObject, Verdict]]) -> str:
 
 
 def table(rows: Sequence[tuple[FluxObject, Verdict]]) -> str:
-    """A left-aligned table in the flux CLI's style: `kustomization/apps`, revisions shortened to 8 hex."""
+    """A left-aligned table in the flux CLI's style: `kustomization/apps`, and hex shortened to 8 digits in both the
+    revision and the message, as `flux get` prints them."""
     cells = [TABLE_COLUMNS] + [
         (
             obj.ref.namespace,
@@ -41,7 +42,7 @@ def table(rows: Sequence[tuple[FluxObject, Verdict]]) -> str:
             short_revision(result.revision),
             str(obj.suspended),
             result.phase.value,
-            one_line(result.message),
+            truncate_hex(one_line(result.message)),
         )
         for obj, result in rows
     ]

@@ -35,6 +35,7 @@ _HEX = re.compile(r"[0-9a-f]+")
 _HELM_SUFFIX = re.compile(r"^(?P<version>[^+]+)\+(?P<hash>[0-9a-f]{12})$")
 _LEGACY = re.compile(r"^(?P<pointer>.+)/(?P<hash>[0-9a-f]{40}|[0-9a-f]{64})$")
 _BARE = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
+_HEX_IN_TEXT = re.compile(r"\b[a-f0-9]{40,128}\b", re.ASCII)
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -132,3 +133,9 @@ def revision_matches(revision: str | Revision, commit: str) -> bool:
 def short_revision(text: str) -> str:
     """The display form of a revision string, as `flux get` prints it."""
     return parse_revision(text).short()
+
+
+def truncate_hex(text: str) -> str:
+    """Shorten every SHA-1 to SHA-512 hex string (40 to 128 digits) in free text to 8, as `flux get` does with
+    the MESSAGE column (fluxcd/flux2 internal/utils/hex.go@da2d22d3 `TruncateHex`)."""
+    return _HEX_IN_TEXT.sub(lambda match: match[0][:SHORT_DISPLAY_LENGTH], text)

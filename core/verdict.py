@@ -1,20 +1,29 @@
 """The verdict on one Flux object, relative to the commit that was pushed.
 
 kstatus (and so `flux reconcile`) calls an object failed only when Stalled=True, which leaves an ordinary build or
-health-check failure "in progress" for minutes. We follow kustomize-controller's own test predicates instead:
+health-check failure "in progress" for minutes. We follow kustomize-controller's own test predicates instead
+(`isReconcileFailure` in fluxcd/kustomize-controller internal/controller/suite_test.go@186fb3b2):
 
-- Failed: Stalled=True; or Ready=False at the current generation while Reconciling is absent or says
-  ProgressingWithRetry (the controller has given up on this attempt and will retry later).
-- Waiting: Ready=False with DependencyNotReady.
-- Progressing: Reconciling=True (reason Progressing), Ready=Unknown, or a generation the controller has not
-  observed yet.
 - Suspended: spec.suspend, whatever else the status says.
+- Failed: Stalled=True; or Ready=False written for the current generation (the Ready condition's own
+  observedGeneration) while Reconciling is absent or says ProgressingWithRetry. For a HelmRelease, Ready=False at
+  the current generation is a failure whatever Reconciling says, because helm-controller keeps Reconciling=True
+  ("Fulfilling prerequisites") while it retries a failure before any release action with backoff.
+- Waiting: DependencyNotReady, or a chart whose source has no artifact yet.
+- Progressing: Reconciling=True (reason Progressing), Ready=Unknown, or a Ready condition written for an older
+  generation. A Helm install or upgrade that failed while remediation retries remain is Progressing too:
+  helm-controller retries it at once, and the message says "upgrade failed, retry 1 of 3: <error>".
 - Ready: only at the target commit. Ready at an older revision is Pending for this push, and so is a failure at an
   older revision: the pushed commit has not been tried yet, and may well be the fix.
 
-Some objects carry no trace of the commit (a HelmRelease whose chart comes from a HelmRepository, a Kustomization
-of an OCI artifact). For those the verdict can only say whether the object is healthy at its current generation;
-`Verdict.target_matched` is then None, and the session decides what that means.
+status.observedGeneration is not "what the controller has seen": Flux advances it only on success or on a terminal
+stall (kustomize-controller finalizeStatus; source-controller ComputeReconcileResult; helm-controller only with no
+error and no requeue; new objects start at -1). So it never decides a verdict while a Ready condition carries its
+own observedGeneration.
+
+Some objects carry no trace of the commit (a HelmRelease whose chart comes from a HelmRepository or an
+OCIRepository, a Kustomization of an OCI artifact). For those the verdict can only say whether the object is
+healthy at its current generation; `Verdict.target_matched` is then None, and the session decides what that means.
 """
 
 from __future__ import annotations
@@ -27,6 +36,46 @@ from fluxmon.core.revision import parse_revision, revision_matches, short_revisi
 
 PROGRESSING_WITH_RETRY = "ProgressingWithRetry"
 DEPENDENCY_NOT_READY = "DependencyNotReady"
+ARTIFACT_FAILED = "ArtifactFailed"
+
+WAIT_REASONS = frozenset({DEPENDENCY_NOT_READY, "SourceNotReady", "NoSourceArtifact"})
+"""Ready=False reasons that wait on another object rather than fail: a dependsOn; a HelmRelease's chart source that
+is not ready (helm-controller `isSourceReady`, internal/controller/helmrelease_controller.go@0f61a860, requeued at
+the dependency interval, not retried with backoff); a HelmChart whose source has no artifact yet
+(source-controller internal/controller/helmchart_controller.go@39b711b1, ResultRequeue)."""
+
+HEALTH_CHECK_CANCELED = "HealthCheckCanceled"
+"""Written when a new reconcile request (often the push itself, through its source) cancels running health checks;
+the controller requeues at once, so nothing has failed (fluxcd/pkg apis/meta/conditions.go@e2cfd1a2;
+kustomize-controller internal/controller/kustomization_controller.go@186fb3b2)."""
+
+ARTIFACT_GONE = "Source not ready: artifact not found"
+"""helm-controller's ArtifactFailed message when the chart artifact vanished between lookup and download; it waits
+(errWaitForDependency) instead of failing (internal/controller/helmrelease_controller.go@0f61a860)."""
+
+HELM_PREREQUISITE_FAILURES = frozenset(
+    {
+        ARTIFACT_FAILED,
+        "ValuesError",
+        "ChartMutateError",
+        "RESTClientError",
+        "ResourceManagerError",
+        "FactoryError",
+        "StateError",
+        "InitFailed",
+        "GetLastReleaseFailed",
+    }
+)
+"""Ready=False reasons helm-controller writes before any release action: "could not get Source object" or "Could
+not load chart" (ArtifactFailed), a values composition error such as a missing Secret or ConfigMap (ValuesError),
+a missing kubeconfig Secret (RESTClientError), and the like. It keeps Reconciling=True, reason Progressing, message
+"Fulfilling prerequisites", and retries with backoff (fluxcd/helm-controller
+internal/controller/helmrelease_controller.go@0f61a860 reconcileRelease; StateError in
+internal/reconcile/atomic_release.go@0f61a860). InitFailed and GetLastReleaseFailed are the v2beta1 API's
+(api/v2beta1/condition_types.go)."""
+
+RETRY_ON_FAILURE = "RetryOnFailure"
+"""spec.install/upgrade.strategy.name that retries after an interval instead of remediating at once."""
 
 
 class Phase(StrEnum):
@@ -67,9 +116,11 @@ def verdict(obj: FluxObject, target: str | None = None) -> Verdict:
     ready = obj.condition("Ready")
     since = ready.last_transition_time if ready else ""
 
-    def judged(phase: Phase, reason: str, message: str, *, matched: bool | None = None) -> Verdict:
+    def judged(
+        phase: Phase, reason: str, message: str, *, matched: bool | None = None, failed: bool = False
+    ) -> Verdict:
         # A failure belongs to the revision that was tried, which is newer than the one last applied.
-        failed_attempt = phase in (Phase.FAILED, Phase.PENDING) and obj.last_attempted_revision
+        failed_attempt = (failed or phase in (Phase.FAILED, Phase.PENDING)) and obj.last_attempted_revision
         return Verdict(
             phase=phase,
             reason=reason,
@@ -83,35 +134,32 @@ def verdict(obj: FluxObject, target: str | None = None) -> Verdict:
     if obj.suspended:
         return judged(Phase.SUSPENDED, "Suspended", "reconciliation is suspended (spec.suspend: true)")
 
-    # A spec change the controller has not seen yet (often made by a parent applying the pushed commit) makes any
-    # status stale, Ready included.
-    observed = obj.observed_generation
-    if observed is None and ready is not None:
-        observed = ready.observed_generation
-    if obj.generation is not None and observed is not None and observed < obj.generation:
-        return judged(
-            Phase.PROGRESSING,
-            "NewGeneration",
-            f"waiting for the controller to observe generation {obj.generation} (last observed {observed})",
-        )
-
-    reconciling = _current(obj, obj.condition("Reconciling"))
+    # Stalled first, as isReconcileFailure does: the controller will not retry without a spec change, so it fails
+    # every push. Ready's message usually holds the concrete error; Stalled's only says that retries ran out.
     stalled = _current(obj, obj.condition("Stalled"))
     if stalled and stalled.status == "True":
-        # Stalled means the controller will not retry without a spec change, so it fails every push.
-        # Ready's message usually holds the concrete error; Stalled's only says that retries ran out.
-        detail = ready.message if ready and ready.status == "False" and ready.message != stalled.message else ""
+        detail = _failure(obj).message if ready and ready.status == "False" else ""
+        if detail == stalled.message:
+            detail = ""
         message = f"{stalled.message}: {detail}" if stalled.message and detail else stalled.message or detail
         return judged(Phase.FAILED, stalled.reason or "Stalled", message)
 
-    trace = _commit_trace(obj) if target else None
+    reconciling = _current(obj, obj.condition("Reconciling"))
     if ready is None:
         if reconciling and reconciling.status == "True":
             return judged(Phase.PROGRESSING, reconciling.reason or "Progressing", reconciling.message)
         return judged(Phase.UNKNOWN, "NoStatus", "the controller has not reported a Ready condition yet")
     if _current(obj, ready) is None:
-        return judged(Phase.PROGRESSING, ready.reason or "Progressing", ready.message)
+        # Ready speaks of an older spec (often changed by a parent applying the pushed commit): the controller has
+        # not acted on the new one yet, so even Ready=True no longer counts.
+        return judged(
+            Phase.PROGRESSING,
+            "NewGeneration",
+            f"waiting for the controller to act on generation {obj.generation} "
+            f"(Ready was written for generation {_generation_of(obj, ready)})",
+        )
 
+    trace = _commit_trace(obj) if target else None
     matched = revision_matches(trace.applied, target) if trace and target else None
     if ready.status == "True":
         if trace is None or matched:
@@ -126,31 +174,48 @@ def verdict(obj: FluxObject, target: str | None = None) -> Verdict:
             matched=False,
         )
 
-    if ready.status == "False":
-        if ready.reason == DEPENDENCY_NOT_READY:
-            return judged(Phase.WAITING, ready.reason, ready.message, matched=matched)
-        if reconciling and reconciling.status == "True" and reconciling.reason != PROGRESSING_WITH_RETRY:
-            return judged(Phase.PROGRESSING, reconciling.reason or "Progressing", ready.message, matched=matched)
-        # The attempt failed. If it was at an older commit (or at none: the source had no artifact yet), the
-        # pushed commit has not been tried.
-        if (
-            target
-            and trace is not None
-            and obj.kind in ("Kustomization", "HelmRelease")
-            and not revision_matches(trace.attempted, target)
-        ):
-            tried = (
-                f"the last attempt, at {short_revision(trace.attempted)}," if trace.attempted else "the last attempt"
-            )
-            return judged(
-                Phase.PENDING,
-                ready.reason,
-                f"{tried} failed; the pushed commit has not been tried yet: {ready.message}",
-                matched=False,
-            )
-        return judged(Phase.FAILED, ready.reason or "Failed", ready.message, matched=matched)
+    if ready.status != "False":
+        return judged(Phase.PROGRESSING, ready.reason or "Progressing", ready.message, matched=matched)
 
-    return judged(Phase.PROGRESSING, ready.reason or "Progressing", ready.message, matched=matched)
+    if ready.reason in WAIT_REASONS:
+        return judged(Phase.WAITING, ready.reason, ready.message, matched=matched)
+    if ready.reason == HEALTH_CHECK_CANCELED or (
+        obj.kind == "HelmRelease" and ready.reason == ARTIFACT_FAILED and ready.message.startswith(ARTIFACT_GONE)
+    ):
+        # Health checks cancelled by a newer request, or a chart artifact replaced between lookup and download: the
+        # controller starts again at once.
+        return judged(Phase.PROGRESSING, ready.reason, ready.message, matched=matched)
+    if (
+        reconciling
+        and reconciling.status == "True"
+        and reconciling.reason != PROGRESSING_WITH_RETRY
+        and obj.kind != "HelmRelease"
+    ):
+        return judged(Phase.PROGRESSING, reconciling.reason or "Progressing", ready.message, matched=matched)
+
+    # The attempt failed at the current generation. A HelmRelease that failed before any release action failed on
+    # its current spec (values, chart, Secret), whatever chart revision it last attempted.
+    before_release = obj.kind == "HelmRelease" and ready.reason in HELM_PREREQUISITE_FAILURES
+    failure = _failure(obj)
+    if (
+        target
+        and trace is not None
+        and obj.kind in ("Kustomization", "HelmRelease")
+        and not before_release
+        and not revision_matches(trace.attempted, target)
+    ):
+        # The attempt was at an older commit (or at none: the source had no artifact yet): the pushed commit has
+        # not been tried.
+        tried = f"the last attempt, at {short_revision(trace.attempted)}," if trace.attempted else "the last attempt"
+        return judged(
+            Phase.PENDING,
+            failure.reason,
+            f"{tried} failed; the pushed commit has not been tried yet: {failure.message}",
+            matched=False,
+        )
+    if obj.kind == "HelmRelease" and not before_release and (retry := _helm_retry(obj, reconciling)):
+        return judged(Phase.PROGRESSING, failure.reason, f"{retry}: {failure.message}", matched=matched, failed=True)
+    return judged(Phase.FAILED, failure.reason or "Failed", failure.message, matched=matched)
 
 
 def display_revision(obj: FluxObject) -> str:
@@ -171,19 +236,21 @@ def _commit_trace(obj: FluxObject) -> _CommitTrace | None:
         # An OCI artifact pushed by CI may record the git revision it was built from.
         return _CommitTrace(applied=obj.origin_revision, attempted="") if obj.origin_revision else None
     if kind == "HelmChart":
-        return (
-            _CommitTrace(applied=obj.artifact_revision, attempted="")
-            if _has_helm_suffix(obj.artifact_revision)
-            else None
-        )
+        # Built from a GitRepository with reconcileStrategy Revision, the version ends in the first 12 hex of the
+        # commit; from a Bucket, the same-looking suffix is a digest, and from a HelmRepository there is none.
+        if _chart_built_from_git(obj) and _has_helm_suffix(obj.artifact_revision):
+            return _CommitTrace(applied=obj.artifact_revision, attempted="")
+        return None
     if kind == "Kustomization":
         # Built from an OCI artifact or a bucket, lastAppliedRevision is a content digest, not a commit.
         if obj.source_ref is not None and obj.source_ref.kind != "GitRepository":
             return None
         return _CommitTrace(applied=obj.last_applied_revision, attempted=obj.last_attempted_revision)
     if kind == "HelmRelease":
+        # The chart's source kind decides, never the shape of the version alone: a chartRef to an OCIRepository
+        # or a HelmChart from a Bucket also gives `<version>+<12 hex>`, where the hex is a digest.
         applied = obj.chart_version or obj.last_applied_revision
-        if _has_helm_suffix(applied) or _has_helm_suffix(obj.last_attempted_revision):
+        if _chart_built_from_git(obj) and (_has_helm_suffix(applied) or _has_helm_suffix(obj.last_attempted_revision)):
             return _CommitTrace(applied=applied, attempted=obj.last_attempted_revision)
         return None
     return None  # Bucket and HelmRepository revisions are content digests.
@@ -193,17 +260,79 @@ def _has_helm_suffix(revision: str) -> bool:
     return parse_revision(revision).truncated
 
 
+def _chart_built_from_git(obj: FluxObject) -> bool:
+    """Whether the chart comes straight from a GitRepository: a HelmChart's spec.sourceRef, or a HelmRelease's
+    spec.chart.spec.sourceRef. A HelmRelease's spec.chartRef names an OCIRepository (digest) or a HelmChart, whose
+    own source this one object cannot see, so neither counts."""
+    return obj.source_ref is not None and obj.source_ref.kind == "GitRepository"
+
+
+def _generation_of(obj: FluxObject, condition: Condition) -> int | None:
+    """The generation a condition was written for: its own observedGeneration, else status.observedGeneration.
+
+    flux2 reads an observedGeneration of 0 on a condition as "not set" (APIs that predate per-condition
+    generations write none): fluxcd/flux2 cmd/flux/readiness.go@da2d22d3 `isObjectReady`.
+    """
+    return condition.observed_generation or obj.observed_generation
+
+
+def _failure(obj: FluxObject) -> Condition:
+    """The condition that holds the concrete error; for a HelmRelease after remediation, Ready only says that the
+    rollback or uninstall succeeded, while Released (or TestSuccess) still holds the failure."""
+    ready = obj.condition("Ready") or Condition(type="Ready", status="False")
+    if obj.kind == "HelmRelease":
+        for condition_type in ("Released", "TestSuccess"):
+            condition = obj.condition(condition_type)
+            if condition is not None and condition.status == "False" and condition.message:
+                return condition
+    return ready
+
+
+def _helm_retry(obj: FluxObject, reconciling: Condition | None) -> str:
+    """`upgrade failed, retry 1 of 3` while helm-controller will retry a failed install or upgrade at once, else "".
+
+    After a failure it remediates and requeues at once while `RetriesExhausted` is false, that is while the
+    failure count (status.installFailures or upgradeFailures) is at most spec.<action>.remediation.retries (default
+    0, negative = unlimited); it writes Stalled=RetriesExceeded once they are spent (fluxcd/helm-controller
+    api/v2/helmrelease_types.go@0f61a860 `RetriesExhausted`, `GetFailureCount`; internal/reconcile/
+    atomic_release.go@0f61a860 `Reconcile`). A RetryOnFailure strategy instead retries after an interval, and says
+    "retrying after <interval>" in Reconciling: that failure stands until then, as a Kustomization's does.
+    """
+    action = obj.last_release_action or _ACTION_BY_REASON.get(_failure(obj).reason, "")
+    if action == "install":
+        retries, failures, strategy = obj.install_retries, obj.install_failures, obj.install_strategy
+    elif action == "upgrade":
+        retries, failures, strategy = obj.upgrade_retries, obj.upgrade_failures, obj.upgrade_strategy
+    else:
+        return ""
+    interval_retry = reconciling is not None and reconciling.message.startswith("retrying after ")
+    if strategy == RETRY_ON_FAILURE or interval_retry or retries == 0 or 0 <= retries < failures:
+        return ""
+    attempt = max(failures, 1)
+    return f"{action} failed, retry {attempt} of {retries if retries > 0 else 'unlimited'}"
+
+
+_ACTION_BY_REASON = {
+    "InstallFailed": "install",
+    "UninstallSucceeded": "install",
+    "UpgradeFailed": "upgrade",
+    "RollbackSucceeded": "upgrade",
+}
+"""The release action a failure belongs to, where status.lastAttemptedReleaseAction is missing (v2beta1): a failed
+install is remediated by an uninstall, a failed upgrade by a rollback, and helm-controller's `summarize` then puts the
+remediation's reason on Ready (internal/reconcile/release.go@0f61a860)."""
+
+
 def _current(obj: FluxObject, condition: Condition | None) -> Condition | None:
     """The condition if it speaks of the object's current generation, else None.
 
     Every Flux v1 condition carries its own observedGeneration; older APIs only have status.observedGeneration;
-    where neither exists, the condition is taken as current.
+    where neither exists, the condition is taken as current. A lagging status.observedGeneration never makes a
+    condition stale when the condition has its own (kustomize-controller `isReconcileFailure`).
     """
     if condition is None:
         return None
-    observed = condition.observed_generation
-    if observed is None:
-        observed = obj.observed_generation
+    observed = _generation_of(obj, condition)
     if observed is None or obj.generation is None:
         return condition
     return condition if observed >= obj.generation else None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fluxmon.core.revision import normalize_commit, parse_revision, revision_matches, short_revision
+from fluxmon.core.revision import normalize_commit, parse_revision, revision_matches, short_revision, truncate_hex
 
 SHA = "7d1f6c2a9b8e4d3c2b1a09f8e7d6c5b4a3928170"
 SHA256 = "6c3b3a1fbd8e3b1b2f1c2f0b0d9f4e6a5a4c3b2a19080706050403020100ffee"
@@ -89,3 +89,29 @@ def test_short_form_follows_the_flux_cli() -> None:
     assert short_revision(f"sha1:{SHA}") == "sha1:7d1f6c2a"
     assert short_revision("6.0.3+4e5cbb7b97d0") == "6.0.3+4e5cbb7b97d0"
     assert short_revision("v1.16.2") == "v1.16.2"
+
+
+# The cases of flux2's own TestTruncateHex (fluxcd/flux2 internal/utils/hex_test.go@da2d22d3).
+@pytest.mark.parametrize(
+    ("text", "shortened"),
+    [
+        (SHA, SHA[:8]),
+        (SHA256, SHA256[:8]),
+        ("f" * 128, "f" * 8),
+        (f"sha256:{SHA256}", f"sha256:{SHA256[:8]}"),
+        (f"tag@sha256:{SHA256}", f"tag@sha256:{SHA256[:8]}"),
+        (f"HEAD/{SHA}", f"HEAD/{SHA[:8]}"),
+        ("f" * 150, "f" * 150),  # longer than SHA-512: not a hash
+        ("f" * 14, "f" * 14),  # shorter than SHA-1: left alone
+        (f"Applied revision: main@sha1:{SHA} to 'apps'", f"Applied revision: main@sha1:{SHA[:8]} to 'apps'"),
+        (
+            f"stored artifact for revision '{SHA}' and \"{SHA256}\"",
+            f"stored artifact for revision '{SHA[:8]}' and \"{SHA256[:8]}\"",
+        ),
+        (f"chart 6.0.3+{SHA[:12]}", f"chart 6.0.3+{SHA[:12]}"),  # Flux's own 12-hex suffix is already short
+        (f"x{SHA}", f"x{SHA}"),  # not a word of its own
+        ("which should not be modified", "which should not be modified"),
+    ],
+)
+def test_truncate_hex_in_messages_as_flux_get_does(text: str, shortened: str) -> None:
+    assert truncate_hex(text) == shortened
