@@ -17,6 +17,18 @@ def test_a_good_push_is_applied_everywhere_in_dependency_order(fleet: Fleet) -> 
     fleet.wait_phases(sha, {"HelmRelease/podinfo": Phase.READY})
     podinfo = fleet.watcher.objects()["HelmRelease/podinfo"]
     assert podinfo["status"]["history"][0]["chartVersion"] == f"6.0.3+{sha[:12]}"
+    # helm-controller keeps a HelmChart `<namespace>-<name>` in the source's namespace; source-controller builds it.
+    assert podinfo["status"]["helmChart"] == "flux-system/apps-podinfo"
+    chart = fleet.watcher.objects()["HelmChart/apps-podinfo"]
+    assert chart["metadata"]["labels"]["helm.toolkit.fluxcd.io/name"] == "podinfo"
+    assert chart["spec"]["reconcileStrategy"] == "Revision"
+    assert chart["status"]["artifact"]["revision"] == f"6.0.3+{sha[:12]}"
+    assert chart["status"]["observedSourceArtifactRevision"] == f"main@sha1:{sha}"
+    ready = next(c for c in chart["status"]["conditions"] if c["type"] == "Ready")
+    assert (ready["reason"], ready["message"]) == (
+        "ChartPackageSucceeded",
+        f"packaged 'podinfo' chart with version '6.0.3+{sha[:12]}'",
+    )
     # apps waited for infrastructure to apply the same revision first.
     assert fleet.watcher.phases_seen("Kustomization/apps", sha)[-3:] == [Phase.WAITING, Phase.PROGRESSING, Phase.READY]
     order = [
@@ -189,3 +201,40 @@ def test_a_failing_helm_install_stalls_with_retries_exceeded(fleet: Fleet) -> No
         "RetriesExceeded",
         "Failed to install after 1 attempt(s)",
     )
+
+
+def test_a_failing_helm_install_with_retries_is_uninstalled_and_retried_then_stalls(fleet: Fleet) -> None:
+    def add_memcached(work: Path) -> None:
+        retried = MEMCACHED + "  install:\n    remediation:\n      retries: 1\n"
+        (work / "apps" / "memcached.yaml").write_text(retried)
+        edit("apps/kustomization.yaml", "  - podinfo.yaml", "  - podinfo.yaml\n  - memcached.yaml")(work)
+
+    fleet.push(add_memcached, "Add memcached, retried once")
+    objects = fleet.watcher.wait_for(
+        lambda objs: (
+            "HelmRelease/memcached" in objs
+            and any(
+                c["type"] == "Stalled"
+                for c in (objs["HelmRelease/memcached"].get("status") or {}).get("conditions", [])
+            )
+        ),
+        what="memcached stalled",
+    )
+    status = objects["HelmRelease/memcached"]["status"]
+    conditions = {c["type"]: c for c in status["conditions"]}
+    # install remediation: uninstall, retry; the last failure is not remediated (remediateLastFailure: false).
+    assert (conditions["Stalled"]["reason"], conditions["Stalled"]["message"]) == (
+        "RetriesExceeded",
+        "Failed to install after 2 attempt(s)",
+    )
+    assert conditions["Ready"]["reason"] == "InstallFailed"
+    assert (status["installFailures"], status["failures"]) == (2, 2)
+    seen = [
+        (c["reason"], c["message"])
+        for name, obj in fleet.watcher.history
+        if name == "HelmRelease/memcached"
+        for c in (obj.get("status") or {}).get("conditions", [])
+        if c["type"] == "Reconciling" and c["reason"] == "ProgressingWithRetry"
+    ]
+    assert seen
+    assert seen[0][1].startswith("Helm uninstall remediation for release data/memcached.v1 with chart")
