@@ -94,8 +94,10 @@ class HelmController(Reconciler):
 
     def _start(self, key: ObjKey, obj: dict[str, Any], spec: dict[str, Any], now: float) -> None:
         status = obj.get("status") or {}
-        chart_ref = self._chart_template(key, obj, spec)
-        source = self.informers[chart_ref[0]].get(chart_ref[1], chart_ref[2])
+        chart_ref, written = self._chart_template(key, obj, spec)
+        # The chart just written is the source even before the informer has it, as the real controller's cache
+        # has it by the time it looks: it is then "not ready" (not reconciled yet), never "not found".
+        source = self.informers[chart_ref[0]].get(chart_ref[1], chart_ref[2]) or written or self._read(chart_ref)
         gate = (artifact_revision(source), generation(obj), requested_at(obj), simulated(obj))
         restored = (
             artifact_revision(source),
@@ -175,15 +177,15 @@ class HelmController(Reconciler):
         data = {"chart": chart, "action": action, "config": config, "digest": digest}
         self._steps[key] = Step("release", now + self.timings.install_seconds, version, now, gate, data)
 
-    def _chart_template(self, key: ObjKey, obj: dict[str, Any], spec: dict[str, Any]) -> tuple[str, str, str]:
-        """The source of the chart: spec.chartRef, or the HelmChart this release keeps in step with spec.chart."""
+    def _chart_template(
+        self, key: ObjKey, obj: dict[str, Any], spec: dict[str, Any]
+    ) -> tuple[tuple[str, str, str], dict[str, Any] | None]:
+        """The source of the chart: spec.chartRef, or the HelmChart this release keeps in step with spec.chart
+        (with the HelmChart as written, when this call wrote it)."""
         chart_ref = spec.get("chartRef")
         if chart_ref:
-            return (
-                str(chart_ref.get("kind", "OCIRepository")),
-                str(chart_ref.get("namespace") or key[1]),
-                str(chart_ref.get("name", "")),
-            )
+            kind = str(chart_ref.get("kind", "OCIRepository"))
+            return (kind, str(chart_ref.get("namespace") or key[1]), str(chart_ref.get("name", ""))), None
         template = (spec.get("chart") or {}).get("spec") or {}
         source_ref = template.get("sourceRef") or {}
         namespace = str(source_ref.get("namespace") or key[1])
@@ -196,6 +198,7 @@ class HelmController(Reconciler):
             "reconcileStrategy": template.get("reconcileStrategy") or "ChartVersion",
         }
         current = self.informers["HelmChart"].get(namespace, name)
+        written = None
         if current is None or {k: (current.get("spec") or {}).get(k) for k in wanted} != wanted:
             body = {
                 "apiVersion": "source.toolkit.fluxcd.io/v1",
@@ -209,9 +212,9 @@ class HelmController(Reconciler):
             }
             try:
                 if current is None:
-                    self.client.create(self.resource("HelmChart"), namespace, body)
+                    written = self.client.create(self.resource("HelmChart"), namespace, body)
                 else:
-                    self.client.patch(self.resource("HelmChart"), namespace, name, {"spec": wanted})
+                    written = self.client.patch(self.resource("HelmChart"), namespace, name, {"spec": wanted})
                 self.event(
                     key,
                     obj,
@@ -224,7 +227,18 @@ class HelmController(Reconciler):
             except ApiStatusError as error:
                 if error.code != 409:
                     raise
-        return ("HelmChart", namespace, name)
+        return ("HelmChart", namespace, name), written
+
+    def _read(self, ref: tuple[str, str, str]) -> dict[str, Any] | None:
+        """A source the informer has not seen, read from the API server (helm-controller's DirectSourceFetch): one
+        applied in the same batch as the release is there, only not yet in the cache."""
+        kind, namespace, name = ref
+        try:
+            return self.client.get(self.resource(kind), namespace, name)
+        except ApiStatusError as error:
+            if error.code != 404:
+                raise
+            return None
 
     def _check_dependencies(self, key: ObjKey, obj: dict[str, Any]) -> None:
         for entry in (obj.get("spec") or {}).get("dependsOn") or []:

@@ -27,6 +27,7 @@ import yaml
 
 from fluxmon.sim import gitsource
 from fluxmon.sim.client import ApiStatusError, Resource
+from fluxmon.sim.crds import PLURALS
 from fluxmon.sim.reconciler import (
     SIMULATE_ANNOTATION,
     Conditions,
@@ -101,9 +102,9 @@ class KustomizeController(Reconciler):
             return
         if not revision:  # as kustomize-controller: an artifact is needed, not a Ready source (it may be fetching)
             source_ref = spec.get("sourceRef") or {}
-            kind = source_ref.get("kind", "GitRepository")
-            name = f"{kind}/{source_ref.get('namespace') or key[1]}/{source_ref.get('name')}"
-            message = f"Source '{name}' not found" if source is None else "Source artifact not found, retrying in 30s"
+            plural = PLURALS.get(str(source_ref.get("kind", "GitRepository")), "gitrepositories")
+            missing = f'{plural}.source.toolkit.fluxcd.io "{source_ref.get("name")}" not found'  # the API's NotFound
+            message = missing if source is None else "Source artifact not found, retrying in 30s"
             self._wait(key, obj, "ArtifactFailed", message)
             return
         blocker = self._blocking_dependency(key, obj, revision)

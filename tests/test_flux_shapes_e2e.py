@@ -254,6 +254,42 @@ def test_a_push_that_deploys_a_helm_release_from_an_oci_chart_deploys(fleet: Fle
     assert release["lastAttemptedRevisionDigest"] == digest
 
 
+MEMCACHED = """\
+apiVersion: helm.toolkit.fluxcd.io/v2
+kind: HelmRelease
+metadata:
+  name: memcached
+  namespace: data
+spec:
+  interval: 30m
+  chart:
+    spec:
+      chart: memcached
+      version: "7.x"
+      sourceRef:
+        kind: HelmRepository
+        name: bitnami
+        namespace: flux-system
+"""
+
+
+def test_a_push_that_adds_a_helm_release_deploys_through_its_new_helm_chart(fleet: Fleet) -> None:
+    # helm-controller first creates the HelmChart; until source-controller has built it the release waits
+    # (SourceNotReady), which is not a failure.
+    fleet.commit_and_push(
+        add_files(
+            {"apps/memcached.yaml": MEMCACHED},
+            edit("apps/kustomization.yaml", "  - podinfo.yaml", "  - podinfo.yaml\n  - memcached.yaml"),
+        ),
+        "Add memcached",
+    )
+    result = run_wait(fleet, "--reconcile")
+    assert result.returncode == 0, result.stderr
+    assert resource(final(result), "HelmRelease", "memcached")["phase"] == "Ready"
+    chart = fleet.watcher.objects()["HelmChart/data-memcached"]
+    assert chart["status"]["artifact"]["revision"] == "7.0.0"
+
+
 def test_a_push_with_a_values_error_fails_fast(fleet: Fleet) -> None:
     fleet.commit_and_push(
         edit(
