@@ -402,9 +402,9 @@ class SimApiServer:
             patch = {k: v for k, v in applied.items() if k not in ("apiVersion", "kind")}
             patch["metadata"] = {k: v for k, v in applied["metadata"].items() if k != "resourceVersion"}
             updated = merge_patch(current, patch)
-            updated["metadata"]["resourceVersion"] = str(applied["metadata"].get("resourceVersion") or "")
-            updated["metadata"]["resourceVersion"] = (
-                updated["metadata"]["resourceVersion"] or current["metadata"]["resourceVersion"]
+            # A resourceVersion in the applied object is a precondition, as with any write.
+            updated["metadata"]["resourceVersion"] = str(
+                applied["metadata"].get("resourceVersion") or current["metadata"]["resourceVersion"]
             )
             return self._versioned(rtype, version, self._update(rtype, current, updated, status=status)), False
 
@@ -914,9 +914,8 @@ class _Handler(BaseHTTPRequestHandler):
         api = self.server.api
         served = list(api.types.values())
         if path == "/openapi/v2":
-            if "json" not in self.headers.get("Accept", "application/json") and "*/*" not in self.headers.get(
-                "Accept", ""
-            ):
+            accept = self.headers.get("Accept") or "application/json"
+            if "json" not in accept and "*/*" not in accept:  # kubectl asks for protobuf first (see TOLERATED_...)
                 raise ApiError(406, "NotAcceptable", "only application/json is served for /openapi/v2")
             self._send_json(200, openapi.v2(served))
             return

@@ -46,16 +46,16 @@ def group_version_path(group: str, version: str) -> str:
 
 
 def v3_root(served: Iterable[Served]) -> dict[str, Any]:
-    """/openapi/v3: one entry per group version, each pointing at its own document."""
-    paths: dict[str, Any] = {}
-    for rtype in served:
-        for version in rtype.versions:
-            path = group_version_path(rtype.group, version)
-            paths[path] = {"serverRelativeURL": f"/openapi/v3/{path}"}
-    for path in list(paths):
-        digest = hashlib.sha512(path.encode()).hexdigest()[:32].upper()
-        paths[path] = {"serverRelativeURL": f"/openapi/v3/{path}?hash={digest}"}
-    return {"paths": dict(sorted(paths.items()))}
+    """/openapi/v3: one entry per group version, each pointing at its own document (the hash is a cache key)."""
+    paths = {group_version_path(rtype.group, version) for rtype in served for version in rtype.versions}
+    return {
+        "paths": {
+            path: {
+                "serverRelativeURL": f"/openapi/v3/{path}?hash={hashlib.sha512(path.encode()).hexdigest()[:32].upper()}"
+            }
+            for path in sorted(paths)
+        }
+    }
 
 
 def v3_group_version(served: Iterable[Served], group: str, version: str) -> dict[str, Any] | None:
