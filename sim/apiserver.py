@@ -26,6 +26,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import yaml
+
+from fluxmon.sim import openapi, tables
 from fluxmon.sim.patching import (
     PatchError,
     fields_match,
@@ -47,8 +50,12 @@ SERVER_VERSION = {"major": "1", "minor": "20", "gitVersion": "v1.20.2-fluxmon-si
 TOLERATED_DIFFERENCES = (
     "list pagination serves the current state, not a snapshot at the first page's resourceVersion",
     "strategic merge patch on built-in kinds is applied as a JSON merge patch (lists replaced, not merged by key)",
-    "server-side apply (application/apply-patch+yaml) is refused with 415",
-    "no admission, defaulting or schema validation beyond apiVersion, kind and metadata.name",
+    "server-side apply merges the applied object as a JSON merge patch: no managedFields, no conflicts, and "
+    "fields a manager stops applying are kept",
+    "no admission or schema validation beyond apiVersion, kind and metadata.name; defaulting only applies a "
+    "CRD schema's `default` values",
+    "/openapi/v2 is served as JSON only (a protobuf request gets 406); kubectl validates through /openapi/v3",
+    "server-side printing (Tables) only for custom resources; built-in kinds are listed as plain JSON",
     "deleting a namespace does not delete what is in it",
     "bookmarks come every second on a quiet watch, not every minute",
 )
@@ -66,6 +73,10 @@ class ResourceType:
     has_status: bool = True
     custom: bool = False
     short_names: tuple[str, ...] = ()
+    schema: Mapping[str, Any] | None = None
+    """The CRD's openAPIV3Schema, for its `default` values."""
+    columns: tuple[Mapping[str, Any], ...] = ()
+    """The CRD's additionalPrinterColumns, for the Tables `kubectl get` asks for."""
 
     @property
     def key(self) -> tuple[str, str]:
@@ -341,8 +352,10 @@ class SimApiServer:
         status: bool = False,
     ) -> dict[str, Any]:
         kind = content_type.split(";")[0].strip()
+        if kind == "application/apply-patch+yaml":
+            return self.apply(rtype, version, namespace, name, patch, status=status)[0]
         strategic_on_custom = kind == "application/strategic-merge-patch+json" and rtype.custom
-        if strategic_on_custom or kind == "application/apply-patch+yaml":
+        if strategic_on_custom:
             raise ApiError(
                 415,
                 "UnsupportedMediaType",
@@ -369,6 +382,31 @@ class SimApiServer:
             requested = _patched_resource_version(patch, kind)
             updated["metadata"]["resourceVersion"] = requested or current["metadata"]["resourceVersion"]
             return self._versioned(rtype, version, self._update(rtype, current, updated, status=status))
+
+    def apply(
+        self, rtype: ResourceType, version: str, namespace: str, name: str, body: Any, *, status: bool = False
+    ) -> tuple[dict[str, Any], bool]:
+        """Server-side apply: create the object, or merge the applied fields into it (see TOLERATED_DIFFERENCES).
+
+        Returns the object and whether it was created."""
+        applied = _object_body(rtype, version, body)
+        if applied["metadata"].get("name", name) != name:
+            raise ApiError(400, "BadRequest", "the name of the object does not match the name on the URL")
+        applied["metadata"]["name"] = name
+        with self.store.lock:
+            current = self._objects(rtype).get((namespace, name))
+            if current is None:
+                if status:
+                    raise not_found(rtype, name)
+                return self._versioned(rtype, version, self._create(rtype, version, namespace, applied)), True
+            patch = {k: v for k, v in applied.items() if k not in ("apiVersion", "kind")}
+            patch["metadata"] = {k: v for k, v in applied["metadata"].items() if k != "resourceVersion"}
+            updated = merge_patch(current, patch)
+            # A resourceVersion in the applied object is a precondition, as with any write.
+            updated["metadata"]["resourceVersion"] = str(
+                applied["metadata"].get("resourceVersion") or current["metadata"]["resourceVersion"]
+            )
+            return self._versioned(rtype, version, self._update(rtype, current, updated, status=status)), False
 
     def delete(self, rtype: ResourceType, version: str, namespace: str, name: str) -> dict[str, Any]:
         with self.store.lock:
@@ -589,6 +627,8 @@ class SimApiServer:
         return updated
 
     def _store(self, rtype: ResourceType, obj: dict[str, Any], event_type: str) -> None:
+        if rtype.schema is not None:
+            _apply_defaults(rtype.schema, obj)
         self.store.rv += 1
         obj["metadata"]["resourceVersion"] = str(self.store.rv)
         self._objects(rtype)[(obj["metadata"].get("namespace", ""), obj["metadata"]["name"])] = obj
@@ -604,6 +644,10 @@ class SimApiServer:
             "status" in ((v.get("subresources") or {}) if isinstance(v, Mapping) else {})
             for v in spec.get("versions") or []
         )
+        storage = next(
+            (v for v in spec.get("versions") or [] if isinstance(v, Mapping) and v.get("served")),
+            {},
+        )
         rtype = ResourceType(
             group=spec["group"],
             versions=versions,
@@ -613,6 +657,8 @@ class SimApiServer:
             has_status=has_status,
             custom=True,
             short_names=tuple(names.get("shortNames") or ()),
+            schema=copy.deepcopy((storage.get("schema") or {}).get("openAPIV3Schema")),
+            columns=tuple(copy.deepcopy(storage.get("additionalPrinterColumns") or [])),
         )
         self.types[rtype.key] = rtype
         crd["status"] = {
@@ -701,6 +747,17 @@ def _object_body(rtype: ResourceType, version: str, body: Any) -> dict[str, Any]
         obj["metadata"] = {}
     obj["metadata"] = dict(obj["metadata"])
     return obj
+
+
+def _apply_defaults(schema: Mapping[str, Any], value: dict[str, Any]) -> None:
+    """Fill absent fields from the schema's `default`s, as a real server does when it reads an object from etcd."""
+    for name, prop in (schema.get("properties") or {}).items():
+        if not isinstance(prop, Mapping):
+            continue
+        if name not in value and "default" in prop:
+            value[name] = copy.deepcopy(prop["default"])
+        if isinstance(value.get(name), dict):
+            _apply_defaults(prop, value[name])
 
 
 def _spec(obj: Mapping[str, Any]) -> dict[str, Any]:
@@ -841,6 +898,9 @@ class _Handler(BaseHTTPRequestHandler):
             if method == "GET" and (found := api.discovery(url.path)) is not None:
                 self._send_json(200, found)
                 return
+            if method == "GET" and url.path.startswith("/openapi/"):
+                self._send_openapi(url.path)
+                return
             self._route(method, url.path, query, body, user)
         except ApiError as error:
             if error.plain:
@@ -849,6 +909,28 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send_json(error.code, error.status())
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
+
+    def _send_openapi(self, path: str) -> None:
+        api = self.server.api
+        served = list(api.types.values())
+        if path == "/openapi/v2":
+            accept = self.headers.get("Accept") or "application/json"
+            if "json" not in accept and "*/*" not in accept:  # kubectl asks for protobuf first (see TOLERATED_...)
+                raise ApiError(406, "NotAcceptable", "only application/json is served for /openapi/v2")
+            self._send_json(200, openapi.v2(served))
+            return
+        if path == "/openapi/v3":
+            self._send_json(200, openapi.v3_root(served))
+            return
+        parts = path.removeprefix("/openapi/v3/").split("/")
+        document = None
+        if parts[:1] == ["api"] and len(parts) == 2:
+            document = openapi.v3_group_version(served, "", parts[1])
+        elif parts[:1] == ["apis"] and len(parts) == 3:
+            document = openapi.v3_group_version(served, parts[1], parts[2])
+        if document is None:
+            raise PAGE_NOT_FOUND
+        self._send_json(200, document)
 
     def _read_body(self) -> Any:
         length = int(self.headers.get("Content-Length") or 0)
@@ -862,6 +944,11 @@ class _Handler(BaseHTTPRequestHandler):
         if not length:
             return None
         raw = self.rfile.read(length)
+        if self.headers.get("Content-Type", "").startswith("application/apply-patch+yaml"):
+            try:
+                return yaml.safe_load(raw)  # JSON is YAML too; kubectl --server-side sends either
+            except yaml.YAMLError as exc:
+                raise ApiError(400, "BadRequest", f"the request body is not valid YAML: {exc}") from exc
         try:
             return json.loads(raw)
         except ValueError as exc:
@@ -909,32 +996,46 @@ class _Handler(BaseHTTPRequestHandler):
         if method == "GET" and watching:
             self._stream_watch(rtype, version, namespace, query)
         elif method == "GET" and name:
-            self._send_json(200, api.get(rtype, version, namespace, name))
+            found = api.get(rtype, version, namespace, name)
+            self._send_json(200, self._printed(rtype, [found], found["metadata"]["resourceVersion"]) or found)
         elif method == "GET":
             limit = query.get("limit", "0")
-            self._send_json(
-                200,
-                api.list(
-                    rtype,
-                    version,
-                    namespace,
-                    label_selector=query.get("labelSelector", ""),
-                    field_selector=query.get("fieldSelector", ""),
-                    limit=int(limit) if limit.isdigit() else 0,
-                    continue_token=query.get("continue", ""),
-                ),
+            listing = api.list(
+                rtype,
+                version,
+                namespace,
+                label_selector=query.get("labelSelector", ""),
+                field_selector=query.get("fieldSelector", ""),
+                limit=int(limit) if limit.isdigit() else 0,
+                continue_token=query.get("continue", ""),
             )
+            printed = self._printed(rtype, listing["items"], listing["metadata"]["resourceVersion"])
+            if printed is not None and listing["metadata"].get("continue"):
+                printed["metadata"]["continue"] = listing["metadata"]["continue"]
+            self._send_json(200, printed or listing)
         elif method == "POST" and not name:
             self._send_json(201, api.create(rtype, version, namespace, body))
         elif method == "PUT" and name:
             self._send_json(200, api.replace(rtype, version, namespace, name, body, status=status))
         elif method == "PATCH" and name:
             content_type = self.headers.get("Content-Type", "")
-            self._send_json(200, api.patch(rtype, version, namespace, name, content_type, body, status=status))
+            if content_type.startswith("application/apply-patch+yaml"):
+                applied, created = api.apply(rtype, version, namespace, name, body, status=status)
+                self._send_json(201 if created else 200, applied)
+            else:
+                self._send_json(200, api.patch(rtype, version, namespace, name, content_type, body, status=status))
         elif method == "DELETE" and name:
             self._send_json(200, api.delete(rtype, version, namespace, name))
         else:
             raise ApiError(405, "MethodNotAllowed", f"{method} is not supported here")
+
+    def _printed(
+        self, rtype: ResourceType, objects: list[dict[str, Any]], resource_version: str
+    ) -> dict[str, Any] | None:
+        """The Table kubectl asked for, for a custom resource; None when plain JSON is wanted (or a built-in kind)."""
+        if not rtype.custom or not tables.wants_table(self.headers.get("Accept", "")):
+            return None
+        return tables.table(rtype.columns, objects, resource_version)
 
     def _authorize(self, user: str, verb: str, rtype: ResourceType, namespace: str, subresource: str) -> None:
         authorizer = self.server.api.authorizer

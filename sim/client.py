@@ -101,8 +101,8 @@ class KubeClient:
             return http.client.HTTPSConnection(self._host, self._port, timeout=timeout, context=self._ssl)
         return http.client.HTTPConnection(self._host, self._port, timeout=timeout)
 
-    def _headers(self, content_type: str = "") -> dict[str, str]:
-        headers = {"Accept": "application/json"}
+    def _headers(self, content_type: str = "", accept: str = "application/json") -> dict[str, str]:
+        headers = {"Accept": accept}
         if self._token:
             headers["Authorization"] = f"Bearer {self._token}"
         if content_type:
@@ -117,13 +117,14 @@ class KubeClient:
         body: Any = None,
         content_type: str = "application/json",
         query: Mapping[str, str] | None = None,
+        accept: str = "application/json",
     ) -> Any:
         """Send one request and return the decoded JSON; raises ApiStatusError for any non-2xx answer."""
         url = path + (f"?{urlencode(query)}" if query else "")
         data = json.dumps(body).encode() if body is not None else None
         connection = self._connection(REQUEST_TIMEOUT_SECONDS)
         try:
-            connection.request(method, url, body=data, headers=self._headers(content_type if data else ""))
+            connection.request(method, url, body=data, headers=self._headers(content_type if data else "", accept))
             response = connection.getresponse()
             payload = response.read()
         finally:

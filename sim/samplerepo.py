@@ -32,11 +32,13 @@ Revert the change and push again to see the fix deployed.
 | Break the YAML in `apps/web.yaml` (say, indent `replicas:` wrongly) | `apps` fails: `BuildFailed` |
 | Point `spec.path` in `clusters/local/apps.yaml` at a folder that does not exist | `apps` fails: `ArtifactFailed` |
 | Annotate the Deployment in `apps/web.yaml`: `sim.fluxmon.dev/simulate: unhealthy` | `apps`: `HealthCheckFailed` |
-| Annotate the HelmRelease in `apps/redis.yaml`: `sim.fluxmon.dev/simulate: fail` | `redis`: `InstallFailed` |
+| Annotate the HelmRelease in `apps/redis.yaml`: `sim.fluxmon.dev/simulate: fail` | `redis`: `UpgradeFailed` |
+| In `apps/redis.yaml`, take values `valuesFrom` a ConfigMap that does not exist | `redis`: `ValuesError` |
 | Add a resource of a kind the cluster does not know | `ReconciliationFailed` |
 
-The `sim.fluxmon.dev/simulate` annotations mean something only to the simulator. On a real cluster they are
-plain annotations.
+A failed upgrade of `redis` is rolled back and retried twice (its `upgrade.remediation.retries`), then it is
+`Stalled` with `RetriesExceeded`. The `sim.fluxmon.dev/simulate` annotations mean something only to the
+simulator. On a real cluster they are plain annotations.
 """
 
 FILES: dict[str, str] = {

@@ -84,6 +84,8 @@ class FluxWatcher:
     client: KubeClient
     kinds: tuple[tuple[str, str], ...] = (
         ("source.toolkit.fluxcd.io/v1", "GitRepository"),
+        ("source.toolkit.fluxcd.io/v1", "OCIRepository"),
+        ("source.toolkit.fluxcd.io/v1", "HelmChart"),
         ("kustomize.toolkit.fluxcd.io/v1", "Kustomization"),
         ("helm.toolkit.fluxcd.io/v2", "HelmRelease"),
     )

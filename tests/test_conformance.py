@@ -6,6 +6,7 @@ simulator knowingly does differently is listed in fluxmon.sim.apiserver.TOLERATE
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +18,7 @@ from fluxmon.sim.cluster import install_crds
 from tests.clusters import Cluster
 
 NAMESPACE = "probe"
+OPENAPI_PUBLISH_SECONDS = 30.0
 
 
 def setup(client: KubeClient) -> tuple[Resource, Resource]:
@@ -171,6 +173,52 @@ def probe_errors(client: KubeClient, configmaps: Resource, kustomizations: Resou
     }
 
 
+def probe_printer_columns(client: KubeClient, _: Resource, kustomizations: Resource) -> Any:
+    # What `kubectl get kustomizations` asks for: a Table built from the CRD's additionalPrinterColumns.
+    client.create(kustomizations, NAMESPACE, kustomization("t"))
+    client.patch_status(
+        kustomizations,
+        NAMESPACE,
+        "t",
+        {
+            "conditions": [
+                {
+                    "type": "Ready",
+                    "status": "False",
+                    "reason": "BuildFailed",
+                    "message": "kustomize build failed",
+                    "lastTransitionTime": "2026-01-01T00:00:00Z",
+                }
+            ]
+        },
+    )
+    listing = client.request(
+        "GET", kustomizations.path(NAMESPACE), accept="application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
+    )
+    (row,) = listing["rows"]
+    return {
+        "kind": listing["kind"],
+        "columns": [(c["name"], c["type"]) for c in listing["columnDefinitions"]],
+        "cells": [row["cells"][0], *row["cells"][2:]],
+        "row_object": (row["object"]["kind"], row["object"]["metadata"]["name"]),
+    }
+
+
+def probe_openapi(client: KubeClient, _: Resource, kustomizations: Resource) -> Any:
+    # kubectl downloads this before it validates what it applies.
+    # A real server publishes a new CRD's schema about a second after the CRD: ask until it is there.
+    deadline = time.monotonic() + OPENAPI_PUBLISH_SECONDS
+    definitions = client.request("GET", "/openapi/v2")["definitions"]
+    while "io.fluxcd.toolkit.kustomize.v1.Kustomization" not in definitions and time.monotonic() < deadline:
+        time.sleep(0.2)  # nothing to wait on but the server's own publishing, as kubectl would retry
+        definitions = client.request("GET", "/openapi/v2")["definitions"]
+    kustomization_v1 = definitions["io.fluxcd.toolkit.kustomize.v1.Kustomization"]
+    return {
+        "gvk": kustomization_v1["x-kubernetes-group-version-kind"],
+        "configmap": "io.k8s.api.core.v1.ConfigMap" in definitions,
+    }
+
+
 PROBES: dict[str, tuple[Callable[[KubeClient, Resource, Resource], Any], Any]] = {
     "selectors_and_pages": (
         probe_selectors_and_pages,
@@ -201,12 +249,29 @@ PROBES: dict[str, tuple[Callable[[KubeClient, Resource, Resource], Any], Any]] =
     "status_subresource": (
         probe_status_subresource,
         {
-            "status_on_create": None,
-            "status_via_main": None,
+            # The Flux CRDs default status to {observedGeneration: -1}; create and the main resource ignore status.
+            "status_on_create": {"observedGeneration": -1},
+            "status_via_main": {"observedGeneration": -1},
             "generation_after_spec": 2,
-            "status_via_subresource": {"phase": "ok"},
+            "status_via_subresource": {"observedGeneration": -1, "phase": "ok"},
             "spec_via_subresource": "./x",
             "generation_after_status": 2,
+        },
+    ),
+    "printer_columns": (
+        probe_printer_columns,
+        {
+            "kind": "Table",
+            "columns": [("Name", "string"), ("Age", "date"), ("Ready", "string"), ("Status", "string")],
+            "cells": ["t", "False", "kustomize build failed"],
+            "row_object": ("PartialObjectMetadata", "t"),
+        },
+    ),
+    "openapi": (
+        probe_openapi,
+        {
+            "gvk": [{"group": "kustomize.toolkit.fluxcd.io", "kind": "Kustomization", "version": "v1"}],
+            "configmap": True,
         },
     ),
     "finalizers": (probe_finalizers, {"held": True, "after_release": (404, "NotFound")}),

@@ -17,6 +17,7 @@ from fluxmon.sim.apiserver import SimApiServer
 from fluxmon.sim.client import ApiStatusError, KubeClient
 from fluxmon.sim.cluster import install_crds
 from fluxmon.sim.kubeconfig import write_kubeconfig
+from fluxmon.sim.tables import human_age, json_path
 
 
 @pytest.fixture
@@ -243,3 +244,39 @@ def test_kubectl_get_piped_into_assess(server: SimApiServer, tmp_path: Path) -> 
         "False",
         "Ready",
     ]
+
+
+def test_server_side_apply_creates_with_201_then_merges(server: SimApiServer) -> None:
+    client = KubeClient(server.url)
+    resource = client.resource("kustomize.toolkit.fluxcd.io/v1", "Kustomization")
+    path = resource.path("flux-system", "applied") + "?fieldManager=kubectl&force=true"
+    body = {**kustomization("applied"), "metadata": {"name": "applied", "labels": {"team": "a"}}}
+    created = client.request("PATCH", path, body=body, content_type="application/apply-patch+yaml")
+    assert (created["metadata"]["generation"], created["status"]) == (1, {"observedGeneration": -1})
+    updated = client.request(
+        "PATCH",
+        path,
+        body={**body, "spec": {"path": "./other", "interval": "10m"}},
+        content_type="application/apply-patch+yaml",
+    )
+    assert (updated["spec"]["path"], updated["metadata"]["generation"]) == ("./other", 2)
+    assert updated["metadata"]["labels"] == {"team": "a"}
+
+
+def test_printer_columns_follow_json_paths_and_ages_read_as_kubectl_shows_them() -> None:
+    obj = {"status": {"conditions": [{"type": "Healthy", "status": "False"}, {"type": "Ready", "status": "True"}]}}
+    assert json_path('.status.conditions[?(@.type=="Ready")].status', obj) == "True"
+    assert json_path(".status.conditions[0].type", obj) == "Healthy"
+    assert json_path('.status.conditions[?(@.type=="Stalled")].status', obj) is None
+    assert json_path(".spec.url", obj) is None
+    then = "2026-01-01T00:00:00Z"
+    base = 1767225600.0  # 2026-01-01T00:00:00Z
+    assert [human_age(then, now=base + seconds) for seconds in (5, 150, 600, 7200, 30 * 3600, 3 * 86400)] == [
+        "5s",
+        "2m30s",
+        "10m",
+        "120m",
+        "30h",
+        "3d",
+    ]
+    assert human_age("yesterday") == "<invalid>"

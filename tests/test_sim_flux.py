@@ -17,6 +17,18 @@ def test_a_good_push_is_applied_everywhere_in_dependency_order(fleet: Fleet) -> 
     fleet.wait_phases(sha, {"HelmRelease/podinfo": Phase.READY})
     podinfo = fleet.watcher.objects()["HelmRelease/podinfo"]
     assert podinfo["status"]["history"][0]["chartVersion"] == f"6.0.3+{sha[:12]}"
+    # helm-controller keeps a HelmChart `<namespace>-<name>` in the source's namespace; source-controller builds it.
+    assert podinfo["status"]["helmChart"] == "flux-system/apps-podinfo"
+    chart = fleet.watcher.objects()["HelmChart/apps-podinfo"]
+    assert chart["metadata"]["labels"]["helm.toolkit.fluxcd.io/name"] == "podinfo"
+    assert chart["spec"]["reconcileStrategy"] == "Revision"
+    assert chart["status"]["artifact"]["revision"] == f"6.0.3+{sha[:12]}"
+    assert chart["status"]["observedSourceArtifactRevision"] == f"main@sha1:{sha}"
+    ready = next(c for c in chart["status"]["conditions"] if c["type"] == "Ready")
+    assert (ready["reason"], ready["message"]) == (
+        "ChartPackageSucceeded",
+        f"packaged 'podinfo' chart with version '6.0.3+{sha[:12]}'",
+    )
     # apps waited for infrastructure to apply the same revision first.
     assert fleet.watcher.phases_seen("Kustomization/apps", sha)[-3:] == [Phase.WAITING, Phase.PROGRESSING, Phase.READY]
     order = [
@@ -43,9 +55,30 @@ def test_broken_yaml_fails_the_build(fleet: Fleet) -> None:
 
 
 def test_a_missing_path_is_an_artifact_failure(fleet: Fleet) -> None:
+    before = fleet.watcher.objects()["Kustomization/apps"]
     sha = fleet.push(edit("clusters/local/apps.yaml", "path: ./apps", "path: ./nowhere"), "Point apps nowhere")
-    ready = failed_with(fleet, sha, "Kustomization/apps", "ArtifactFailed")
-    assert "kustomization path not found" in ready["message"]
+    objects = fleet.watcher.wait_for(
+        lambda objs: (
+            objs["Kustomization/apps"]["metadata"]["generation"] > before["metadata"]["generation"]
+            and _ready(objs["Kustomization/apps"]).get("reason") == "ArtifactFailed"
+        ),
+        what="apps failing with ArtifactFailed at its new generation",
+    )
+    apps = objects["Kustomization/apps"]
+    ready = _ready(apps)
+    assert ready["message"].startswith("kustomization path not found: stat /tmp/kustomization-")
+    assert ready["observedGeneration"] == apps["metadata"]["generation"]
+    # kustomize-controller checks the path before it records the attempt (kustomization_controller.go
+    # `reconcile`), and moves status.observedGeneration only on success (`finalizeStatus`).
+    assert apps["status"]["lastAttemptedRevision"] == before["status"]["lastAttemptedRevision"] != f"main@sha1:{sha}"
+    assert apps["status"]["observedGeneration"] == before["metadata"]["generation"]
+    reconciling = next(c for c in apps["status"]["conditions"] if c["type"] == "Reconciling")
+    assert (reconciling["status"], reconciling["reason"]) == ("True", "ProgressingWithRetry")
+
+
+def _ready(obj: dict[str, Any]) -> dict[str, Any]:
+    found: dict[str, Any] = next((c for c in obj["status"].get("conditions", []) if c["type"] == "Ready"), {})
+    return found
 
 
 def test_an_unhealthy_workload_fails_its_health_check(fleet: Fleet) -> None:
@@ -75,13 +108,31 @@ def test_a_failing_helm_upgrade_retries_then_stalls(fleet: Fleet) -> None:
         lambda objs: any(c["type"] == "Stalled" for c in objs["HelmRelease/redis"]["status"]["conditions"]),
         what="redis stalled",
     )
-    conditions = {c["type"]: c for c in objects["HelmRelease/redis"]["status"]["conditions"]}
+    status = objects["HelmRelease/redis"]["status"]
+    conditions = {c["type"]: c for c in status["conditions"]}
+    # helm-controller (atomic_release.go): with upgrade.remediation.retries 2 the upgrade runs three times, each
+    # failure rolled back (the last too: remediateLastFailure defaults to true when retries > 0), then it stalls.
     assert (conditions["Stalled"]["reason"], conditions["Stalled"]["message"]) == (
         "RetriesExceeded",
         "Failed to upgrade after 3 attempt(s)",
     )
-    assert conditions["Ready"]["reason"] == "UpgradeFailed"
-    assert fleet.watcher.phase("HelmRelease/redis") is Phase.FAILED
+    assert "Reconciling" not in conditions
+    assert (conditions["Ready"]["status"], conditions["Ready"]["reason"]) == ("False", "RollbackSucceeded")
+    assert conditions["Released"]["reason"] == "UpgradeFailed"
+    assert (status["upgradeFailures"], status["failures"], status.get("installFailures")) == (3, 3, None)
+    assert status["observedGeneration"] == objects["HelmRelease/redis"]["metadata"]["generation"]
+    assert (status["history"][0]["status"], status["history"][0]["chartVersion"]) == ("deployed", "20.0.0")
+    # Between the attempts it was retrying: Reconciling=ProgressingWithRetry, the failure counted so far.
+    retrying = [
+        obj["status"]
+        for name, obj in fleet.watcher.history
+        if name == "HelmRelease/redis"
+        and any(
+            c["type"] == "Reconciling" and c["reason"] == "ProgressingWithRetry"
+            for c in obj["status"].get("conditions", [])
+        )
+    ]
+    assert {s["upgradeFailures"] for s in retrying} == {1, 2}
 
 
 def test_failures_are_recorded_as_warning_events(fleet: Fleet) -> None:
@@ -150,3 +201,40 @@ def test_a_failing_helm_install_stalls_with_retries_exceeded(fleet: Fleet) -> No
         "RetriesExceeded",
         "Failed to install after 1 attempt(s)",
     )
+
+
+def test_a_failing_helm_install_with_retries_is_uninstalled_and_retried_then_stalls(fleet: Fleet) -> None:
+    def add_memcached(work: Path) -> None:
+        retried = MEMCACHED + "  install:\n    remediation:\n      retries: 1\n"
+        (work / "apps" / "memcached.yaml").write_text(retried)
+        edit("apps/kustomization.yaml", "  - podinfo.yaml", "  - podinfo.yaml\n  - memcached.yaml")(work)
+
+    fleet.push(add_memcached, "Add memcached, retried once")
+    objects = fleet.watcher.wait_for(
+        lambda objs: (
+            "HelmRelease/memcached" in objs
+            and any(
+                c["type"] == "Stalled"
+                for c in (objs["HelmRelease/memcached"].get("status") or {}).get("conditions", [])
+            )
+        ),
+        what="memcached stalled",
+    )
+    status = objects["HelmRelease/memcached"]["status"]
+    conditions = {c["type"]: c for c in status["conditions"]}
+    # install remediation: uninstall, retry; the last failure is not remediated (remediateLastFailure: false).
+    assert (conditions["Stalled"]["reason"], conditions["Stalled"]["message"]) == (
+        "RetriesExceeded",
+        "Failed to install after 2 attempt(s)",
+    )
+    assert conditions["Ready"]["reason"] == "InstallFailed"
+    assert (status["installFailures"], status["failures"]) == (2, 2)
+    seen = [
+        (c["reason"], c["message"])
+        for name, obj in fleet.watcher.history
+        if name == "HelmRelease/memcached"
+        for c in (obj.get("status") or {}).get("conditions", [])
+        if c["type"] == "Reconciling" and c["reason"] == "ProgressingWithRetry"
+    ]
+    assert seen
+    assert seen[0][1].startswith("Helm uninstall remediation for release data/memcached.v1 with chart")
