@@ -3,8 +3,8 @@
 The real controllers share these rules through fluxcd/pkg (runtime/conditions, runtime/patch), and the
 simulator must keep them, because the monitor reads exactly these fields:
 - Conditions are set one type at a time on the object's current list, each with its own `observedGeneration`;
-  a condition keeps its `lastTransitionTime` while its status holds; Stalled, Reconciling and Ready come first
-  (fluxcd/pkg@e2cfd1a2 runtime/conditions/setter.go: `Set`, `lexicographicLess`, `MarkStalled` deletes
+  a condition keeps its `lastTransitionTime` while its status, reason and message hold; Stalled, Reconciling and
+  Ready come first (fluxcd/pkg@e2cfd1a2 runtime/conditions/setter.go: `Set`, `lexicographicLess`, `MarkStalled` deletes
   Reconciling and `MarkReconciling` deletes Stalled).
 - `status.observedGeneration` moves only on success or on a terminal stall. Each controller says when.
 - Events go out before the status they explain, with the revision in a `<group>/revision` annotation.
@@ -97,7 +97,12 @@ class Conditions:
 
     def set(self, type_: str, status: str, reason: str, message: str) -> None:
         previous = self.get(type_)
-        since = previous["lastTransitionTime"] if previous and previous.get("status") == status else now_text()
+        same_state = previous is not None and (
+            previous.get("status"),
+            previous.get("reason"),
+            previous.get("message"),
+        ) == (status, reason, message)
+        since = previous["lastTransitionTime"] if previous is not None and same_state else now_text()
         self.delete(type_)
         self._items.append(
             {

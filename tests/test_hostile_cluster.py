@@ -49,7 +49,7 @@ VALUES: dict[str, list[Any]] = {
 }
 """Kinds of bad value, each tried in every field fluxmon reads."""
 
-API_VERSIONS = {kind: f"{group}/{versions[0]}" for group, kind, _, versions, _ in FLUX_RESOURCES}
+API_VERSIONS = {kind: f"{group}/{versions[0]}" for group, kind, _, versions, *_ in FLUX_RESOURCES}
 SOURCE = "source.toolkit.fluxcd.io/v1"
 
 

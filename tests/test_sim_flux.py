@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from fluxmon.core.verdict import Phase
+from fluxmon.sim.reconciler import Conditions
 from tests.fleet import BROKEN_YAML, KUSTOMIZATIONS, Fleet, edit
 
 
@@ -238,3 +239,22 @@ def test_a_failing_helm_install_with_retries_is_uninstalled_and_retried_then_sta
     ]
     assert seen
     assert seen[0][1].startswith("Helm uninstall remediation for release data/memcached.v1 with chart")
+
+
+def test_a_condition_keeps_its_transition_time_only_while_status_reason_and_message_hold() -> None:
+    # fluxcd/pkg runtime/conditions/setter.go (Set, hasSameState): type, status, reason and message make the state.
+    old = "2023-11-14T22:13:19Z"
+    body: dict[str, Any] = {
+        "metadata": {"generation": 2},
+        "status": {
+            "conditions": [
+                {"type": "Ready", "status": "False", "reason": "ValuesError", "message": "a", "lastTransitionTime": old}
+            ]
+        },
+    }
+    same = Conditions(body)
+    same.set("Ready", "False", "ValuesError", "a")
+    assert same.get("Ready") == {**body["status"]["conditions"][0], "observedGeneration": 2}
+    changed = Conditions(body)
+    changed.set("Ready", "False", "ValuesError", "b")
+    assert (changed.get("Ready") or {})["lastTransitionTime"] != old
