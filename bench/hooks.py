@@ -14,9 +14,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from fluxmon.core.spool import SessionRequest, SpoolReader, write_session
-from tests.gitrepos import Repos, make_repos
-from tests.processes import become_subreaper
-from tests.test_spool import record
+from harness.gitrepos import Repos, make_repos
+from harness.processes import become_subreaper
+from harness.spoolrecords import record
 
 PUSHES = 20
 COMMITS = 50

@@ -29,8 +29,8 @@ from fluxmon.sim.apiserver import SimApiServer
 from fluxmon.sim.client import KubeClient
 from fluxmon.sim.cluster import install_crds
 from fluxmon.sim.kubeconfig import write_kubeconfig
-from tests.desktop import Desktop, wait_until
-from tests.snapshots import failed_snapshot, snapshot
+from harness.desktop import Desktop, wait_until
+from harness.snapshots import failed_snapshot, snapshot
 
 STARTS = 5
 LATENCY_SAMPLES = 200

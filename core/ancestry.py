@@ -26,11 +26,11 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from fluxmon.core.discovery import redact_text
+from fluxmon.core.git import GIT_TIMEOUT_SECONDS, git_env
+from fluxmon.core.redact import redact_text
 
 log = logging.getLogger("fluxmon.ancestry")
 
-GIT_TIMEOUT_SECONDS = 10.0
 """One local git query (merge-base, cat-file): milliseconds as a rule."""
 FETCH_TIMEOUT_SECONDS = 30.0
 """A fetch of one branch from the remote, when this clone lacks the commit Flux has."""
@@ -240,7 +240,6 @@ class GitAncestry:
         `track`: the worker's own git, which stop() kills. Returns (exit status, stdout, stderr); raises
         subprocess.TimeoutExpired or OSError.
         """
-        env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
         with self._lock:
             if self._stop.is_set() and track:
                 raise OSError("stopping")  # stop() has begun: start no more git
@@ -251,7 +250,7 @@ class GitAncestry:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,
-                env=env,
+                env=git_env(),
                 start_new_session=True,
             )
             if track:

@@ -27,6 +27,7 @@ import yaml
 
 from fluxmon.core.errors import ConfigError
 from fluxmon.core.objects import FLUX_KINDS
+from fluxmon.core.paths import user_config_path
 
 SEED_REPO_CONFIG = Path(".kiro/hooks/flux-reconciliation-monitor.yaml")
 REPO_CONFIG = Path(".fluxmon.toml")
@@ -66,11 +67,6 @@ class Config:
     def as_record(self) -> dict[str, Any]:
         """The settings as plain JSON values, for the session file."""
         return {f.name: _plain(getattr(self, f.name)) for f in fields(self) if f.name != "warnings"}
-
-
-def user_config_path(environ: Mapping[str, str] = os.environ) -> Path:
-    base = environ.get("XDG_CONFIG_HOME") or str(Path(environ.get("HOME", "~")).expanduser() / ".config")
-    return Path(base) / "fluxmon" / "config.toml"
 
 
 FileStamp = tuple[int, int, int] | None

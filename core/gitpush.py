@@ -26,7 +26,6 @@ from __future__ import annotations
 import logging
 import os
 import select
-import subprocess
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -35,14 +34,14 @@ from pathlib import Path
 from typing import Any
 
 from fluxmon.core.config import Config, load_config
-from fluxmon.core.discovery import redact_url
 from fluxmon.core.errors import GitError
+from fluxmon.core.git import run_git
+from fluxmon.core.redact import redact_url
 from fluxmon.core.spool import MAX_CHANGED_PATHS, SCHEMA, write_session
 
 log = logging.getLogger("fluxmon.hooks")
 
 ZERO_SHA = "0" * 40
-GIT_TIMEOUT_SECONDS = 10.0
 LS_REMOTE_TIMEOUT_SECONDS = 15.0
 MAX_WAIT_FOR_PUSH_SECONDS = 3600.0
 """A push that takes longer than an hour is left alone: its record is dropped as stale."""
@@ -53,43 +52,6 @@ PUSHED_REMOTE = "fluxmon-pushed-url"
 SPOOL_CONFIG_KEY = "fluxmon.spoolDir"
 """A repo's own spool (git config), which wins over the environment's: `fluxmon demo` sets it in its sample repo,
 so that pushes made there from any shell reach the demo, whatever that shell's FLUXMON_SPOOL_DIR says."""
-
-
-def run_git(
-    args: Sequence[str], *, cwd: Path, timeout: float = GIT_TIMEOUT_SECONDS, env: Mapping[str, str] | None = None
-) -> str:
-    """Run git with an argument list and return stdout; raises GitError with git's own message.
-
-    `env`: extra environment, for what must stay out of the argument list (which every local user can read).
-    """
-    env = {**os.environ, **(env or {}), "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"}
-    try:
-        result = subprocess.run(
-            ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env, check=False
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise GitError(f"git {args[0]} timed out after {timeout:.0f}s") from exc
-    except OSError as exc:
-        raise GitError(f"cannot run git: {exc.strerror}") from exc
-    if result.returncode != 0:
-        message = redact_text(result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "")
-        raise GitError(f"git {args[0]} failed: {message or f'exit status {result.returncode}'}")
-    return result.stdout
-
-
-def redact_text(text: str) -> str:
-    """Redact every URL-looking word of a message (git errors quote the remote URL, as in 'https://...')."""
-    return " ".join(_redact_word(word) if "://" in word else word for word in text.split(" "))
-
-
-def _redact_word(word: str) -> str:
-    core = word.strip("'\"`<>(),;:")
-    start = word.index(core) if core else 0
-    try:
-        redacted = redact_url(core)
-    except ValueError:
-        redacted = "<a malformed URL>"  # urlsplit refuses some (an unclosed IPv6 bracket): show none of it
-    return word[:start] + redacted + word[start + len(core) :]
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

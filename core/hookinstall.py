@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 
-from fluxmon.core.config import user_config_path
 from fluxmon.core.errors import FluxmonError, GitError
-from fluxmon.core.gitpush import SPOOL_CONFIG_KEY, run_git
+from fluxmon.core.git import run_git
+from fluxmon.core.gitpush import SPOOL_CONFIG_KEY
+from fluxmon.core.paths import config_dir
 
 HOOK_NAMES = ("pre-push", "reference-transaction")
 MARKER = "fluxmon-hook"
@@ -54,7 +55,7 @@ def global_hooks_dir() -> tuple[Path, bool]:
         configured = ""
     if configured:
         return Path(configured).expanduser().resolve(), False
-    return user_config_path().parent / "git-hooks", True
+    return config_dir() / "git-hooks", True
 
 
 def install(

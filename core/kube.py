@@ -15,7 +15,6 @@ import socket
 import threading
 import weakref
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,19 @@ from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 from urllib3 import HTTPConnectionPool, HTTPSConnectionPool
 
-from fluxmon.core.errors import FluxmonError
+from fluxmon.core.cluster import (
+    PLURALS,
+    ClusterError,
+    ClusterUnreachable,
+    FluxEvent,
+    FluxNotInstalled,
+    Forbidden,
+    KindApi,
+    KindMissing,
+    KubeconfigError,
+    Unauthorized,
+    WatchExpired,
+)
 from fluxmon.core.objects import FLUX_KINDS, REQUESTED_AT_ANNOTATION, ObjectRef
 
 CONNECT_TIMEOUT_SECONDS = 5.0
@@ -34,80 +45,6 @@ REQUEST_TIMEOUTS = (CONNECT_TIMEOUT_SECONDS, REQUEST_TIMEOUT_SECONDS)
 """Every request but a watch: (connect, read), so that no call waits forever on a silent server."""
 WATCH_TIMEOUT_SECONDS = 60
 """The server ends each watch after this long (timeoutSeconds); the client read timeout is a little longer."""
-
-PLURALS = {
-    "GitRepository": "gitrepositories",
-    "OCIRepository": "ocirepositories",
-    "Bucket": "buckets",
-    "HelmRepository": "helmrepositories",
-    "HelmChart": "helmcharts",
-    "Kustomization": "kustomizations",
-    "HelmRelease": "helmreleases",
-}
-
-
-class ClusterError(FluxmonError):
-    """Something between us and the cluster failed; subclasses say what, and what to do."""
-
-    title = "Cluster error"
-
-
-class KubeconfigError(ClusterError):
-    title = "kubeconfig problem"
-
-
-class ClusterUnreachable(ClusterError):
-    title = "Cluster unreachable"
-
-
-class Unauthorized(ClusterError):
-    title = "Not logged in to the cluster"
-
-
-class Forbidden(ClusterError):
-    title = "Missing permissions"
-
-
-class FluxNotInstalled(ClusterError):
-    title = "Flux is not installed"
-
-
-class KindMissing(ClusterError):
-    """One Flux kind is not served (for example no helm-controller); the others keep working."""
-
-    title = "Flux kind not installed"
-
-
-class WatchExpired(ClusterError):
-    """410 Gone: the watch's resourceVersion is too old; list again."""
-
-    title = "Watch expired"
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class KindApi:
-    """Where a Flux kind is served on this cluster (the version is discovered, not assumed)."""
-
-    kind: str
-    group: str
-    version: str
-    plural: str
-
-    @property
-    def qualified(self) -> str:
-        return f"{self.plural}.{self.group}"
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class FluxEvent:
-    """A core/v1 Event on a Flux object: the controllers' best error text lives here."""
-
-    type: str
-    reason: str
-    message: str
-    revision: str
-    timestamp: str
-    count: int
 
 
 def kubeconfig_path(explicit: str | None = None, environ: Mapping[str, str] = os.environ) -> Path:

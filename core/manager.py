@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from fluxmon.core.ancestry import GitAncestry
-from fluxmon.core.cache import ClusterApi, ClusterCache, KindStatus
-from fluxmon.core.discovery import Push, source_follows
+from fluxmon.core.cluster import ClusterApi, FluxEvent, Forbidden
 from fluxmon.core.errors import FluxmonError
-from fluxmon.core.kube import FluxEvent, Forbidden
+from fluxmon.core.informer import ClusterCache, KindStatus
 from fluxmon.core.objects import ObjectRef
+from fluxmon.core.plan import Push, source_follows
 from fluxmon.core.revision import parse_revision
 from fluxmon.core.session import Session, SessionSnapshot, SessionSpec, SessionState, reconcile_retry_delay
 from fluxmon.core.store import SessionStore

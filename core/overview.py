@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import PurePosixPath
 
-from fluxmon.core.discovery import redact_text
+from fluxmon.core.redact import redact_text
 from fluxmon.core.render import one_line
 from fluxmon.core.session import SessionSnapshot, SessionState
 from fluxmon.core.verdict import Phase

@@ -27,18 +27,18 @@ from enum import StrEnum
 from typing import Protocol
 
 from fluxmon.core.ancestry import Lineage, Question, Relation
-from fluxmon.core.cache import KindState, KindStatus
-from fluxmon.core.discovery import (
+from fluxmon.core.cluster import FluxEvent
+from fluxmon.core.hints import Hint, hint_for
+from fluxmon.core.informer import KindState, KindStatus
+from fluxmon.core.objects import FluxObject, ObjectRef
+from fluxmon.core.plan import (
     Plan,
     Push,
     dependencies_by_dependent,
     normalize_remote_url,
     plan_for_push,
-    redact_url,
 )
-from fluxmon.core.hints import Hint, hint_for
-from fluxmon.core.kube import FluxEvent
-from fluxmon.core.objects import FluxObject, ObjectRef
+from fluxmon.core.redact import redact_url
 from fluxmon.core.revision import parse_revision, revision_matches, short_revision
 from fluxmon.core.spool import SessionRequest
 from fluxmon.core.verdict import Phase, Verdict, display_revision, verdict

@@ -41,9 +41,10 @@ from watchdog.events import (
 )
 from watchdog.observers import Observer
 
-from fluxmon.core.discovery import check_remote_url, normalize_remote_url, redact_url
 from fluxmon.core.errors import SpoolError
 from fluxmon.core.objects import FLUX_KINDS
+from fluxmon.core.plan import check_remote_url, normalize_remote_url
+from fluxmon.core.redact import redact_url
 from fluxmon.core.text import display_line
 
 log = logging.getLogger("fluxmon.spool")
@@ -74,16 +75,6 @@ STOP_TIMEOUT_SECONDS = 5.0
 _SESSION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\.json$")
 _SHA = re.compile(r"^[0-9a-f]{40}(?:[0-9a-f]{24})?$")
 REF_KINDS = ("branch", "tag", "ref")
-
-
-def default_spool_dir(environ: Mapping[str, str] = os.environ) -> Path:
-    """`$FLUXMON_SPOOL_DIR`, else `$XDG_RUNTIME_DIR/fluxmon/spool`, else `$XDG_STATE_HOME/fluxmon/spool`."""
-    if environ.get("FLUXMON_SPOOL_DIR"):
-        return Path(environ["FLUXMON_SPOOL_DIR"])
-    if environ.get("XDG_RUNTIME_DIR"):
-        return Path(environ["XDG_RUNTIME_DIR"]) / "fluxmon" / "spool"
-    state = environ.get("XDG_STATE_HOME") or str(Path(environ.get("HOME", "~")).expanduser() / ".local" / "state")
-    return Path(state) / "fluxmon" / "spool"
 
 
 def ensure_private_dir(path: Path) -> Path:

@@ -37,11 +37,6 @@ UNTOLD = "untold"
 PAUSE_FILE = "pause.json"
 
 
-def default_state_dir(environ: Mapping[str, str] = os.environ) -> Path:
-    base = environ.get("XDG_STATE_HOME") or str(Path(environ.get("HOME", "~")).expanduser() / ".local" / "state")
-    return Path(base) / "fluxmon"
-
-
 def spec_record(spec: SessionSpec) -> dict[str, Any]:
     record = asdict(spec)
     record["changed_paths"] = list(spec.changed_paths) if spec.changed_paths is not None else None

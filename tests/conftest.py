@@ -7,11 +7,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.processes import become_subreaper, children, wait_for_children
+from harness.processes import become_subreaper, children, wait_for_children
 
 # `cluster`: the simulated and the real API server; `fleet`: the sample fleet with Flux controllers on it;
 # `desktop`: Xvfb, a private session bus and a tray host.
-pytest_plugins = ["tests.clusters", "tests.fleet", "tests.desktop"]
+pytest_plugins = ["tests.clusters", "tests.fleet", "harness.desktop"]
 
 become_subreaper()
 

@@ -19,8 +19,8 @@ from fluxmon.core.verdict import Phase
 from fluxmon.sim.cluster import bootstrap, install_crds
 from fluxmon.sim.controllers import TEST_TIMINGS, FluxControllers
 from fluxmon.sim.samplerepo import init_repo
+from harness.gitrepos import isolated_env
 from tests.clusters import Cluster, FluxWatcher
-from tests.gitrepos import isolated_env
 
 KUSTOMIZATIONS = ("Kustomization/flux-system", "Kustomization/infrastructure", "Kustomization/apps")
 RELEASES = ("HelmRelease/podinfo", "HelmRelease/redis")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from fluxmon.core.config import Config
 from fluxmon.tray.app import TrayApp, TrayOptions
-from tests.snapshots import failed_snapshot
+from harness.snapshots import failed_snapshot
 
 
 def main() -> int:

@@ -11,8 +11,8 @@ from fluxmon.core.verdict import Phase
 from fluxmon.sim.apiserver import SimApiServer
 from fluxmon.sim.client import KubeClient
 from fluxmon.sim.kubeconfig import write_kubeconfig
+from harness.gitrepos import isolated_env
 from tests.clusters import FluxWatcher
-from tests.gitrepos import isolated_env
 
 
 def test_sim_serves_bootstraps_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.gitrepos import isolated_env
+from harness.gitrepos import isolated_env
 
 
 def test_the_demo_deploys_fails_and_deploys_the_fix(tmp_path: Path) -> None:

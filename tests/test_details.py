@@ -15,8 +15,8 @@ tk = pytest.importorskip("tkinter", reason="this Python was built without Tk (De
 
 from fluxmon.core.session import SessionState  # noqa: E402 - after the skip: tray.details imports tkinter
 from fluxmon.tray.details import DetailsWindow, title_for  # noqa: E402
-from tests.desktop import Desktop  # noqa: E402
-from tests.snapshots import APPS, BUILD_ERROR, SOURCE, failed_snapshot, snapshot  # noqa: E402
+from harness.desktop import Desktop  # noqa: E402
+from harness.snapshots import APPS, BUILD_ERROR, SOURCE, failed_snapshot, snapshot  # noqa: E402
 
 
 @pytest.fixture

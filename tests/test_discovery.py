@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
-from fluxmon.core.discovery import Push, normalize_remote_url, plan_for_push, redact_url, source_follows
 from fluxmon.core.objects import FluxObject, ObjectRef, parse_flux_object
+from fluxmon.core.plan import Push, normalize_remote_url, plan_for_push, source_follows
+from fluxmon.core.redact import redact_url
 from tests.flux_bodies import SHA_NEW, git_repository, helm_release, kustomization
 
 

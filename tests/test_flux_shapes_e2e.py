@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from fluxmon.core.verdict import Phase
+from harness.running import Running
 from tests.fleet import Fleet, edit
-from tests.running import Running
 
 WAIT_TIMEOUT = "60s"
 """Far longer than any case needs: a session that does not fail fast runs into it and ends timed-out."""

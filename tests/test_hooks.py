@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.gitrepos import Repos, make_repos
 from tests.githttp import git_http_server
-from tests.gitrepos import Repos, make_repos
 
 SECRET = "s3cret-token"
 

@@ -22,11 +22,12 @@ from typing import Any
 
 import pytest
 
-from fluxmon.core.cache import KindState, KindStatus
-from fluxmon.core.discovery import redact_text
-from fluxmon.core.kube import Cluster, ClusterError, KindApi
+from fluxmon.core.cluster import ClusterError, KindApi
+from fluxmon.core.informer import KindState, KindStatus
+from fluxmon.core.kube import Cluster
 from fluxmon.core.objects import FLUX_KINDS, READ_FIELDS, ObjectRef, parse_flux_object
 from fluxmon.core.overview import notification_for
+from fluxmon.core.redact import redact_text
 from fluxmon.core.render import json_lines, table
 from fluxmon.core.session import SessionSpec, SessionState, evaluate
 from fluxmon.core.store import snapshot_record
@@ -244,7 +245,7 @@ def judged_despite(fleet: Fleet, bodies: list[dict[str, Any]], caplog: pytest.Lo
     early, late = bodies[::2], bodies[1::2]
     for body in early:
         create(fleet, body)
-    with caplog.at_level(logging.WARNING, logger="fluxmon.cache"), following(fleet) as (manager, recorder):
+    with caplog.at_level(logging.WARNING, logger="fluxmon.informer"), following(fleet) as (manager, recorder):
         for body in late:
             create(fleet, body)
         sha = fleet.push(SCALE_WEB, "a good change among malformed objects")

@@ -21,9 +21,9 @@ from fluxmon.core.terminal import progress_lines, screen_rows, tree
 from fluxmon.core.text import display_line, display_text, display_width, json_text
 from fluxmon.core.verdict import Phase, Verdict
 from fluxmon.tray.notify import DbusNotifier
-from tests.desktop import Desktop, wait_until
+from harness.desktop import Desktop, wait_until
+from harness.snapshots import APPS, failed_snapshot
 from tests.flux_bodies import condition, git_repository, helm_release, kustomization, ready
-from tests.snapshots import APPS, failed_snapshot
 from tests.test_sessions import NEW, SPEC, SYNCED, objects
 
 if TYPE_CHECKING:

@@ -24,12 +24,12 @@ import pytest
 
 from fluxmon.core import hookinstall
 from fluxmon.core.ancestry import GitAncestry, Lineage, Question, Relation, relate, remote_relation
-from fluxmon.core.cache import KindState, KindStatus
 from fluxmon.core.gitpush import confirm_push
-from fluxmon.core.gitpush import redact_text as gitpush_redact_text
+from fluxmon.core.informer import KindState, KindStatus
 from fluxmon.core.kube import Cluster
 from fluxmon.core.manager import SessionManager
 from fluxmon.core.objects import FluxObject, ObjectRef, parse_flux_object
+from fluxmon.core.redact import redact_text
 from fluxmon.core.session import (
     SessionSnapshot,
     SessionSpec,
@@ -40,10 +40,10 @@ from fluxmon.core.session import (
 )
 from fluxmon.core.spool import SpoolReader
 from fluxmon.core.verdict import Phase
+from harness.gitrepos import Repos, isolated_env, make_repos
 from tests.fleet import SCALE_WEB, Fleet, edit
 from tests.flux_bodies import SHA_NEW, SHA_OLD, condition, git_repository, kustomization, ready
 from tests.githttp import git_http_server
-from tests.gitrepos import Repos, isolated_env, make_repos
 
 SECRET = "hunter2-token"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -728,7 +728,7 @@ def test_many_tags_in_one_push_ask_the_remote_once(repos: Repos, tmp_path: Path)
     ],
 )
 def test_git_messages_in_the_hook_log_never_carry_credentials(message: str) -> None:
-    redacted = gitpush_redact_text(message)
+    redacted = redact_text(message)
     assert SECRET not in redacted
     assert redacted.split(" ")[0] == message.split(" ")[0]
 

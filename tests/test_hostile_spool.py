@@ -19,9 +19,10 @@ import pytest
 from fluxmon.core.overview import notification_for
 from fluxmon.core.session import SessionSnapshot, SessionSpec, SessionState, evaluate, spec_from_request
 from fluxmon.core.spool import SpoolReader, ensure_private_dir, write_session
+from harness.spoolrecords import record
 from tests.fleet import Fleet
 from tests.test_sessions import following
-from tests.test_spool import DELIVERY_TIMEOUT_SECONDS, record
+from tests.test_spool import DELIVERY_TIMEOUT_SECONDS
 
 RAW_CONTROLS = "\x1b\x07\x9b\x00"
 

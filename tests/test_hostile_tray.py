@@ -1,5 +1,5 @@
 """The tray, lived with for days (issue 11, items 21-26): what went wrong after hundreds of pushes, each proven
-fixed against the real pieces (the simulated cluster over HTTP, git, and the headless desktop of tests.desktop)."""
+fixed against the real pieces (the simulated cluster over HTTP, git, and the headless desktop of harness.desktop)."""
 
 from __future__ import annotations
 
@@ -18,10 +18,10 @@ from fluxmon.core.overview import TrayState
 from fluxmon.core.session import SessionSnapshot, SessionSpec, SessionState
 from fluxmon.core.store import SessionStore
 from fluxmon.tray.menu import Action, build_menu
-from tests.desktop import Desktop, wait_until
+from harness.desktop import Desktop, wait_until
+from harness.gitrepos import isolated_env
+from harness.running import Running
 from tests.fleet import BROKEN_YAML, SCALE_WEB, Fleet, edit
-from tests.gitrepos import isolated_env
-from tests.running import Running
 from tests.test_tray import StartTray, notify_calls, start_tray
 
 __all__ = ["start_tray"]  # the fixture of the tray's own tests, imported to be used here too

@@ -13,8 +13,8 @@ import pytest
 from fluxmon.sim.apiserver import SimApiServer
 from fluxmon.sim.client import KubeClient
 from fluxmon.sim.kubeconfig import write_kubeconfig
+from harness.running import Running
 from tests.fleet import BROKEN_YAML, SCALE_WEB, UNHEALTHY_WEB, Fleet
-from tests.running import Running
 
 
 def wait_args(fleet: Fleet, *extra: str, kubeconfig: Path | None = None, timeout: str = "30s") -> list[str]:

@@ -10,7 +10,7 @@ import pytest
 from fluxmon.core.overview import Notification, Urgency
 from fluxmon.core.session import SessionState
 from fluxmon.tray.notify import DbusNotifier, NoNotifier, PlyerNotifier, make_notifier
-from tests.desktop import Desktop, wait_until
+from harness.desktop import Desktop, wait_until
 
 FAILURE = Notification(
     session_id="s1",

@@ -23,7 +23,7 @@ from fluxmon.core.store import SessionStore
 from fluxmon.tray import autostart
 from fluxmon.tray.icon import TrayUnavailable, choose_backend
 from fluxmon.tray.menu import Action, build_menu, outline
-from tests.snapshots import APPS, PODINFO, failed_snapshot, snapshot
+from harness.snapshots import APPS, PODINFO, failed_snapshot, snapshot
 
 NOW = datetime(2026, 11, 25, 10, 0, 0)
 

@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
-from fluxmon.core.cache import ClusterCache, KindState, KindStatus, retry_delay
-from fluxmon.core.kube import Cluster, ClusterError, ClusterUnreachable, Forbidden, KindApi, KindMissing, WatchExpired
+from fluxmon.core.cluster import ClusterError, ClusterUnreachable, Forbidden, KindApi, KindMissing, WatchExpired
+from fluxmon.core.informer import ClusterCache, KindState, KindStatus, retry_delay
+from fluxmon.core.kube import Cluster
 from fluxmon.core.manager import SessionManager
 from fluxmon.core.objects import FluxObject, ObjectRef, parse_flux_object
 from fluxmon.core.session import Session, SessionSnapshot, SessionSpec, SessionState, evaluate

@@ -22,11 +22,11 @@ from PIL import Image
 
 from fluxmon.core import hookinstall
 from fluxmon.core.overview import TrayState
-from tests.desktop import Desktop, Dunst, wait_until
+from harness.desktop import Desktop, Dunst, wait_until
+from harness.gitrepos import isolated_env
+from harness.processes import children, wait_for_children
+from harness.running import Running
 from tests.fleet import BROKEN_YAML, SCALE_WEB, Fleet, edit
-from tests.gitrepos import isolated_env
-from tests.processes import children, wait_for_children
-from tests.running import Running
 from tests.sni import StatusNotifierWatcher, labels
 
 SCREENSHOT_DIR = os.environ.get("FLUXMON_SCREENSHOT_DIR", "")

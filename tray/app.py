@@ -44,9 +44,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from fluxmon.core.cache import KindStatus
-from fluxmon.core.config import Config, file_stamp, reload_user_config, user_config_path
+from fluxmon.core.config import Config, file_stamp, reload_user_config
 from fluxmon.core.errors import FluxmonError
+from fluxmon.core.informer import KindStatus
 from fluxmon.core.kube import Cluster
 from fluxmon.core.manager import SessionManager
 from fluxmon.core.overview import (
@@ -57,6 +57,7 @@ from fluxmon.core.overview import (
     overview,
     pause_until,
 )
+from fluxmon.core.paths import runtime_dir, user_config_path
 from fluxmon.core.session import SessionSnapshot, SessionSpec, SessionState, spec_from_request
 from fluxmon.core.spool import SessionRequest, SpoolReader
 from fluxmon.core.store import SessionStore
@@ -89,7 +90,7 @@ class TrayOptions:
     config: Config
     kubeconfig: str | None = None
     context: str | None = None
-    icon_dir: Path = field(default_factory=lambda: _runtime_dir() / "icons")
+    icon_dir: Path = field(default_factory=lambda: runtime_dir() / "icons")
 
 
 class TrayApp:
@@ -591,11 +592,3 @@ def on_display_lost(handler: Callable[[], None]) -> object:
     xlib.XSetIOErrorHandler.argtypes = [prototype]
     xlib.XSetIOErrorHandler(callback)
     return callback
-
-
-def _runtime_dir() -> Path:
-    """Private per-user scratch space: `$XDG_RUNTIME_DIR/fluxmon`, else a folder under the state dir."""
-    base = os.environ.get("XDG_RUNTIME_DIR")
-    if base:
-        return Path(base) / "fluxmon"
-    return Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "fluxmon" / "run"

@@ -12,12 +12,9 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from fluxmon.core.paths import autostart_path
+
 ENTRY_NAME = "fluxmon.desktop"
-
-
-def autostart_path(environ: Mapping[str, str] = os.environ) -> Path:
-    base = environ.get("XDG_CONFIG_HOME") or str(Path(environ.get("HOME", "~")).expanduser() / ".config")
-    return Path(base) / "autostart" / ENTRY_NAME
 
 
 def _quoted(argument: str) -> str:

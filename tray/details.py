@@ -13,9 +13,9 @@ from collections.abc import Callable
 from datetime import datetime
 from tkinter import ttk
 
-from fluxmon.core.discovery import redact_text
 from fluxmon.core.objects import ObjectRef
 from fluxmon.core.overview import MARKS, TrayState, describe, format_duration, tray_state_of
+from fluxmon.core.redact import redact_text
 from fluxmon.core.revision import short_revision
 from fluxmon.core.session import ResourceStatus, SessionSnapshot
 from fluxmon.core.text import display_value

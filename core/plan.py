@@ -5,7 +5,7 @@ same repository is written many ways (`git@host:org/repo.git`, `ssh://git@host/o
 `https://user:token@host/org/repo`). From those sources the plan follows Kustomizations, everything that
 `dependsOn` them, and the HelmReleases they apply or whose chart comes from those sources.
 
-Credentials in URLs are dropped here, at the first place a URL is read, and never kept.
+Credentials in URLs are dropped (core.redact) at the first place a URL is read, and never kept.
 """
 
 from __future__ import annotations
@@ -15,48 +15,14 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from fluxmon.core.objects import FluxObject, ObjectRef
+from fluxmon.core.redact import redact_url
 
 _SCP_LIKE = re.compile(r"^(?:(?P<user>[^@/]+)@)?(?P<host>[^:/]+):(?P<path>(?!//).*)$")
 _DEFAULT_GIT_BRANCH = "master"
 """source-controller checks out `master` when a GitRepository has no spec.ref."""
-
-
-_USERINFO = re.compile(r"^(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/?#]*@")
-
-
-def redact_url(url: str) -> str:
-    """The URL with any password or token removed; ssh user names (`git@`) are kept, they are no secret.
-
-    Never raises: a URL that does not parse (`https://token@[oops/x`) loses everything before its `@` instead.
-    """
-    url = url.strip()
-    if "://" not in url:
-        return url  # scp-like (`git@host:path`) and local paths carry no password.
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return _USERINFO.sub(r"\g<scheme>***@", url)
-    if "@" not in parts.netloc:
-        return url
-    userinfo, _, hostport = parts.netloc.rpartition("@")
-    user, has_password, _ = userinfo.partition(":")
-    if parts.scheme in ("ssh", "git+ssh") and not has_password:
-        return url
-    # Over http(s) a lone user name is usually a token itself (https://<token>@host), so all of it goes.
-    redacted = f"{user}:***@{hostport}" if parts.scheme in ("ssh", "git+ssh") else f"***@{hostport}"
-    return urlunsplit((parts.scheme, redacted, parts.path, parts.query, parts.fragment))
-
-
-_URL_IN_TEXT = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]{0,31}://[^\s\"'<>]+")
-"""A URL in free text. The scheme's length is bounded: unbounded, a long `a.a.a.…` message costs quadratic time."""
-
-
-def redact_text(text: str) -> str:
-    """Free text (a controller message, an error) with every URL in it redacted as `redact_url` does."""
-    return _URL_IN_TEXT.sub(lambda match: redact_url(match.group(0)), text)
 
 
 def normalize_remote_url(url: str, *, base_dir: str | None = None) -> str:

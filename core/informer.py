@@ -14,16 +14,15 @@ from __future__ import annotations
 import logging
 import random
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any
 
-from fluxmon.core.errors import FluxmonError
-from fluxmon.core.kube import (
+from fluxmon.core.cluster import (
+    ClusterApi,
     ClusterError,
     ClusterUnreachable,
-    FluxEvent,
     FluxNotInstalled,
     Forbidden,
     KindApi,
@@ -31,10 +30,11 @@ from fluxmon.core.kube import (
     Unauthorized,
     WatchExpired,
 )
+from fluxmon.core.errors import FluxmonError
 from fluxmon.core.objects import FluxObject, ObjectRef, parse_flux_object
 from fluxmon.core.text import display_line
 
-log = logging.getLogger("fluxmon.cache")
+log = logging.getLogger("fluxmon.informer")
 
 BACKOFF_BASE_SECONDS = 0.5
 BACKOFF_MAX_SECONDS = 30.0
@@ -47,22 +47,6 @@ SLOW_RETRY_SECONDS = 30.0
 STOP_TIMEOUT_SECONDS = 5.0
 PROBLEMS_SHOWN = 3
 """A malformed object's log line names this many of its bad fields."""
-
-
-class ClusterApi(Protocol):
-    """What the cache needs from the adapter (core.kube.Cluster); tests may give it anything that fits."""
-
-    context: str
-    server: str
-
-    def discover(self, kinds: tuple[str, ...]) -> dict[str, KindApi]: ...
-    def list_kind(self, api: KindApi) -> tuple[str, list[dict[str, Any]]]: ...
-    def watch(
-        self, api: KindApi, resource_version: str, *, stop: threading.Event | None = None
-    ) -> Iterator[dict[str, Any]]: ...
-    def cut_watches(self) -> None: ...
-    def events(self, ref: ObjectRef, *, limit: int = 20) -> list[FluxEvent]: ...
-    def request_reconcile(self, api: KindApi, ref: ObjectRef, token: str) -> None: ...
 
 
 class KindStatus(StrEnum):

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from PIL import Image, ImageGrab
 
-from tests.running import Running
+from harness.running import Running
 
 START_TIMEOUT_SECONDS = 20.0
 POLL_SECONDS = 0.05

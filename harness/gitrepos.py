@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.processes import wait_for_children
+from harness.processes import wait_for_children
 
 
 def isolated_env(root: Path) -> dict[str, str]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from fluxmon.core.cluster import FluxEvent
 from fluxmon.core.hints import hint_for
-from fluxmon.core.kube import FluxEvent
 from fluxmon.core.objects import ObjectRef
 from fluxmon.core.session import ResourceStatus, SessionSnapshot, SessionState
 from fluxmon.core.verdict import Phase

@@ -1,0 +1,208 @@
+"""The verbs of `fluxmon` other than following a push (fluxmon/follow.py): each takes the parsed arguments and
+returns an exit status. The UI and the simulator are imported lazily, inside the verbs that need them."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from fluxmon.core import hookinstall, paths
+from fluxmon.core.config import load_config
+from fluxmon.core.documents import iter_located_objects
+from fluxmon.core.errors import InputError
+from fluxmon.core.gitpush import confirm_push, spool_for_repo
+from fluxmon.core.objects import FluxObject, is_flux_body, parse_flux_object
+from fluxmon.core.render import json_lines, table
+from fluxmon.core.revision import normalize_commit
+from fluxmon.core.spool import lock_holder
+from fluxmon.core.text import display_line
+from fluxmon.core.verdict import Phase, Verdict, verdict
+from fluxmon.exits import EXIT_FAILED, EXIT_OK
+from fluxmon.signals import StopSignals
+
+
+def run_assess(args: argparse.Namespace) -> int:
+    """`fluxmon assess`: one verdict per Flux object in the input."""
+    target = None
+    if args.commit:
+        try:
+            target = normalize_commit(args.commit)
+        except ValueError as exc:
+            raise InputError(f"--commit: {exc}") from exc
+    rows: list[tuple[FluxObject, Verdict]] = []
+    for name, text in _read_inputs(args.files or ["-"]):
+        for where, body in iter_located_objects(text, source=name):
+            if not is_flux_body(body):
+                print(display_line(f"fluxmon: skipped {_describe(body)}: not a Flux object"), file=sys.stderr)
+                continue
+            try:
+                obj = parse_flux_object(body)
+            except ValueError as exc:
+                raise InputError(f"{where}: {exc}") from exc
+            for problem in obj.problems:
+                print(display_line(f"fluxmon: {where}: {obj.ref}: {problem}; read as empty"), file=sys.stderr)
+            rows.append((obj, verdict(obj, target)))
+    sys.stdout.write(table(rows) if args.output == "table" else json_lines(rows))
+    sys.stdout.flush()
+    return EXIT_FAILED if any(result.phase is Phase.FAILED for _, result in rows) else EXIT_OK
+
+
+def _read_inputs(names: Sequence[str]) -> list[tuple[str, str]]:
+    inputs = []
+    for name in names:
+        shown = "<stdin>" if name == "-" else name
+        try:
+            # Bytes, decoded here: stdin's own decoding lets invalid UTF-8 through as surrogates, which the YAML
+            # parser then fails on with a traceback.
+            data = sys.stdin.buffer.read() if name == "-" else Path(name).read_bytes()
+            inputs.append((shown, data.decode("utf-8")))
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise InputError(f"cannot read {shown}: {reason}") from exc
+    return inputs
+
+
+def _describe(body: Mapping[str, Any]) -> str:
+    """`v1 ConfigMap apps/settings`, for the note on a skipped object."""
+    metadata = body.get("metadata")
+    metadata = metadata if isinstance(metadata, Mapping) else {}
+    name = "/".join(str(part) for part in (metadata.get("namespace"), metadata.get("name")) if part)
+    return f"{body.get('apiVersion')} {body.get('kind')} {name}".strip()
+
+
+def run_hook_install(args: argparse.Namespace) -> int:
+    for line in hookinstall.install(repo=args.repo, global_=args.global_):
+        print(line)
+    return EXIT_OK
+
+
+def run_hook_uninstall(args: argparse.Namespace) -> int:
+    for line in hookinstall.uninstall(repo=args.repo, global_=args.global_):
+        print(line)
+    return EXIT_OK
+
+
+def run_hook_status(args: argparse.Namespace) -> int:
+    for state in hookinstall.status(repo=args.repo):
+        if state.ours:
+            chained = f", chaining {state.chained.name}" if state.chained else ""
+            print(f"{state.name}: installed at {state.path}{chained}")
+        elif state.present:
+            print(f"{state.name}: {state.path} is another hook, not fluxmon's")
+        else:
+            print(f"{state.name}: not installed ({state.path})")
+    spool_dir = spool_for_repo(args.repo or Path.cwd(), paths.spool_dir())  # the repo's own, as the hooks use
+    holder = lock_holder(spool_dir)
+    if holder is None:
+        print(f"tray app: not running (sessions wait in {spool_dir})")
+    else:
+        print(f"tray app: running, pid {holder.pid}, since {holder.since} (reading {spool_dir})")
+    return EXIT_OK
+
+
+def run_hook_confirm(args: argparse.Namespace) -> int:
+    """The background half of pre-push: wait for git, then spool a session per confirmed ref."""
+    os.setsid()  # out of the terminal's process group, so a Ctrl-C after the push does not kill us
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    # pre-push passes the remote and its URL (which may hold credentials) in the environment, never on disk;
+    # git's children need neither.
+    remote = os.environ.pop("FLUXMON_PUSH_REMOTE", "")
+    url = os.environ.pop("FLUXMON_PUSH_URL", "")
+    written = confirm_push(args.record, git_pid=args.git_pid, spool_dir=paths.spool_dir(), remote=remote, url=url)
+    for path in written:
+        logging.getLogger("fluxmon.hooks").info("spooled %s", path.name)
+    return EXIT_OK
+
+
+def run_sim(args: argparse.Namespace) -> int:
+    """`fluxmon sim`: serve until SIGINT or SIGTERM, then stop everything it started."""
+    from fluxmon.sim.client import KubeClient
+    from fluxmon.sim.cluster import SimCluster, bootstrap, install_crds
+    from fluxmon.sim.controllers import DEMO_TIMINGS, TEST_TIMINGS, FluxControllers
+
+    if args.repo is None:
+        raise InputError("--repo BARE_REPO is required (create one with `fluxmon sim init-repo DIR`)")
+    if not (args.repo / "HEAD").exists():
+        raise InputError(f"--repo {args.repo}: not a bare git repository")
+    timings = TEST_TIMINGS if args.fast else DEMO_TIMINGS
+    with StopSignals() as stop:
+        if args.attach is not None:
+            client = KubeClient.from_kubeconfig(args.attach)
+            install_crds(client)
+            bootstrap(client, repo=args.repo, path=args.path)
+            controllers = FluxControllers(client, timings=timings)
+            controllers.start()
+            print(f"fluxmon sim: Flux controllers running against {args.attach}; Ctrl-C stops them", flush=True)
+            stop.wait()
+            controllers.stop()
+            return EXIT_OK
+        if args.kubeconfig is None:
+            raise InputError("--kubeconfig OUT is required (or --attach KUBECONFIG)")
+        cluster = SimCluster(
+            repo=args.repo, kubeconfig=args.kubeconfig, path=args.path, port=args.port, timings=timings
+        )
+        cluster.start()
+        print(
+            f"fluxmon sim: cluster ready at {cluster.server.url}, following {args.repo}; "
+            f"export KUBECONFIG={args.kubeconfig}",
+            flush=True,
+        )
+        stop.wait()
+        cluster.stop()
+    return EXIT_OK
+
+
+def run_sim_init_repo(args: argparse.Namespace) -> int:
+    from fluxmon.sim.samplerepo import init_repo
+
+    try:
+        remote = init_repo(args.directory)
+    except FileExistsError as exc:
+        raise InputError(str(exc)) from exc
+    print(f"created the sample fleet in {args.directory}, pushed to {remote}")
+    print(f"next: fluxmon sim --repo {remote} --kubeconfig {args.directory.parent / 'kubeconfig'}")
+    return EXIT_OK
+
+
+def run_demo_command(args: argparse.Namespace) -> int:
+    from fluxmon.demo import run_demo
+
+    logging.basicConfig(level=os.environ.get("FLUXMON_LOG", "WARNING").upper(), format="fluxmon: %(message)s")
+    return run_demo(keep=args.keep, fast=args.fast, headless=args.headless)
+
+
+def run_tray(args: argparse.Namespace) -> int:
+    """`fluxmon tray`: the desktop app, until Quit or a signal. The UI is imported only here."""
+    from fluxmon.tray.app import TrayApp, TrayOptions, report_leftover_threads
+
+    logging.basicConfig(level=os.environ.get("FLUXMON_LOG", "INFO").upper(), format="fluxmon: %(message)s")
+    logging.getLogger("PIL").setLevel(logging.INFO)  # its DEBUG output is every PNG chunk it reads
+    config = load_config()
+    for warning in config.warnings:
+        print(f"fluxmon: {warning}", file=sys.stderr)
+    options = TrayOptions(
+        spool_dir=paths.spool_dir(),
+        state_dir=paths.state_dir(),
+        config=config,
+        kubeconfig=args.kubeconfig,
+        context=args.context or config.context or None,
+    )
+    status = TrayApp(options).run()
+    report_leftover_threads()
+    return status
+
+
+def run_autostart(args: argparse.Namespace) -> int:
+    from fluxmon.tray import autostart
+
+    if args.action == "enable":
+        print(f"the tray starts at login: {autostart.enable()}")
+    else:
+        removed = autostart.disable()
+        print(f"removed {removed}" if removed else "autostart was not enabled")
+    return EXIT_OK
