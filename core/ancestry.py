@@ -28,6 +28,7 @@ from pathlib import Path
 
 from fluxmon.core.git import GIT_TIMEOUT_SECONDS, git_env
 from fluxmon.core.redact import redact_text
+from fluxmon.core.revision import short_sha
 
 log = logging.getLogger("fluxmon.ancestry")
 
@@ -107,7 +108,7 @@ def remote_relation(*, tip: str, contains: bool | None) -> tuple[Relation, str]:
     if not tip:
         return Relation.REWRITTEN, ""
     if contains is None:
-        return Relation.UNKNOWN, f"git could not tell whether {tip[:7]}, the remote's tip, contains the push"
+        return Relation.UNKNOWN, f"git could not tell whether {short_sha(tip)}, the remote's tip, contains the push"
     return (Relation.OLDER, "") if contains else (Relation.REWRITTEN, "")
 
 
@@ -170,7 +171,7 @@ class GitAncestry:
             return Lineage(
                 relation=Relation.UNKNOWN,
                 commit=question.seen,
-                why=f"{question.seen[:7]} is not in {question.repo}{where}",
+                why=f"{short_sha(question.seen)} is not in {question.repo}{where}",
             )
         relation = relate(
             pushed=question.pushed,
@@ -324,7 +325,7 @@ class GitAncestry:
                 answer = self.answer(question)
             except Exception as error:
                 # One error boundary per question: a git oddity must not end the worker for every session.
-                log.exception("asking git about %s failed", question.seen[:7])
+                log.exception("asking git about %s failed", short_sha(question.seen))
                 answer = Lineage(relation=Relation.UNKNOWN, commit=question.seen, why=f"git failed: {error}")
             if stop.is_set():
                 return  # git was cut short by stop(): that is no answer, and nobody is waiting for one

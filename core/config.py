@@ -31,8 +31,15 @@ from fluxmon.core.paths import user_config_path
 
 SEED_REPO_CONFIG = Path(".kiro/hooks/flux-reconciliation-monitor.yaml")
 REPO_CONFIG = Path(".fluxmon.toml")
+# The defaults, here and nowhere else: every front end and every session starts from these.
+DEFAULT_MONITOR_TYPES = ("GitRepository", "OCIRepository", "Kustomization", "HelmRelease", "HelmChart")
+"""The Flux kinds the informer follows: the sources, what applies them, and the HelmChart a chartRef names."""
+DEFAULT_TIMEOUT_SECONDS = 300.0
+"""How long a session follows a push before it times out (flux reconcile waits 5 minutes too)."""
 VERBOSITIES = ("minimal", "normal", "verbose")
+DEFAULT_VERBOSITY = "normal"
 NOTIFY_OUTCOMES = ("succeeded", "failed", "timed-out")
+"""The final outcomes a user acts on, notified by default (config `notify_on`)."""
 MAX_CONFIG_BYTES = 256 * 1024
 
 _DURATION = re.compile(r"^(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+(?:\.\d+)?)s)?$")
@@ -45,9 +52,9 @@ class Config:
     enabled: bool = True
     context: str = ""
     """kubeconfig context; empty means the kubeconfig's current context."""
-    timeout_seconds: float = 300.0
-    verbosity: str = "normal"
-    monitor_types: tuple[str, ...] = ("GitRepository", "OCIRepository", "Kustomization", "HelmRelease", "HelmChart")
+    timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS
+    verbosity: str = DEFAULT_VERBOSITY
+    monitor_types: tuple[str, ...] = DEFAULT_MONITOR_TYPES
     reconcile: bool = True
     """Annotate the source (and Kustomizations) after a push, so Flux fetches now, not at its next interval."""
     notify_on: tuple[str, ...] = NOTIFY_OUTCOMES

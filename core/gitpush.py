@@ -37,6 +37,7 @@ from fluxmon.core.config import Config, load_config
 from fluxmon.core.errors import GitError
 from fluxmon.core.git import run_git
 from fluxmon.core.redact import redact_url
+from fluxmon.core.revision import short_sha
 from fluxmon.core.spool import MAX_CHANGED_PATHS, SCHEMA, write_session
 
 log = logging.getLogger("fluxmon.hooks")
@@ -196,7 +197,7 @@ def _decide(
         if tracked is not None:
             return Decision(ref=ref, session=False, why=f"{not_updated}, and the remote did not answer ls-remote")
         return Decision(ref=ref, session=True, why="remote did not answer ls-remote")
-    where = f"the remote has {remote_sha[:8] or 'nothing'} at {ref.remote_ref}"
+    where = f"the remote has {short_sha(remote_sha) or 'nothing'} at {ref.remote_ref}"
     return Decision(
         ref=ref, session=False, why=f"{', '.join(filter(None, (not_updated, where)))}: rejected, or a dry run"
     )

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 
 from fluxmon.core.ancestry import GitAncestry
 from fluxmon.core.cluster import ClusterApi, FluxEvent, Forbidden
+from fluxmon.core.config import DEFAULT_MONITOR_TYPES
 from fluxmon.core.errors import FluxmonError
 from fluxmon.core.informer import ClusterCache, KindStatus
 from fluxmon.core.objects import ObjectRef
@@ -61,7 +62,7 @@ class SessionManager:
         self,
         cluster: ClusterApi,
         *,
-        kinds: tuple[str, ...] = ("GitRepository", "OCIRepository", "Kustomization", "HelmRelease"),
+        kinds: tuple[str, ...] = DEFAULT_MONITOR_TYPES,
         store: SessionStore | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:

@@ -22,6 +22,8 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import PurePosixPath
 
+from fluxmon.core.config import NOTIFY_OUTCOMES
+from fluxmon.core.marks import STATE_LOOKS, TrayState
 from fluxmon.core.redact import redact_text
 from fluxmon.core.render import one_line
 from fluxmon.core.session import SessionSnapshot, SessionState
@@ -30,16 +32,6 @@ from fluxmon.core.verdict import Phase
 TOOLTIP_SESSION_LINES = 4
 """Tray hosts cut long tooltips; beyond this many sessions the tooltip only counts them."""
 BODY_ERROR_CHARS = 300
-
-
-class TrayState(StrEnum):
-    IDLE = "idle"
-    DEPLOYING = "deploying"
-    DEPLOYED = "deployed"
-    FAILED = "failed"
-    ATTENTION = "attention"
-    UNREACHABLE = "unreachable"
-    PAUSED = "paused"
 
 
 WORST_FIRST = (
@@ -60,16 +52,6 @@ _BY_SESSION_STATE = {
     SessionState.TIMED_OUT: TrayState.ATTENTION,
 }
 """Superseded, cancelled and not-deployed sessions say nothing about what is deployed, so they leave the icon alone."""
-
-MARKS = {
-    TrayState.IDLE: "·",
-    TrayState.DEPLOYING: "◎",
-    TrayState.DEPLOYED: "✔",
-    TrayState.FAILED: "✗",
-    TrayState.ATTENTION: "⚠",
-    TrayState.UNREACHABLE: "⚠",
-    TrayState.PAUSED: "⏸",
-}
 
 
 def tray_state_of(snapshot: SessionSnapshot) -> TrayState | None:
@@ -127,7 +109,7 @@ def overview(
 
 def session_line(snapshot: SessionSnapshot) -> str:
     """`✗ main@1a2b3c4 failed: Kustomization/apps BuildFailed (42s)`: one session in one line."""
-    mark = MARKS.get(tray_state_of(snapshot) or TrayState.IDLE, "·")
+    mark = STATE_LOOKS[tray_state_of(snapshot) or TrayState.IDLE].mark
     text = f"{mark} {snapshot.branch}@{snapshot.short_commit} {describe(snapshot)}"
     return f"{text} ({format_duration(snapshot.elapsed)})"
 
@@ -208,10 +190,6 @@ class Notification:
     """Sessions whose (critical, sticky) notifications this one makes stale: the failures a fix deployed over."""
 
 
-NOTIFIED_OUTCOME_NAMES = ("succeeded", "failed", "timed-out")
-"""The default of config `notify_on`: the final outcomes a user acts on."""
-
-
 def failures_fixed_by(snapshot: SessionSnapshot, known: Iterable[SessionSnapshot]) -> tuple[SessionSnapshot, ...]:
     """The failures on this success's remote and branch since the last success there, newest first: it fixed them.
 
@@ -245,7 +223,7 @@ def notification_for(
     sent: set[tuple[str, str]],
     paused_until: datetime | None = None,
     now: datetime,
-    outcomes: Sequence[str] = NOTIFIED_OUTCOME_NAMES,
+    outcomes: Sequence[str] = NOTIFY_OUTCOMES,
     fixes: Sequence[SessionSnapshot] = (),
 ) -> Notification | None:
     """The notification this snapshot deserves, or None; `sent` holds (session id, outcome) already decided.

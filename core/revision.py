@@ -28,8 +28,12 @@ HELM_COMMIT_SUFFIX_LENGTH = 12
 MIN_ABBREVIATED_COMMIT_LENGTH = 7
 """The shortest commit a user may type, as git itself abbreviates."""
 
-SHORT_DISPLAY_LENGTH = 8
-"""The flux CLI shows eight hex digits: main@sha1:696f056d."""
+SHORT_SHA_LENGTH = 7
+"""The one short-sha rule: a commit we name (in a message, a title, a notification) is shown as git abbreviates
+it, 7 hex, which is what the user saw in `git push` and `git log --oneline`. A Flux *revision* is shown as the flux
+CLI shows it (REVISION_DISPLAY_LENGTH), so that it reads the same as `flux get`; its first 7 hex are the same."""
+REVISION_DISPLAY_LENGTH = 8
+"""The flux CLI shows eight hex digits in a revision: main@sha1:696f056d."""
 
 _FULL_DIGEST_LENGTHS = {"sha1": 40, "sha256": 64, "sha384": 96, "sha512": 128}
 _HEX = re.compile(r"[0-9a-f]+")
@@ -62,10 +66,15 @@ class Revision:
         """The flux CLI's short form: `main@sha1:696f056d`, `sha1:696f056d`, `6.0.3+4e5cbb7b97d0`."""
         if not self.digest or self.chart_version:
             return self.text
-        digest = self.digest[:SHORT_DISPLAY_LENGTH]
+        digest = self.digest[:REVISION_DISPLAY_LENGTH]
         algorithm = f"{self.algorithm}:" if self.algorithm else ""
         pointer = f"{self.pointer}@" if self.pointer else ""
         return f"{pointer}{algorithm}{digest}"
+
+
+def short_sha(commit: str) -> str:
+    """A commit as git abbreviates it (SHORT_SHA_LENGTH); "" stays ""."""
+    return commit[:SHORT_SHA_LENGTH]
 
 
 def parse_revision(text: str) -> Revision:
@@ -150,4 +159,4 @@ def short_revision(text: str) -> str:
 def truncate_hex(text: str) -> str:
     """Shorten every SHA-1 to SHA-512 hex string (40 to 128 digits) in free text to 8, as `flux get` does with
     the MESSAGE column (fluxcd/flux2 internal/utils/hex.go@da2d22d3 `TruncateHex`)."""
-    return _HEX_IN_TEXT.sub(lambda match: match[0][:SHORT_DISPLAY_LENGTH], text)
+    return _HEX_IN_TEXT.sub(lambda match: match[0][:REVISION_DISPLAY_LENGTH], text)

@@ -28,6 +28,7 @@ from typing import Protocol
 
 from fluxmon.core.ancestry import Lineage, Question, Relation
 from fluxmon.core.cluster import FluxEvent
+from fluxmon.core.config import DEFAULT_MONITOR_TYPES, DEFAULT_TIMEOUT_SECONDS
 from fluxmon.core.hints import Hint, hint_for
 from fluxmon.core.informer import KindState, KindStatus
 from fluxmon.core.objects import FluxObject, ObjectRef
@@ -39,7 +40,7 @@ from fluxmon.core.plan import (
     plan_for_push,
 )
 from fluxmon.core.redact import redact_url
-from fluxmon.core.revision import parse_revision, revision_matches, short_revision
+from fluxmon.core.revision import parse_revision, revision_matches, short_revision, short_sha
 from fluxmon.core.spool import SessionRequest
 from fluxmon.core.verdict import Phase, Verdict, display_revision, verdict
 
@@ -59,9 +60,6 @@ class SessionState(StrEnum):
         return self not in (SessionState.WAITING_FOR_SOURCE, SessionState.RECONCILING)
 
 
-DEFAULT_MONITOR_TYPES = ("GitRepository", "OCIRepository", "Kustomization", "HelmRelease")
-
-
 @dataclass(frozen=True, kw_only=True, slots=True)
 class SessionSpec:
     """What to follow: a pushed commit on a remote and branch, and how."""
@@ -74,7 +72,7 @@ class SessionSpec:
     subject: str = ""
     repo: str = ""
     changed_paths: tuple[str, ...] | None = None
-    timeout_seconds: float = 300.0
+    timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS
     reconcile: bool = False
     monitor_types: tuple[str, ...] = DEFAULT_MONITOR_TYPES
     confirmed: bool = True
@@ -165,7 +163,7 @@ class SessionSnapshot:
 
     @property
     def short_commit(self) -> str:
-        return self.commit[:7]
+        return short_sha(self.commit)
 
     @property
     def elapsed(self) -> float:
@@ -418,7 +416,9 @@ def _lineage_notes(
         for seen in commits_seen(obj) if obj is not None else ():
             answer = lineage.get(seen)
             if answer is not None and answer.relation is Relation.UNKNOWN:
-                note = f"cannot tell whether {seen[:7]} ({ref} has it) contains {commit[:7]}: {answer.why}"
+                note = (
+                    f"cannot tell whether {short_sha(seen)} ({ref} has it) contains {short_sha(commit)}: {answer.why}"
+                )
                 if note not in notes:
                     notes.append(note)
     return notes
@@ -551,7 +551,7 @@ def _judge(
     overtaken: Mapping[ObjectRef, str],
     lineage: Mapping[str, Lineage],
 ) -> tuple[SessionState, str, ObjectRef | None]:
-    target = spec.commit[:7]
+    target = short_sha(spec.commit)
     timed_out = now - spec.created_at >= spec.timeout_seconds
     source_states = [states[k] for k in ("GitRepository", "OCIRepository") if k in states]
     # No verdict before every kind has been read at least once: a HelmRelease not listed yet is not "ready".
@@ -592,8 +592,8 @@ def _judge(
             if answer is not None and answer.relation is Relation.REWRITTEN:
                 return (
                     SessionState.SUPERSEDED,
-                    f"superseded: {ref} fetched {answer.commit[:7]}, which does not contain {target}: the branch's "
-                    "history was rewritten (a force push)",
+                    f"superseded: {ref} fetched {short_sha(answer.commit)}, which does not contain {target}: "
+                    "the branch's history was rewritten (a force push)",
                     None,
                 )
 
@@ -607,7 +607,7 @@ def _judge(
         # moved on after the pushed commit itself was applied.
         appliers = (*plan.kustomizations, *plan.helm_releases)
         newer = next((overtaken[ref] for ref in appliers if ref in overtaken), "")
-        deployed = f"{target} deployed as part of {newer[:7]}" if newer else f"{target} deployed"
+        deployed = f"{target} deployed as part of {short_sha(newer)}" if newer else f"{target} deployed"
         done = f"{deployed}: {len(plan.followed) - len(suspended)} resources ready"
         if suspended:
             done += f"; not applied where suspended: {', '.join(str(r) for r in suspended)}"
@@ -640,7 +640,7 @@ def _partial_report(
         has = verdicts[source].revision if source in verdicts else ""
         unconfirmed = "" if spec.confirmed else " (the push was never confirmed: did it reach the remote?)"
         return (
-            f"timed out after {minutes:g}m: {source} never fetched {spec.commit[:7]} (it has "
+            f"timed out after {minutes:g}m: {source} never fetched {short_sha(spec.commit)} (it has "
             f"{short_revision(has) or 'nothing'}){unconfirmed}; is source-controller running? "
             f"Try: flux reconcile source git {source.name} -n {source.namespace}"
         )
@@ -672,7 +672,7 @@ def reconcile_retry_delay(attempt: int) -> float:
     return RECONCILE_RETRY_SECONDS[min(attempt, len(RECONCILE_RETRY_SECONDS) - 1)]
 
 
-def spec_from_request(request: SessionRequest, *, default_timeout: float = 300.0) -> SessionSpec:
+def spec_from_request(request: SessionRequest, *, default_timeout: float = DEFAULT_TIMEOUT_SECONDS) -> SessionSpec:
     """The session for a push the hooks spooled, with the settings the hook recorded for that repo."""
     config = request.config
     try:

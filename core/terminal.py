@@ -11,27 +11,16 @@ import re
 from collections.abc import Mapping
 from typing import TextIO
 
+from fluxmon.core.config import DEFAULT_VERBOSITY
+from fluxmon.core.marks import ACTION, FAILURE, MARK_ANSI, PHASE_LOOKS, SUCCESS, WAITING
 from fluxmon.core.objects import ObjectRef
 from fluxmon.core.revision import short_revision
 from fluxmon.core.session import ResourceStatus, SessionSnapshot, SessionState
 from fluxmon.core.text import display_line, display_width
 from fluxmon.core.verdict import Phase
 
-ACTION, WAITING, SUCCESS, FAILURE = "►", "◎", "✔", "✗"
-VERBOSITIES = ("minimal", "normal", "verbose")
 NAME_COLUMN = 43
 """Where a tree row's phase column starts, whatever the row's depth, so the columns line up."""
-
-_MARKS = {
-    Phase.READY: SUCCESS,
-    Phase.FAILED: FAILURE,
-    Phase.PROGRESSING: ACTION,
-    Phase.WAITING: WAITING,
-    Phase.PENDING: WAITING,
-    Phase.SUSPENDED: WAITING,
-    Phase.UNKNOWN: WAITING,
-}
-_COLOURS = {SUCCESS: "32", FAILURE: "31", ACTION: "36", WAITING: "33"}
 
 
 def use_colour(stream: TextIO, environ: Mapping[str, str] = os.environ) -> bool:
@@ -43,7 +32,7 @@ def paint(mark: str, text: str, colour: bool) -> str:
     """One line for the terminal: its control characters replaced (it holds git's and the cluster's text), then
     coloured."""
     text = display_line(text)
-    return f"\033[{_COLOURS[mark]}m{text}\033[0m" if colour and mark in _COLOURS else text
+    return f"\033[{MARK_ANSI[mark]}m{text}\033[0m" if colour and MARK_ANSI.get(mark) else text
 
 
 def progress_lines(previous: SessionSnapshot | None, current: SessionSnapshot, *, colour: bool = False) -> list[str]:
@@ -66,7 +55,9 @@ def progress_lines(previous: SessionSnapshot | None, current: SessionSnapshot, *
             continue
         if resource.ref == current.failed and current.state.final and (previous is None or not previous.state.final):
             continue  # the final line below says it: one failure, printed once
-        lines.append(paint(_MARKS[resource.phase], f"{_MARKS[resource.phase]} {_describe(resource)}", colour))
+        lines.append(
+            paint(PHASE_LOOKS[resource.phase].mark, f"{PHASE_LOOKS[resource.phase].mark} {_describe(resource)}", colour)
+        )
     for note in current.notes:
         if previous is None or note not in previous.notes:
             lines.append(paint(ACTION, f"{ACTION} {note}", colour))
@@ -98,7 +89,7 @@ def _describe(resource: ResourceStatus) -> str:
     return f"{name} {resource.phase.value.lower()}: {detail}"
 
 
-def tree(snapshot: SessionSnapshot, *, verbosity: str = "normal", colour: bool = False) -> str:
+def tree(snapshot: SessionSnapshot, *, verbosity: str = DEFAULT_VERBOSITY, colour: bool = False) -> str:
     """The session as a nested tree: a header, each source with the Kustomizations on it, each Kustomization
     with the HelmReleases it applies (upstream gates last), then a summary line.
 
@@ -167,7 +158,7 @@ def _details(resource: ResourceStatus, verbosity: str) -> list[str]:
 
 
 def _row(resource: ResourceStatus, branch: str, verbosity: str, colour: bool) -> str:
-    mark = _MARKS[resource.phase]
+    mark = PHASE_LOOKS[resource.phase].mark
     seconds = sum(resource.seconds_in_phase.values())
     name = f"{resource.ref.kind}/{resource.ref.name}"
     if resource.role == "upstream":

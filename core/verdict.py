@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from fluxmon.core.objects import SOURCE_KINDS, Condition, FluxObject
-from fluxmon.core.revision import parse_revision, revision_matches, short_revision
+from fluxmon.core.revision import parse_revision, revision_matches, short_revision, short_sha
 
 PROGRESSING_WITH_RETRY = "ProgressingWithRetry"
 DEPENDENCY_NOT_READY = "DependencyNotReady"
@@ -213,7 +213,7 @@ def verdict(obj: FluxObject, target: str | None = None, *, chart: FluxObject | N
         return judged(
             Phase.PENDING,
             "NotAtTarget",
-            f"ready at {applied}, not yet at the pushed commit {target[:8] if target else ''}",
+            f"ready at {applied}, not yet at the pushed commit {short_sha(target or '')}",
             matched=False,
         )
 

@@ -26,8 +26,8 @@ from fluxmon.commands import (
     run_sim_init_repo,
     run_tray,
 )
+from fluxmon.core.config import VERBOSITIES
 from fluxmon.core.errors import FluxmonError
-from fluxmon.core.terminal import VERBOSITIES
 from fluxmon.core.text import display_line
 from fluxmon.exits import EXIT_OK, EXIT_USAGE
 from fluxmon.follow import run_wait, run_watch

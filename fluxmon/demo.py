@@ -28,6 +28,7 @@ from fluxmon.core import hookinstall
 from fluxmon.core.config import load_config
 from fluxmon.core.kube import Cluster
 from fluxmon.core.manager import SessionManager
+from fluxmon.core.revision import short_sha
 from fluxmon.core.session import SessionSnapshot, SessionSpec, SessionState, spec_from_request
 from fluxmon.core.spool import SessionRequest, SpoolReader
 from fluxmon.core.store import SessionStore
@@ -276,7 +277,7 @@ class _Pipeline:
         self.cluster.close()
 
     def _spooled(self, request: SessionRequest) -> None:
-        self._say(f"► the hooks recorded the push of {request.new_sha[:7]} to {request.branch}")
+        self._say(f"► the hooks recorded the push of {short_sha(request.new_sha)} to {request.branch}")
         self.manager.add(spec_from_request(request, default_timeout=SESSION_TIMEOUT_SECONDS))
 
 

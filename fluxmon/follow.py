@@ -26,12 +26,13 @@ from fluxmon.core.git import run_git
 from fluxmon.core.informer import KindState, KindStatus
 from fluxmon.core.kube import Cluster
 from fluxmon.core.manager import SessionManager
+from fluxmon.core.marks import WAITING
 from fluxmon.core.plan import check_remote_url
 from fluxmon.core.redact import redact_url
 from fluxmon.core.revision import normalize_commit
 from fluxmon.core.session import SessionSnapshot, SessionSpec, SessionState
 from fluxmon.core.store import snapshot_record
-from fluxmon.core.terminal import WAITING, progress_lines, screen_rows, tree, use_colour
+from fluxmon.core.terminal import progress_lines, screen_rows, tree, use_colour
 from fluxmon.core.text import display_line
 from fluxmon.exits import EXIT_FAILED, EXIT_NOT_DEPLOYED, EXIT_OK, EXIT_TIMED_OUT
 

@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from fluxmon.core.overview import TrayState
+from fluxmon.core.marks import TrayState
 from fluxmon.tray.icon import TrayIcon, choose_backend
 from fluxmon.tray.menu import build_menu
 

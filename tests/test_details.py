@@ -36,9 +36,9 @@ def test_the_tree_nests_sources_kustomizations_and_releases_and_shows_the_failur
     assert title_for(session) == window.top.title()
     assert [(depth, name, values[0]) for depth, name, values in window.rows()] == [
         (0, "GitRepository flux-system/flux-system", "✔ Ready"),
-        (1, "Kustomization flux-system/infrastructure", "◎ Progressing"),
+        (1, "Kustomization flux-system/infrastructure", "► Progressing"),
         (1, "Kustomization flux-system/apps", "✗ Failed"),
-        (2, "HelmRelease apps/podinfo", "· Pending"),
+        (2, "HelmRelease apps/podinfo", "◎ Pending"),
     ]
     apps_row = window.rows()[2][2]
     assert apps_row[1] == "main@sha1:1a2b3c4d"  # revisions as `flux get` shortens them

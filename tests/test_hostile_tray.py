@@ -14,7 +14,7 @@ import pytest
 from fluxmon.core.config import Config, reload_user_config
 from fluxmon.core.kube import Cluster
 from fluxmon.core.manager import SessionManager
-from fluxmon.core.overview import TrayState
+from fluxmon.core.marks import TrayState
 from fluxmon.core.session import SessionSnapshot, SessionSpec, SessionState
 from fluxmon.core.store import SessionStore
 from fluxmon.tray.menu import Action, build_menu

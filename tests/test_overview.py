@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from fluxmon.core.marks import TrayState
 from fluxmon.core.overview import (
     Notification,
-    TrayState,
     Urgency,
     failures_fixed_by,
     notification_for,

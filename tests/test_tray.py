@@ -21,7 +21,7 @@ import pytest
 from PIL import Image
 
 from fluxmon.core import hookinstall
-from fluxmon.core.overview import TrayState
+from fluxmon.core.marks import TrayState
 from harness.desktop import Desktop, Dunst, wait_until
 from harness.gitrepos import isolated_env
 from harness.processes import children, wait_for_children

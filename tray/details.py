@@ -13,8 +13,9 @@ from collections.abc import Callable
 from datetime import datetime
 from tkinter import ttk
 
+from fluxmon.core.marks import AMBER, PHASE_LOOKS, STATE_LOOKS, TrayState
 from fluxmon.core.objects import ObjectRef
-from fluxmon.core.overview import MARKS, TrayState, describe, format_duration, tray_state_of
+from fluxmon.core.overview import describe, format_duration, tray_state_of
 from fluxmon.core.redact import redact_text
 from fluxmon.core.revision import short_revision
 from fluxmon.core.session import ResourceStatus, SessionSnapshot
@@ -24,21 +25,6 @@ from fluxmon.core.verdict import Phase
 TITLE_PREFIX = "Flux Push Monitor — "
 GEOMETRY = "980x660"
 """Fits a 1366x768 screen with room for panels."""
-PHASE_MARKS = {
-    Phase.READY: "✔",
-    Phase.FAILED: "✗",
-    Phase.PROGRESSING: "◎",
-    Phase.WAITING: "◎",
-    Phase.PENDING: "·",
-    Phase.SUSPENDED: "⏸",
-    Phase.UNKNOWN: "?",
-}
-PHASE_COLOURS = {
-    Phase.READY: "#1e7b34",
-    Phase.FAILED: "#b3141f",
-    Phase.PROGRESSING: "#1d5fb4",
-    Phase.WAITING: "#9a6700",
-}
 COLUMNS = (
     ("state", "State", 105),
     ("revision", "Revision", 165),
@@ -98,8 +84,9 @@ class DetailsWindow:
         for name, text, width in COLUMNS:
             self.tree.heading(name, text=text)
             self.tree.column(name, width=width, stretch=name == "message")
-        for phase, colour in PHASE_COLOURS.items():
-            self.tree.tag_configure(phase.value, foreground=colour)
+        for phase, look in PHASE_LOOKS.items():
+            if look.tk:
+                self.tree.tag_configure(phase.value, foreground=look.tk)
         scroll = ttk.Scrollbar(table, orient=tk.VERTICAL, command=self.tree.yview)
         self.tree.configure(yscrollcommand=scroll.set)
         self.tree.pack(side=tk.LEFT, fill=tk.BOTH, expand=True)
@@ -128,12 +115,8 @@ class DetailsWindow:
         snapshot = display_value(snapshot)
         self._snapshot = snapshot
         self._commit.configure(text=f"{snapshot.short_commit}  {snapshot.subject}".rstrip())
-        phase = {TrayState.DEPLOYED: Phase.READY, TrayState.FAILED: Phase.FAILED}.get(
-            tray_state_of(snapshot) or TrayState.IDLE, Phase.WAITING
-        )
-        colour = PHASE_COLOURS[phase]
-        mark = MARKS.get(tray_state_of(snapshot) or TrayState.IDLE, "")
-        self._outcome.configure(text=f"{mark} {describe(snapshot)}", foreground=colour)
+        look = STATE_LOOKS[tray_state_of(snapshot) or TrayState.IDLE]
+        self._outcome.configure(text=f"{look.mark} {describe(snapshot)}", foreground=look.tk or AMBER)
         self.tick()
         selected = self.tree.selection()
         self.tree.delete(*self.tree.get_children())
@@ -255,7 +238,7 @@ def _row(resource: ResourceStatus) -> tuple[str, ...]:
     if resource.depends_on:
         message = f"{message} · depends on {', '.join(dep.name for dep, _ in resource.depends_on)}"
     return (
-        f"{PHASE_MARKS.get(resource.phase, '?')} {resource.phase.value}",
+        f"{PHASE_LOOKS[resource.phase].mark} {resource.phase.value}",
         short_revision(resource.revision),
         format_duration(sum(resource.seconds_in_phase.values())),
         redact_text(message),

@@ -29,7 +29,7 @@ from typing import Any
 from PIL import Image
 
 from fluxmon.core.errors import FluxmonError
-from fluxmon.core.overview import TrayState
+from fluxmon.core.marks import TrayState
 from fluxmon.tray.menu import SEPARATOR, Action, Entry
 
 log = logging.getLogger("fluxmon.tray")
