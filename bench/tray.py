@@ -17,11 +17,13 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from fluxmon.core.config import Config
+from fluxmon.core.engine import Engine
 from fluxmon.core.overview import overview
 from fluxmon.core.session import SessionState
 from fluxmon.core.store import SessionStore
@@ -91,6 +93,8 @@ def measure_latency(desktop: Desktop, root: Path, kubeconfig: Path) -> None:
 
     from fluxmon.tray import app as tray_app
     from fluxmon.tray.icon import TrayIcon
+    from fluxmon.tray.menu import Action
+    from fluxmon.tray.notify import Delivered, Notifier, make_notifier
 
     latencies: list[float] = []
     posted: dict[str, float] = {}
@@ -117,15 +121,14 @@ def measure_latency(desktop: Desktop, root: Path, kubeconfig: Path) -> None:
 
             GLib.idle_add(done)
 
-    setattr(tray_app, "TrayIcon", MeasuredIcon)  # noqa: B010 - the app builds its icon from this name
-    options = tray_app.TrayOptions(
-        spool_dir=root / "spool-latency",
-        state_dir=root / "state-latency",
-        config=Config(),
-        kubeconfig=str(kubeconfig),
-        icon_dir=root / "icons-latency",
-    )
-    app = tray_app.TrayApp(options)
+    def icon(*, on_action: Callable[[Action], None]) -> TrayIcon:
+        return MeasuredIcon(backend="gtk", on_action=on_action, icon_dir=root / "icons-latency")
+
+    def notifier(*, on_details: Callable[[str], None], on_delivered: Delivered) -> Notifier:
+        return make_notifier("none", on_details=on_details, on_delivered=on_delivered)
+
+    engine = Engine(kubeconfig=str(kubeconfig), state_dir=root / "state-latency", spool_dir=root / "spool-latency")
+    app = tray_app.TrayApp(engine, config=Config(), icon=icon, notifier=notifier)
 
     def inject() -> None:
         if not started.wait(30):

@@ -45,6 +45,8 @@ deployed). Other errors, from a server that answers, back off to BACKOFF_MAX_SEC
 SLOW_RETRY_SECONDS = 30.0
 """A missing or forbidden kind is asked about again this often: someone may install it or grant access."""
 STOP_TIMEOUT_SECONDS = 5.0
+WATCH_EVENT_TYPES = ("ADDED", "MODIFIED", "DELETED", "BOOKMARK")
+"""What a watch stream carries (ERROR is turned into an exception by the adapter); anything else is skipped."""
 PROBLEMS_SHOWN = 3
 """A malformed object's log line names this many of its bad fields."""
 
@@ -105,8 +107,11 @@ class ClusterCache:
         kinds: tuple[str, ...],
         *,
         on_change: Callable[[], None] = lambda: None,
+        retry: Callable[[FluxmonError, int], float] = retry_delay,
     ) -> None:
+        """`retry`: the backoff policy, (error, attempt) -> seconds (tests give one that records and waits not)."""
         self.cluster = cluster
+        self._retry = retry
         self.kinds = kinds
         self._on_change = on_change
         self._objects: dict[str, dict[ObjectRef, FluxObject]] = {kind: {} for kind in kinds}
@@ -116,7 +121,9 @@ class ClusterCache:
         """The problems last reported per malformed object: each is said once, not at every status write."""
         self._structure = 0
         """Counts the changes that may change a plan: objects added or removed, specs, inventories."""
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
+        """Re-entrant: `wait_until` calls its predicate holding it, and the predicate may be `settled` or `states`,
+        which take it again (with a plain Lock that deadlocked)."""
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self.changed = threading.Condition(self._lock)
@@ -192,7 +199,7 @@ class ClusterCache:
                     return
                 attempt += 1
                 changed = self._set_state(state_for(kind, error, failures=attempt))
-                delay = retry_delay(error, attempt)
+                delay = self._retry(error, attempt)
                 # Said once per change: an unreachable server is tried every few seconds, maybe for hours.
                 log.log(
                     logging.INFO if changed else logging.DEBUG, "%s: %s; retrying in %.1fs", kind, error.message, delay
@@ -234,20 +241,25 @@ class ClusterCache:
 
     def _watch(self, kind: str, api: KindApi, resource_version: str, stop: threading.Event) -> str:
         for event in self.cluster.watch(api, resource_version, stop=stop):
+            kind_of_event = event.get("type")
+            if kind_of_event not in WATCH_EVENT_TYPES:
+                # Not an event we know (a newer server's): neither its object nor its version is taken as a change.
+                log.debug("%s: skipped a watch event of unknown type %r", kind, display_line(str(kind_of_event)))
+                continue
             body = event.get("object") or {}
             resource_version = str((body.get("metadata") or {}).get("resourceVersion") or resource_version)
-            if event.get("type") == "BOOKMARK":
-                continue
+            if kind_of_event == "BOOKMARK":
+                continue  # only a newer version to resume from: nothing changed
             obj = self._parse(kind, body)
             if obj is None:
                 continue
             with self._lock:
                 old = self._objects[kind].get(obj.ref)
-                if event.get("type") == "DELETED":
+                if kind_of_event == "DELETED":
                     self._objects[kind].pop(obj.ref, None)
                 else:
                     self._objects[kind][obj.ref] = obj
-                if old is None or event.get("type") == "DELETED" or old.structure != obj.structure:
+                if old is None or kind_of_event == "DELETED" or old.structure != obj.structure:
                     self._structure += 1
                 if self._states[kind].status is not KindStatus.SYNCED:
                     self._states[kind] = KindState(kind=kind, status=KindStatus.SYNCED)

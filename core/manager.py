@@ -12,15 +12,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from fluxmon.core.ancestry import GitAncestry
 from fluxmon.core.cluster import ClusterApi, FluxEvent, Forbidden
 from fluxmon.core.config import DEFAULT_MONITOR_TYPES
 from fluxmon.core.errors import FluxmonError
-from fluxmon.core.informer import ClusterCache, KindStatus
+from fluxmon.core.health import ClusterHealth, cluster_health
+from fluxmon.core.informer import ClusterCache, KindState, KindStatus
 from fluxmon.core.objects import ObjectRef
 from fluxmon.core.plan import Push, source_follows
 from fluxmon.core.revision import parse_revision
@@ -40,6 +41,7 @@ FINISHED_KEPT = 20
 with their signatures and triggers, so that memory stays flat over days. Their outcomes live in the store."""
 
 Subscriber = Callable[[SessionSnapshot], None]
+HealthSubscriber = Callable[[ClusterHealth], None]
 
 
 @dataclass
@@ -80,6 +82,8 @@ class SessionManager:
         self._signatures: dict[str, tuple[object, ...]] = {}
         self._broken: set[str] = set()
         self._subscribers: list[Subscriber] = []
+        self._health_subscribers: list[HealthSubscriber] = []
+        self._health = cluster_health(self.cache.states(), server=cluster.server, context=cluster.context)
         self._lock = threading.RLock()
         self._ended = threading.Condition(self._lock)
         self._wake = threading.Event()
@@ -113,6 +117,16 @@ class SessionManager:
     def subscribe(self, subscriber: Subscriber) -> None:
         with self._lock:
             self._subscribers.append(subscriber)
+
+    def subscribe_health(self, subscriber: HealthSubscriber) -> None:
+        """Be told when the cluster's health changes (on the worker thread; enqueue only)."""
+        with self._lock:
+            self._health_subscribers.append(subscriber)
+
+    def health(self) -> ClusterHealth:
+        """The cluster's health as of the worker's last pass (decided in core.health, not here)."""
+        with self._lock:
+            return self._health
 
     def add(self, spec: SessionSpec) -> None:
         """Follow a new push; an older session on the same remote and branch is superseded.
@@ -229,6 +243,7 @@ class SessionManager:
         objects, structure = self.cache.snapshot()
         states = self.cache.states()
         now = self._clock()
+        health = self._update_health(states)
         with self._lock:
             active = [s for s in self._sessions.values() if s.snapshot is None or not s.snapshot.state.final]
         for session in active:
@@ -237,6 +252,7 @@ class SessionManager:
                 if not snapshot.state.final:
                     self._trigger_reconciles(session, snapshot, now)
                 snapshot = self._fetch_events(session, snapshot)
+                snapshot = session.snapshot = replace(snapshot, cluster=health)
             except Exception:
                 # Each session behind its own boundary: what breaks one must not stop the others (said once).
                 if session.spec.id not in self._broken:
@@ -244,6 +260,22 @@ class SessionManager:
                     log.exception("evaluating session %s failed; the other sessions go on", session.spec.id)
                 continue
             self._publish(session, snapshot)
+
+    def _update_health(self, states: Mapping[str, KindState]) -> ClusterHealth:
+        """Decide the cluster's health once per pass, and tell the health subscribers when it changed."""
+        with self._lock:
+            previous = self._health
+            health = cluster_health(
+                states, server=self.cluster.server, context=self.cluster.context, reached_before=previous.reached
+            )
+            self._health = health
+            subscribers = list(self._health_subscribers) if health != previous else []
+        for subscriber in subscribers:
+            try:
+                subscriber(health)
+            except Exception:
+                log.exception("a health subscriber failed")
+        return health
 
     def _publish(self, session: Session, snapshot: SessionSnapshot) -> None:
         signature = _signature(snapshot)
@@ -356,6 +388,7 @@ def _signature(snapshot: SessionSnapshot) -> tuple[object, ...]:
         snapshot.state,
         snapshot.message,
         snapshot.notes,
+        snapshot.cluster,
         tuple((r.ref, r.phase, r.reason, r.message, r.revision, len(r.events)) for r in snapshot.resources),
     )
 

@@ -29,6 +29,7 @@ from typing import Protocol
 from fluxmon.core.ancestry import Lineage, Question, Relation
 from fluxmon.core.cluster import FluxEvent
 from fluxmon.core.config import DEFAULT_MONITOR_TYPES, DEFAULT_TIMEOUT_SECONDS
+from fluxmon.core.health import TROUBLED_STATUSES, ClusterHealth
 from fluxmon.core.hints import Hint, hint_for
 from fluxmon.core.informer import KindState, KindStatus
 from fluxmon.core.objects import FluxObject, ObjectRef
@@ -160,6 +161,8 @@ class SessionSnapshot:
     notes: tuple[str, ...] = ()
     failed: ObjectRef | None = None
     confirmed: bool = True
+    cluster: ClusterHealth = field(default_factory=ClusterHealth)
+    """The cluster's health when this snapshot was taken (core.health decides it, once)."""
 
     @property
     def short_commit(self) -> str:
@@ -654,11 +657,10 @@ def _partial_report(
 
 
 def _kind_notes(spec: SessionSpec, states: Mapping[str, KindState]) -> list[str]:
-    troubled = (KindStatus.FORBIDDEN, KindStatus.UNAUTHORIZED, KindStatus.UNREACHABLE)
     return [
         f"{state.kind}: {state.message}"
         for kind, state in sorted(states.items())
-        if kind in spec.monitor_types and state.status in troubled
+        if kind in spec.monitor_types and state.status in TROUBLED_STATUSES
     ]
 
 
@@ -674,12 +676,11 @@ def reconcile_retry_delay(attempt: int) -> float:
 
 def spec_from_request(request: SessionRequest, *, default_timeout: float = DEFAULT_TIMEOUT_SECONDS) -> SessionSpec:
     """The session for a push the hooks spooled, with the settings the hook recorded for that repo."""
-    config = request.config
+    settings = request.settings
     try:
         created = datetime.strptime(request.created_at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
     except ValueError:
         created = time.time()
-    kinds = config.get("monitor_types")
     return SessionSpec(
         id=request.id,
         remote_url=request.remote_url,
@@ -689,9 +690,9 @@ def spec_from_request(request: SessionRequest, *, default_timeout: float = DEFAU
         subject=request.subject,
         repo=request.repo,
         changed_paths=request.changed_paths,
-        timeout_seconds=float(config.get("timeout_seconds") or default_timeout),
-        reconcile=bool(config.get("reconcile", True)),
-        monitor_types=tuple(kinds) if isinstance(kinds, list) and kinds else DEFAULT_MONITOR_TYPES,
+        timeout_seconds=settings.timeout_seconds or default_timeout,
+        reconcile=settings.reconcile if settings.reconcile is not None else True,
+        monitor_types=settings.monitor_types or DEFAULT_MONITOR_TYPES,
         confirmed=request.confirmed,
         created_at=created,
         remote_name=request.remote_name,

@@ -150,7 +150,7 @@ class SessionRequest:
     changed_path_count: int | None
     subject: str
     author: str
-    config: Mapping[str, Any]
+    settings: PushSettings
 
     @property
     def branch(self) -> str:
@@ -187,8 +187,7 @@ def parse_session(data: Any) -> SessionRequest:
     created_at = _field(data, "created_at", str)
     if _timestamp(created_at) is None:
         raise ValueError(f"created_at: expected a UTC time like 2026-11-25T19:00:51Z, got {created_at[:40]!r}")
-    config = _field(data, "config", Mapping)
-    _check_config(config)
+    settings = _parse_settings(_field(data, "config", Mapping))
     session_id = _field(data, "id", str)
     if not _SESSION_NAME.match(f"{session_id}.json"):
         raise ValueError("id: only letters, digits, '.', '_' and '-' are allowed")
@@ -218,7 +217,7 @@ def parse_session(data: Any) -> SessionRequest:
         changed_path_count=count,
         subject=_field(commit, "subject", str, where="commit"),
         author=_field(commit, "author", str, where="commit"),
-        config=config,
+        settings=settings,
     )
 
 
@@ -238,8 +237,18 @@ MAX_TIMEOUT_SECONDS = 7 * 24 * 3600.0
 """A session longer than a week is a typo, not a deployment."""
 
 
-def _check_config(config: Mapping[str, Any]) -> None:
-    """Reject a mistyped setting here, with its name, rather than let it fail the session later."""
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PushSettings:
+    """The settings the hook recorded for the push's repo, typed; None means "the reader's default applies"."""
+
+    timeout_seconds: float | None = None
+    reconcile: bool | None = None
+    monitor_types: tuple[str, ...] | None = None
+
+
+def _parse_settings(config: Mapping[str, Any]) -> PushSettings:
+    """The session file's `config`, typed here at the spool's edge; a mistyped setting is rejected with its name,
+    rather than failing the session later. Keys the engine does not use (notify_on, ...) are checked and left."""
     for key, value in config.items():
         expected = _CONFIG_TYPES.get(str(key))
         if expected is None or value is None:
@@ -255,6 +264,13 @@ def _check_config(config: Mapping[str, Any]) -> None:
     unknown = [kind for kind in config.get("monitor_types") or () if kind not in FLUX_KINDS]
     if unknown:
         raise ValueError(f"config.monitor_types: not a Flux kind: {', '.join(map(repr, unknown[:5]))}")
+    kinds = config.get("monitor_types")
+    reconcile = config.get("reconcile")
+    return PushSettings(
+        timeout_seconds=float(timeout) if timeout else None,
+        reconcile=reconcile if isinstance(reconcile, bool) else None,
+        monitor_types=tuple(kinds) if kinds else None,
+    )
 
 
 def _timestamp(text: str) -> float | None:

@@ -11,9 +11,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from fluxmon.compose import build_tray, notifier_kind
 from fluxmon.core import hookinstall, paths
 from fluxmon.core.config import load_config
 from fluxmon.core.documents import iter_located_objects
+from fluxmon.core.engine import Engine
 from fluxmon.core.errors import InputError
 from fluxmon.core.gitpush import confirm_push, spool_for_repo
 from fluxmon.core.objects import FluxObject, is_flux_body, parse_flux_object
@@ -178,21 +180,33 @@ def run_demo_command(args: argparse.Namespace) -> int:
 
 def run_tray(args: argparse.Namespace) -> int:
     """`fluxmon tray`: the desktop app, until Quit or a signal. The UI is imported only here."""
-    from fluxmon.tray.app import TrayApp, TrayOptions, report_leftover_threads
+    from fluxmon.tray.app import report_leftover_threads
+    from fluxmon.tray.icon import choose_backend
 
     logging.basicConfig(level=os.environ.get("FLUXMON_LOG", "INFO").upper(), format="fluxmon: %(message)s")
     logging.getLogger("PIL").setLevel(logging.INFO)  # its DEBUG output is every PNG chunk it reads
     config = load_config()
     for warning in config.warnings:
         print(f"fluxmon: {warning}", file=sys.stderr)
-    options = TrayOptions(
-        spool_dir=paths.spool_dir(),
-        state_dir=paths.state_dir(),
-        config=config,
+    notifier = notifier_kind()
+    backend = choose_backend()
+    engine = Engine(
         kubeconfig=args.kubeconfig,
         context=args.context or config.context or None,
+        kinds=config.monitor_types,
+        default_timeout=config.timeout_seconds,
+        state_dir=paths.state_dir(),
+        spool_dir=paths.spool_dir(),
     )
-    status = TrayApp(options).run()
+    tray = build_tray(
+        engine,
+        config=config,
+        backend=backend,
+        icon_dir=paths.runtime_dir() / "icons",
+        notifier=notifier,
+        context_given=bool(args.context),
+    )
+    status = tray.run()
     report_leftover_threads()
     return status
 

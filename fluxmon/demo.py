@@ -25,13 +25,11 @@ from pathlib import Path
 from typing import TextIO
 
 from fluxmon.core import hookinstall
-from fluxmon.core.config import load_config
-from fluxmon.core.kube import Cluster
-from fluxmon.core.manager import SessionManager
+from fluxmon.core.config import DEFAULT_MONITOR_TYPES, load_config
+from fluxmon.core.engine import Engine
 from fluxmon.core.revision import short_sha
-from fluxmon.core.session import SessionSnapshot, SessionSpec, SessionState, spec_from_request
-from fluxmon.core.spool import SessionRequest, SpoolReader
-from fluxmon.core.store import SessionStore
+from fluxmon.core.session import SessionSnapshot, SessionSpec, SessionState
+from fluxmon.core.spool import SessionRequest
 from fluxmon.core.terminal import progress_lines, tree, use_colour
 from fluxmon.signals import StopSignals
 from fluxmon.sim.cluster import SimCluster
@@ -129,30 +127,52 @@ def _tray_backend(say: Callable[[str], None]) -> str:
         return ""
 
 
+def _engine(
+    workdir: Path,
+    *,
+    default_timeout: float,
+    kinds: tuple[str, ...] = DEFAULT_MONITOR_TYPES,
+    on_spooled: Callable[[SessionRequest], None] | None = None,
+) -> Engine:
+    """The same engine as the tray's, on the demo's cluster, spool and state folders."""
+    return Engine(
+        kubeconfig=str(workdir / "kubeconfig"),
+        kinds=kinds,
+        default_timeout=default_timeout,
+        state_dir=workdir / "state",
+        spool_dir=workdir / "spool",
+        on_spooled=on_spooled,
+    )
+
+
 def _run_headless(workdir: Path, script: _Script, narrator: _Narrator, *, keep: bool) -> int:
-    pipeline = _Pipeline(workdir, narrator)
-    pipeline.start()
+    def spooled(request: SessionRequest) -> None:
+        narrator.say(f"► the hooks recorded the push of {short_sha(request.new_sha)} to {request.branch}")
+
+    engine = _engine(workdir, default_timeout=SESSION_TIMEOUT_SECONDS, on_spooled=spooled)
+    engine.subscribe(narrator.show)
+    engine.start()
     try:
-        ok = script.play(pipeline.manager.add, stop=threading.Event())
+        ok = script.play(engine.add, stop=threading.Event())
         if keep:
             narrator.say(f"► still following pushes to {script.work}; edit, commit and `git push` there. Ctrl-C stops.")
             _wait_for_interrupt()
         return 0 if ok else 1
     finally:
-        pipeline.stop()
+        engine.stop()
 
 
 def _run_with_tray(workdir: Path, script: _Script, narrator: _Narrator, *, backend: str) -> int:
-    from fluxmon.tray.app import TrayApp, TrayOptions
+    from fluxmon.compose import build_tray, notifier_kind
 
-    app = TrayApp(
-        TrayOptions(
-            spool_dir=workdir / "spool",
-            state_dir=workdir / "state",
-            config=load_config(repo=script.work),
-            kubeconfig=str(workdir / "kubeconfig"),
-            icon_dir=workdir / "icons",
-        ),
+    config = load_config(repo=script.work)
+    engine = _engine(workdir, default_timeout=config.timeout_seconds, kinds=config.monitor_types)
+    app = build_tray(
+        engine,
+        config=config,
+        backend=backend,
+        icon_dir=workdir / "icons",
+        notifier=notifier_kind(),
         observer=narrator.show,
     )
     stop = threading.Event()
@@ -166,7 +186,7 @@ def _run_with_tray(workdir: Path, script: _Script, narrator: _Narrator, *, backe
     player = threading.Thread(target=play, name="fluxmon-demo-script", daemon=True)
     player.start()
     try:
-        app.run(backend=backend)
+        app.run()
     finally:
         stop.set()
         player.join(SESSION_TIMEOUT_SECONDS)
@@ -184,7 +204,7 @@ class _Script:
 
     def play(
         self,
-        follow: Callable[[SessionSpec], None],
+        follow: Callable[[SessionSpec], object],
         *,
         stop: threading.Event,
         show_details: Callable[[str], None] | None = None,
@@ -254,31 +274,6 @@ class _Narrator:
 
 STOP_CHECK_SECONDS = 0.5
 """How often the script, while it waits for a session to end, checks whether the tray was quit."""
-
-
-class _Pipeline:
-    """The tray's engine without the tray: spool reader -> session manager -> the narrator."""
-
-    def __init__(self, workdir: Path, narrator: _Narrator) -> None:
-        self.cluster = Cluster.connect(kubeconfig=str(workdir / "kubeconfig"))
-        self.manager = SessionManager(self.cluster, store=SessionStore(workdir / "state"))
-        self.reader = SpoolReader(workdir / "spool", on_session=self._spooled)
-        self._say = narrator.say
-        self.manager.subscribe(narrator.show)
-
-    def start(self) -> None:
-        self.manager.start()
-        self.reader.start()
-
-    def stop(self) -> None:
-        """Producers first: the spool reader, then the sessions (and their cluster cache)."""
-        self.reader.stop()
-        self.manager.stop()
-        self.cluster.close()
-
-    def _spooled(self, request: SessionRequest) -> None:
-        self._say(f"► the hooks recorded the push of {short_sha(request.new_sha)} to {request.branch}")
-        self.manager.add(spec_from_request(request, default_timeout=SESSION_TIMEOUT_SECONDS))
 
 
 def _printer(out: TextIO) -> Callable[[str], None]:

@@ -3,29 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import queue
 import shutil
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
-from fluxmon.core.cluster import (
-    PLURALS,
-    ClusterUnreachable,
-    FluxNotInstalled,
-    Forbidden,
-    Unauthorized,
-)
 from fluxmon.core.config import Config, load_config, parse_duration
+from fluxmon.core.engine import Engine
 from fluxmon.core.errors import GitError, InputError
 from fluxmon.core.git import run_git
-from fluxmon.core.informer import KindState, KindStatus
-from fluxmon.core.kube import Cluster
-from fluxmon.core.manager import SessionManager
+from fluxmon.core.health import ClusterHealth
 from fluxmon.core.marks import WAITING
 from fluxmon.core.plan import check_remote_url
 from fluxmon.core.redact import redact_url
@@ -83,7 +74,8 @@ def run_watch(args: argparse.Namespace) -> int:
 
 
 def _follow(args: argparse.Namespace, show: Callable[[SessionSnapshot], None]) -> int:
-    """Build the session from the repo and flags, follow it until it ends, and map the outcome to an exit status."""
+    """Build the session from the repo and flags, follow it on the engine until it ends, and map the outcome to an
+    exit status. The cluster's health comes with each snapshot (and with each change of it): decided in core."""
     config = load_config(repo=args.repo if (args.repo / ".git").exists() else None)
     for warning in config.warnings:
         print(f"fluxmon: {warning}", file=sys.stderr)
@@ -92,41 +84,42 @@ def _follow(args: argparse.Namespace, show: Callable[[SessionSnapshot], None]) -
     except ValueError as exc:
         raise InputError(f"--timeout: {exc}") from exc
     spec = push_spec(args, config=config, timeout=timeout)
-    cluster = Cluster.connect(kubeconfig=args.kubeconfig, context=args.context or config.context or None)
-    updates: queue.Queue[SessionSnapshot] = queue.Queue()
-    manager = SessionManager(cluster, kinds=config.monitor_types)
-    manager.subscribe(updates.put)
-    manager.start()
+    engine = Engine(
+        kubeconfig=args.kubeconfig, context=args.context or config.context or None, kinds=config.monitor_types
+    )
+    updates: queue.Queue[SessionSnapshot | ClusterHealth] = queue.Queue()
+    engine.subscribe(updates.put)
+    engine.subscribe_health(updates.put)
+    engine.start()
     # The session times out at its own deadline; the CLI keeps that deadline too, so that nothing (a server that
     # accepts and never answers, a stuck worker) can stretch --timeout by more than the grace below.
     deadline = time.monotonic() + (spec.created_at + timeout - time.time()) + FOLLOW_GRACE_SECONDS
     snapshot: SessionSnapshot | None = None
-    reached = False
+    health = engine.health()
     try:
-        manager.add(spec)
+        engine.add(spec)
         while snapshot is None or not snapshot.state.final:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            with contextlib.suppress(queue.Empty):  # no news: look at the cluster's state below all the same
-                snapshot = updates.get(timeout=min(STATE_CHECK_SECONDS, remaining))
+            try:
+                update = updates.get(timeout=remaining)
+            except queue.Empty:
+                break
+            if isinstance(update, ClusterHealth):
+                health = update
+            else:
+                snapshot, health = update, update.cluster
                 show(snapshot)
-            states = list(manager.cache.states().values())
-            reached = reached or any(state.status is KindStatus.SYNCED for state in states)
-            if not reached:
-                _stop_early(states, server=cluster.server)
+            error = health.error()
+            if error is not None:
+                raise error  # waiting on could only end in a timeout: say why now
     finally:
-        manager.stop()
-        cluster.close()
-    if not reached and (snapshot is None or not snapshot.state.final or snapshot.state is SessionState.TIMED_OUT):
-        states = list(manager.cache.states().values())
-        unreachable = [s for s in states if s.status is KindStatus.UNREACHABLE]
-        if unreachable:
-            raise ClusterUnreachable(unreachable[0].message)
-        raise ClusterUnreachable(
-            f"the API server at {cluster.server} (context {cluster.context!r}) accepted the connection but did not "
-            f"answer within {timeout:g}s"
-        )
+        engine.stop()
+    if not health.reached and (
+        snapshot is None or not snapshot.state.final or snapshot.state is SessionState.TIMED_OUT
+    ):
+        raise health.unreached(timeout)
     if snapshot is None or not snapshot.state.final:
         message = snapshot.message if snapshot is not None else "no result"
         print(display_line(f"{WAITING} timed out after {timeout:g}s: {message}"), file=sys.stderr)
@@ -134,39 +127,9 @@ def _follow(args: argparse.Namespace, show: Callable[[SessionSnapshot], None]) -
     return FOLLOW_EXIT.get(snapshot.state, EXIT_FAILED)
 
 
-def _stop_early(states: Sequence[KindState], *, server: str) -> None:
-    """Raise when waiting on can only end in a timeout: the cluster has never been read, and says why not.
-
-    A 401 and "Flux not installed" are final at once. A 403 is final when it covers every kind that is served.
-    A cluster that refuses or drops the connection gets UNREACHABLE_TRIES tries (with backoff, about 2 s on a
-    closed port), so that a server starting up a moment later is still caught.
-    """
-    unauthorized = [state for state in states if state.status is KindStatus.UNAUTHORIZED]
-    if unauthorized:
-        raise Unauthorized(unauthorized[0].message)
-    if states and all(state.status is KindStatus.MISSING for state in states):
-        raise FluxNotInstalled(states[0].message)
-    forbidden = [state for state in states if state.status is KindStatus.FORBIDDEN]
-    if forbidden and all(state.status in (KindStatus.FORBIDDEN, KindStatus.MISSING) for state in states):
-        kinds = ", ".join(PLURALS[state.kind] for state in forbidden)
-        raise Forbidden(
-            f"the credentials may read none of the Flux kinds on {server}: fluxmon needs get, list and watch on "
-            f"{kinds} (and list on events); the README lists the minimal ClusterRole. Server said: "
-            f"{forbidden[0].message.rpartition('Server said: ')[2]}"
-        )
-    if states and all(
-        state.status is KindStatus.UNREACHABLE and state.failures >= UNREACHABLE_TRIES for state in states
-    ):
-        raise ClusterUnreachable(f"{states[0].message} (tried {UNREACHABLE_TRIES} times)")
-
-
 FULL_SHA_LENGTH = 40
-STATE_CHECK_SECONDS = 0.5
-"""How often the CLI looks at the cluster's state while no snapshot arrives (to stop early when Flux is absent)."""
 FOLLOW_GRACE_SECONDS = 0.5
 """How long past the session's own timeout the CLI waits for the final snapshot before deciding itself."""
-UNREACHABLE_TRIES = 3
-"""A cluster never reached is given up after this many failed connections in a row (exit 2, not a timeout)."""
 
 
 def push_spec(args: argparse.Namespace, *, config: Config, timeout: float) -> SessionSpec:

@@ -9,21 +9,16 @@ import logging
 import sys
 from pathlib import Path
 
+from fluxmon.compose import build_tray, notifier_kind
 from fluxmon.core.config import Config
-from fluxmon.tray.app import TrayApp, TrayOptions
+from fluxmon.core.engine import Engine
 from harness.snapshots import failed_snapshot
 
 
 def main() -> int:
     root = Path(sys.argv[1])
-    options = TrayOptions(
-        spool_dir=root / "spool",
-        state_dir=root / "state",
-        config=Config(),
-        kubeconfig=str(root / "no-kubeconfig"),
-        icon_dir=root / "icons",
-    )
-    app = TrayApp(options)
+    engine = Engine(kubeconfig=str(root / "no-kubeconfig"), state_dir=root / "state", spool_dir=root / "spool")
+    app = build_tray(engine, config=Config(), backend="gtk", icon_dir=root / "icons", notifier=notifier_kind())
 
     class Cue(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
@@ -34,7 +29,7 @@ def main() -> int:
 
     logging.basicConfig(level=logging.INFO, format="fluxmon: %(message)s")
     logging.getLogger("fluxmon.tray").addHandler(Cue())
-    return app.run(backend="gtk")
+    return app.run()
 
 
 if __name__ == "__main__":

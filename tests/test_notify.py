@@ -7,6 +7,8 @@ import threading
 
 import pytest
 
+from fluxmon.compose import notifier_kind
+from fluxmon.core.errors import InputError
 from fluxmon.core.overview import Notification, Urgency
 from fluxmon.core.session import SessionState
 from fluxmon.tray.notify import DbusNotifier, NoNotifier, PlyerNotifier, make_notifier
@@ -81,13 +83,16 @@ def test_no_notification_server_is_logged_once(on_the_desktop: Desktop, caplog: 
     assert notifier.sent == []
 
 
-def test_the_notifier_is_chosen_by_platform_and_setting(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("FLUXMON_NOTIFIER", "plyer")
-    assert isinstance(make_notifier(on_details=print), PlyerNotifier)
-    monkeypatch.setenv("FLUXMON_NOTIFIER", "none")
-    assert isinstance(make_notifier(on_details=print), NoNotifier)
-    monkeypatch.delenv("FLUXMON_NOTIFIER")
-    assert isinstance(make_notifier(on_details=print), DbusNotifier)  # Linux with desktop-notifier
+def test_the_notifier_is_chosen_by_platform_and_setting() -> None:
+    """The composition root reads FLUXMON_NOTIFIER and asks for that kind; tray/notify.py reads no environment."""
+    assert isinstance(make_notifier(notifier_kind({"FLUXMON_NOTIFIER": "plyer"}), on_details=print), PlyerNotifier)
+    assert isinstance(make_notifier(notifier_kind({"FLUXMON_NOTIFIER": "none"}), on_details=print), NoNotifier)
+    assert isinstance(make_notifier(notifier_kind({}), on_details=print), DbusNotifier)  # Linux with desktop-notifier
+
+
+def test_an_unknown_notifier_setting_is_a_clear_error() -> None:
+    with pytest.raises(InputError, match="FLUXMON_NOTIFIER='growl': expected one of dbus, plyer, none"):
+        notifier_kind({"FLUXMON_NOTIFIER": "growl"})
 
 
 def test_no_session_bus_is_logged_once(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:

@@ -296,6 +296,7 @@ def test_stop_joins_every_thread(fleet: Fleet) -> None:
         "fluxmon-watch-ocirepository",
         "fluxmon-watch-kustomization",
         "fluxmon-watch-helmrelease",
+        "fluxmon-watch-helmchart",  # the default kinds, from core/config.py: HelmChart too
     }
     manager.stop()
     cluster.close()

@@ -17,6 +17,9 @@ When the X server goes away (the session ended, Xvfb killed), Xlib calls its fat
 not return; Tk's and GTK's would exit 1 in silence. Ours stops the producers (active sessions stay in the store),
 says so in one line, and exits 2.
 
+The composition root (fluxmon/commands.py) builds the engine (core/engine.py), and chooses the icon's backend and
+the notifier; the tray is given all three (as udiskie's cli.py gives its tray) and builds none of them itself.
+
 The tray reads the user's config file again whenever it changes (looked at every tick): new settings apply at
 once (a new context or list of kinds restarts the engine; active sessions resume), and an invalid file is shown
 in the tooltip and the menu, with the settings in force left as they were. A pause is kept in the state folder, so
@@ -39,16 +42,13 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from fluxmon.core.config import Config, file_stamp, reload_user_config
+from fluxmon.core.engine import Engine
 from fluxmon.core.errors import FluxmonError
-from fluxmon.core.informer import KindStatus
-from fluxmon.core.kube import Cluster
-from fluxmon.core.manager import SessionManager
+from fluxmon.core.health import ClusterHealth
 from fluxmon.core.overview import (
     Notification,
     Overview,
@@ -57,13 +57,12 @@ from fluxmon.core.overview import (
     overview,
     pause_until,
 )
-from fluxmon.core.paths import runtime_dir, user_config_path
-from fluxmon.core.session import SessionSnapshot, SessionSpec, SessionState, spec_from_request
-from fluxmon.core.spool import SessionRequest, SpoolReader
+from fluxmon.core.paths import user_config_path
+from fluxmon.core.session import SessionSnapshot, SessionSpec, SessionState
 from fluxmon.core.store import SessionStore
-from fluxmon.tray.icon import TrayIcon, TrayUnavailable, choose_backend
+from fluxmon.tray.icon import TrayIcon, TrayUnavailable
 from fluxmon.tray.menu import RECENT_SESSIONS, Action, Entry, build_menu, outline
-from fluxmon.tray.notify import Notifier, make_notifier
+from fluxmon.tray.notify import Delivered, Notifier
 
 log = logging.getLogger("fluxmon.tray")
 
@@ -75,7 +74,6 @@ STOP_TIMEOUT_SECONDS = 5.0
 EXIT_DISPLAY_LOST = 2
 """The tray cannot go on without a display: like any other reason it cannot run (`fluxmon` exits 2 for those)."""
 QUIT_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-PROBLEM_STATUSES = (KindStatus.UNREACHABLE, KindStatus.UNAUTHORIZED, KindStatus.FORBIDDEN, KindStatus.MISSING)
 CONFIG_TEMPLATE = """# Flux Push Monitor settings (see the README, "Configuration").
 # timeout = "5m"
 # reconcile = true
@@ -83,27 +81,46 @@ CONFIG_TEMPLATE = """# Flux Push Monitor settings (see the README, "Configuratio
 """
 
 
-@dataclass(kw_only=True)
-class TrayOptions:
-    spool_dir: Path
-    state_dir: Path
-    config: Config
-    kubeconfig: str | None = None
-    context: str | None = None
-    icon_dir: Path = field(default_factory=lambda: runtime_dir() / "icons")
+class IconFactory(Protocol):
+    """Builds the tray's icon once the app can take its clicks (the composition root chose the backend)."""
+
+    def __call__(self, *, on_action: Callable[[Action], None]) -> TrayIcon: ...
+
+
+class NotifierFactory(Protocol):
+    """Builds the notifier once the app can take its callbacks (the composition root chose which)."""
+
+    def __call__(self, *, on_details: Callable[[str], None], on_delivered: Delivered) -> Notifier: ...
 
 
 class TrayApp:
-    """Build with options, then `run()` on the main thread until Quit or a signal; returns an exit status."""
+    """Give it the engine, the icon and the notifier; `run()` on the main thread until Quit or a signal."""
 
-    def __init__(self, options: TrayOptions, *, observer: Callable[[SessionSnapshot], None] | None = None) -> None:
-        """`observer` sees every snapshot after the tray has (on the UI thread; `fluxmon demo` narrates with it)."""
-        self.options = options
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        config: Config,
+        icon: IconFactory,
+        notifier: NotifierFactory,
+        context_given: bool = False,
+        observer: Callable[[SessionSnapshot], None] | None = None,
+    ) -> None:
+        """`engine`: stopped, with a store. `context_given`: the context came from the command line, so a change
+        of the config file's does not move the tray. `observer` sees every snapshot after the tray has (on the UI
+        thread; `fluxmon demo` narrates with it)."""
+        if engine.store is None:
+            raise ValueError("the tray keeps a history: give its engine a state_dir")
+        self.engine = engine
+        self.config = config
+        self._make_icon = icon
+        self._make_notifier = notifier
+        self._context_given = context_given
         self._observer = observer
         self.snapshots: dict[str, SessionSnapshot] = {}
         self.paused_until: datetime | None = None
         self.cluster_problem = ""
-        self.config_problem = "; ".join(options.config.warnings)
+        self.config_problem = "; ".join(config.warnings)
         self.unfollowed: set[str] = set()
         """Sessions on a remote and branch that Flux no longer follows: their outcome no longer counts."""
         self._config_stamp = file_stamp(user_config_path())
@@ -112,10 +129,7 @@ class TrayApp:
         self._wake_read, self._wake_write = os.pipe()
         for fd in (self._wake_read, self._wake_write):
             os.set_blocking(fd, False)
-        self._store = SessionStore(options.state_dir)
-        self._cluster: Cluster | None = None
-        self._manager: SessionManager | None = None
-        self._reader: SpoolReader | None = None
+        self._store: SessionStore = engine.store
         self._notifier: Notifier | None = None
         self._icon: TrayIcon | None = None
         self._root: Any = None
@@ -128,6 +142,8 @@ class TrayApp:
         self._display_watch: object = None
         """Keeps the ctypes callback alive for as long as Xlib may call it."""
         self._leaving = threading.Lock()
+        engine.subscribe(lambda snapshot: self.post("snapshot", snapshot))
+        engine.subscribe_health(lambda health: self.post("health", health))
 
     # --- from any thread ---------------------------------------------------------------------------------------
 
@@ -149,23 +165,15 @@ class TrayApp:
 
     # --- lifecycle (main thread) -------------------------------------------------------------------------------
 
-    def run(self, *, backend: str = "") -> int:
-        backend = backend or choose_backend()
-        # One tray per user, said before any window exists (SpoolError names the holder). The state folder is the
-        # user's whatever the environment, so its lock comes first; the spool's keeps two readers off one spool.
-        self._store.take_lock()
-        try:
-            self._reader = self._new_reader()
-            self._reader.take_lock()
-        except BaseException:
-            self._store.release_lock()
-            raise
+    def run(self) -> int:
+        # One tray per user, said before any window exists (SpoolError names the holder).
+        self.engine.take_locks()
         try:
             self._open_display()
             previous = {signum: signal.signal(signum, lambda *_: self.post("quit")) for signum in QUIT_SIGNALS}
             previous_wakeup = signal.set_wakeup_fd(self._wake_write)
             try:
-                self._start(backend)
+                self._start()
                 self._root.after(int(TICK_SECONDS * 1000), self._tick)
                 self._root.mainloop()
             finally:
@@ -186,10 +194,7 @@ class TrayApp:
         self._root.withdraw()
         self._root.tk.createfilehandler(self._wake_read, tk.READABLE, lambda *_: self._drain())
 
-    def _new_reader(self) -> SpoolReader:
-        return SpoolReader(self.options.spool_dir, on_session=self._spooled, on_rejected=self._rejected)
-
-    def _start(self, backend: str) -> None:
+    def _start(self) -> None:
         self.paused_until = self._store.load_pause(datetime.now())
         if self.paused_until is not None:
             log.info("notifications paused until %s", self.paused_until)
@@ -203,16 +208,14 @@ class TrayApp:
                 self._sent.add((snapshot.id, snapshot.state.value))  # told before the restart: never again
         view = self._overview()
         self._menu = self._build_menu(view)
-        self._icon = TrayIcon(
-            backend=backend, on_action=lambda action: self.post("action", action), icon_dir=self.options.icon_dir
-        )
+        self._icon = self._make_icon(on_action=lambda action: self.post("action", action))
         self._icon.start(state=view.state, tooltip=view.tooltip, menu=self._menu)
         self.shown = view
         # After Tk and GTK have opened their displays (GDK installs its own handler as it opens one).
         self._display_watch = on_display_lost(self._display_lost)
-        log.info("tray started (%s backend)", backend)
+        log.info("tray started (%s backend)", self._icon.backend)
         log.debug("menu:\n%s", "\n".join(outline(self._menu)))
-        self._notifier = make_notifier(
+        self._notifier = self._make_notifier(
             on_details=lambda session_id: self.post("details", session_id), on_delivered=self._delivered
         )
         self._notifier.start()
@@ -223,9 +226,9 @@ class TrayApp:
         self._connect()
 
     def _connect(self) -> None:
-        """Load the kubeconfig and start the engine; on failure the tray says why and tries again later."""
+        """Start the engine; when it cannot connect, the tray says why and tries again later."""
         try:
-            self._cluster = Cluster.connect(kubeconfig=self.options.kubeconfig, context=self.options.context or None)
+            self.engine.start()
         except FluxmonError as error:
             self.cluster_problem = f"{error.title}: {error.message}"
             self._next_connect = time.monotonic() + RECONNECT_SECONDS
@@ -233,28 +236,11 @@ class TrayApp:
             self._refresh()
             return
         self.cluster_problem = ""
-        self._manager = SessionManager(self._cluster, kinds=self.options.config.monitor_types, store=self._store)
-        self._manager.subscribe(lambda snapshot: self.post("snapshot", snapshot))
-        self._manager.start()
-        # Sessions wait in the spool until an engine can follow them: nothing is claimed before this point.
-        if self._reader is not None:
-            self._reader.start()
         self._refresh()
-
-    def _disconnect(self) -> None:
-        """Producers first: the spool reader (files not taken stay for later), then the sessions and the cluster."""
-        if self._reader is not None:
-            self._reader.stop()
-        if self._manager is not None:
-            self._manager.stop()
-            self._manager = None
-        if self._cluster is not None:
-            self._cluster.close()
-            self._cluster = None
 
     def _shutdown(self) -> None:
         log.info("tray stopping")
-        self._disconnect()
+        self.engine.stop()
         for worker in self._workers:
             worker.join(STOP_TIMEOUT_SECONDS)
         self._drain_snapshots()
@@ -273,7 +259,7 @@ class TrayApp:
             self._root = None
         for fd in (self._wake_read, self._wake_write):
             os.close(fd)
-        self._store.release_lock()
+        self.engine.close()
         log.info("tray stopped")
 
     def _display_lost(self) -> None:
@@ -285,7 +271,7 @@ class TrayApp:
                 os.environ.get("DISPLAY", ""),
             )
             logging.disable(logging.CRITICAL)  # the line above is the whole story
-            for producer in (self._reader, self._manager, self._notifier):
+            for producer in (self.engine, self._notifier):
                 if producer is not None:
                     with contextlib.suppress(Exception):
                         producer.stop()
@@ -303,15 +289,6 @@ class TrayApp:
                     self._snapshot(payload)
                 except Exception:
                     log.exception("handling a last snapshot failed")
-
-    # --- engine callbacks (their threads): post only --------------------------------------------------------
-
-    def _spooled(self, request: SessionRequest) -> None:
-        if self._manager is not None:
-            self._manager.add(spec_from_request(request, default_timeout=self.options.config.timeout_seconds))
-
-    def _rejected(self, name: str, reason: str) -> None:
-        log.warning("ignored spool file %s (kept in %s): %s", name, self.options.spool_dir / "rejected", reason)
 
     # --- the UI thread ---------------------------------------------------------------------------------------
 
@@ -337,10 +314,12 @@ class TrayApp:
         if kind == "snapshot":
             self._snapshot(payload)
             return True
+        if kind == "health":
+            return self._health(payload)
         if kind == "details":
             self.open_details(payload)
-        elif kind == "follow" and self._manager is not None:
-            self._manager.add(payload)
+        elif kind == "follow":
+            self.engine.add(payload)
         elif kind == "action":
             return self._action(payload)
         elif kind == "reconciled":
@@ -359,6 +338,12 @@ class TrayApp:
         if self._observer is not None:
             self._observer(snapshot)
 
+    def _health(self, health: ClusterHealth) -> bool:
+        """The engine decided the cluster's health changed: show its problem, if any."""
+        changed = health.problem != self.cluster_problem
+        self.cluster_problem = health.problem
+        return changed
+
     def _notify(self, snapshot: SessionSnapshot) -> None:
         """Tell a final outcome once: told at once when deliberately not sent, else once it went out."""
         if not snapshot.state.final or (snapshot.id, snapshot.state.value) in self._sent:
@@ -369,7 +354,7 @@ class TrayApp:
             sent=self._sent,
             paused_until=paused,
             now=datetime.now(),
-            outcomes=self.options.config.notify_on,
+            outcomes=self.config.notify_on,
             fixes=failures_fixed_by(snapshot, self.snapshots.values()),
         )
         if notification is None:
@@ -422,14 +407,14 @@ class TrayApp:
         log.info("details window closed for %s", session_id)
 
     def _reconcile(self, session_id: str) -> None:
-        snapshot, manager = self.snapshots.get(session_id), self._manager
-        if snapshot is None or manager is None:
+        snapshot, engine = self.snapshots.get(session_id), self.engine
+        if snapshot is None or not engine.running:
             return
         refs = [r.ref for r in snapshot.resources if r.role in ("source", "kustomization")]
 
         def request() -> None:
             try:
-                done = manager.reconcile_now(refs)
+                done = engine.reconcile_now(refs)
                 self.post("reconciled", f"requested a reconcile of {', '.join(done) or 'nothing'}")
             except FluxmonError as error:
                 self.post("reconciled", f"reconcile failed: {error.title}: {error.message}")
@@ -460,14 +445,10 @@ class TrayApp:
             if stamp != self._config_stamp:
                 self._config_stamp, changed = stamp, True
                 self._reload_config()
-            if self._manager is None and time.monotonic() >= self._next_connect:
+            if not self.engine.running and time.monotonic() >= self._next_connect:
                 self._connect()
-            elif self._manager is not None:
-                problems = [s for s in self._manager.cache.states().values() if s.status in PROBLEM_STATUSES]
-                problem = problems[0].message if problems else ""
-                changed |= problem != self.cluster_problem
-                self.cluster_problem = problem
-                changed |= self._look_for_unfollowed(self._manager)
+            elif self.engine.running:
+                changed |= self._look_for_unfollowed()
             for window in self._windows.values():
                 window.tick()
             self._children = [c for c in self._children if c.poll() is None]
@@ -486,28 +467,28 @@ class TrayApp:
 
     def _reload_config(self) -> None:
         """The user's config file changed: apply it, or show why it cannot be (keeping the settings in force)."""
-        old = self.options.config
+        old = self.config
         new = reload_user_config(old)
-        self.options.config = new
+        self.config = new
         self.config_problem = "; ".join(new.warnings)
         if self.config_problem:
             log.warning("%s", self.config_problem)
             return
         log.info("applied the settings in %s", user_config_path())
-        context = self.options.context
-        if not context or context == (old.context or None):  # not given on the command line: the file's to change
-            context = new.context or None
-        if (context, new.monitor_types) != (self.options.context, old.monitor_types):
-            self.options.context = context
-            if self._manager is not None or self._cluster is not None:
+        engine = self.engine
+        context = engine.context if self._context_given else new.context or None  # the command line's stays
+        if (context, new.monitor_types) != (engine.context, engine.kinds):
+            was_running = engine.running
+            engine.stop()
+            engine.context, engine.kinds, engine.default_timeout = context, new.monitor_types, new.timeout_seconds
+            if was_running:
                 log.info("following the cluster again with the new settings (active sessions resume)")
-                self._disconnect()
-                self._reader = self._new_reader()
                 self._connect()
+        engine.default_timeout = new.timeout_seconds
 
-    def _look_for_unfollowed(self, manager: SessionManager) -> bool:
+    def _look_for_unfollowed(self) -> bool:
         """Whether the sessions Flux no longer follows changed (each such failure or timeout is said once)."""
-        gone = manager.unfollowed([s for s in self.snapshots.values() if s.state.final])
+        gone = self.engine.unfollowed([s for s in self.snapshots.values() if s.state.final])
         if gone is None or gone == self.unfollowed:
             return False  # unknown for now: what was known stands
         for session_id in gone - self.unfollowed:
@@ -538,7 +519,7 @@ class TrayApp:
             summary=view.summary,
             recent=recent,
             paused_until=self.paused_until,
-            can_reconcile=bool(recent and self._manager),
+            can_reconcile=bool(recent and self.engine.running),
             config_problem=self.config_problem,
         )
 

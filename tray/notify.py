@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-import os
 import sys
 import threading
 import warnings
@@ -246,11 +245,18 @@ class NoNotifier:
         """Nothing to stop."""
 
 
+NOTIFIER_KINDS = ("dbus", "plyer", "none")
+"""What the composition root may ask for ("" chooses: D-Bus on Linux when desktop-notifier is installed)."""
+
+
 def make_notifier(
-    *, on_details: Callable[[str], None], on_delivered: Delivered = _nothing, icon: Path | None = None
+    wanted: str = "",
+    *,
+    on_details: Callable[[str], None],
+    on_delivered: Delivered = _nothing,
+    icon: Path | None = None,
 ) -> Notifier:
-    """`FLUXMON_NOTIFIER` (dbus, plyer, none) if set; else D-Bus on Linux when desktop-notifier is installed."""
-    wanted = os.environ.get("FLUXMON_NOTIFIER", "")
+    """The notifier of kind `wanted` (one of NOTIFIER_KINDS, or "" to choose); the caller decides which."""
     if wanted == "none":
         return NoNotifier(on_delivered=on_delivered)
     if wanted == "plyer":
