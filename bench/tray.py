@@ -92,6 +92,7 @@ def measure_latency(desktop: Desktop, root: Path, kubeconfig: Path) -> None:
     from gi.repository import GLib
 
     from fluxmon.tray import app as tray_app
+    from fluxmon.tray.app import Message
     from fluxmon.tray.icon import TrayIcon
     from fluxmon.tray.menu import Action
     from fluxmon.tray.notify import Delivered, Notifier, make_notifier
@@ -139,7 +140,7 @@ def measure_latency(desktop: Desktop, root: Path, kubeconfig: Path) -> None:
             tooltip = overview([*app.snapshots.values(), update], paused_until=None).tooltip
             applied.clear()
             posted[tooltip] = time.perf_counter()
-            app.post("snapshot", update)
+            app.post(Message.SNAPSHOT, update)
             applied.wait(5)
         app.quit()
 

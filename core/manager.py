@@ -25,7 +25,7 @@ from fluxmon.core.informer import ClusterCache, KindState, KindStatus
 from fluxmon.core.objects import ObjectRef
 from fluxmon.core.plan import Push, source_follows
 from fluxmon.core.revision import parse_revision
-from fluxmon.core.session import Session, SessionSnapshot, SessionSpec, SessionState, reconcile_retry_delay
+from fluxmon.core.session import Role, Session, SessionSnapshot, SessionSpec, SessionState, reconcile_retry_delay
 from fluxmon.core.store import SessionStore
 from fluxmon.core.verdict import Phase
 
@@ -318,7 +318,7 @@ class SessionManager:
             return
         triggers = self._triggers.setdefault(session.spec.id, _Triggers(nudged=set()))
         objects = self.cache.objects()
-        sources = [r for r in snapshot.resources if r.role == "source"]
+        sources = [r for r in snapshot.resources if r.role is Role.SOURCE]
         for source in sources:
             obj = objects.get(source.ref)
             handled = (
@@ -348,7 +348,7 @@ class SessionManager:
                 lagging = [
                     r.ref
                     for r in snapshot.resources
-                    if r.role == "kustomization" and r.phase is Phase.PENDING and r.ref not in triggers.nudged
+                    if r.role is Role.KUSTOMIZATION and r.phase is Phase.PENDING and r.ref not in triggers.nudged
                 ]
                 for ref in lagging:
                     triggers.nudged.add(ref)

@@ -26,7 +26,7 @@ from fluxmon.core.config import NOTIFY_OUTCOMES
 from fluxmon.core.marks import STATE_LOOKS, TrayState
 from fluxmon.core.redact import redact_text
 from fluxmon.core.render import one_line
-from fluxmon.core.session import SessionSnapshot, SessionState
+from fluxmon.core.session import Role, SessionSnapshot, SessionState
 from fluxmon.core.verdict import Phase
 
 TOOLTIP_SESSION_LINES = 4
@@ -120,8 +120,8 @@ def describe(snapshot: SessionSnapshot) -> str:
         reason = f" {failed.reason}" if failed and failed.reason else ""
         return f"failed: {snapshot.failed.kind}/{snapshot.failed.name}{reason}"
     if snapshot.state in (SessionState.WAITING_FOR_SOURCE, SessionState.RECONCILING):
-        done = sum(1 for r in snapshot.resources if r.role != "upstream" and r.phase is Phase.READY)
-        total = sum(1 for r in snapshot.resources if r.role != "upstream")
+        done = sum(1 for r in snapshot.resources if r.role is not Role.UPSTREAM and r.phase is Phase.READY)
+        total = sum(1 for r in snapshot.resources if r.role is not Role.UPSTREAM)
         return f"{snapshot.state.value} ({done}/{total} ready)" if total else snapshot.state.value
     return snapshot.state.value
 

@@ -46,6 +46,16 @@ from fluxmon.core.spool import SessionRequest
 from fluxmon.core.verdict import Phase, Verdict, display_revision, verdict
 
 
+class Role(StrEnum):
+    """What an object does for the push: the plan's parts, in the order Flux works (core.plan)."""
+
+    SOURCE = "source"
+    KUSTOMIZATION = "kustomization"
+    HELMRELEASE = "helmrelease"
+    UPSTREAM = "upstream"
+    """A source or Kustomization the push depends on but does not change (shown, not counted)."""
+
+
 class SessionState(StrEnum):
     WAITING_FOR_SOURCE = "waiting-for-source"
     RECONCILING = "reconciling"
@@ -117,7 +127,7 @@ class ResourceStatus:
     """One followed object, as the details window and the terminal show it."""
 
     ref: ObjectRef
-    role: str
+    role: Role
     """`source`, `kustomization`, `helmrelease`, or `upstream` (a dependency that this push does not deploy)."""
     phase: Phase
     reason: str
@@ -173,7 +183,7 @@ class SessionSnapshot:
         return (self.ended_at or self.updated_at) - self.started_at
 
     def count(self, *phases: Phase) -> int:
-        return sum(1 for resource in self.resources if resource.phase in phases and resource.role != "upstream")
+        return sum(1 for resource in self.resources if resource.phase in phases and resource.role is not Role.UPSTREAM)
 
 
 @dataclass
@@ -311,7 +321,7 @@ def _final_message(state: SessionState) -> str:
     }.get(state, state.value)
 
 
-ROLE_ORDER = {"source": 0, "kustomization": 1, "helmrelease": 2, "upstream": 3}
+ROLE_ORDER = {role: order for order, role in enumerate(Role)}
 
 
 def evaluate(
@@ -375,12 +385,12 @@ def _watched(spec: SessionSpec, objects: Mapping[ObjectRef, FluxObject]) -> dict
     return {ref: obj for ref, obj in objects.items() if ref.kind in spec.monitor_types}
 
 
-def _roles(plan: Plan) -> list[tuple[ObjectRef, str]]:
+def _roles(plan: Plan) -> list[tuple[ObjectRef, Role]]:
     return (
-        [(ref, "source") for ref in plan.sources]
-        + [(ref, "kustomization") for ref in plan.kustomizations]
-        + [(ref, "helmrelease") for ref in plan.helm_releases]
-        + [(ref, "upstream") for ref in plan.upstream]
+        [(ref, Role.SOURCE) for ref in plan.sources]
+        + [(ref, Role.KUSTOMIZATION) for ref in plan.kustomizations]
+        + [(ref, Role.HELMRELEASE) for ref in plan.helm_releases]
+        + [(ref, Role.UPSTREAM) for ref in plan.upstream]
     )
 
 
@@ -510,7 +520,7 @@ def _timestamp(text: str) -> float | None:
 
 def _resource(
     ref: ObjectRef,
-    role: str,
+    role: Role,
     result: Verdict,
     dependencies: list[ObjectRef],
     verdicts: Mapping[ObjectRef, Verdict],

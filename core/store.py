@@ -26,7 +26,7 @@ from typing import Any
 
 from fluxmon.core.hints import Hint
 from fluxmon.core.objects import ObjectRef
-from fluxmon.core.session import ResourceStatus, SessionSnapshot, SessionSpec, SessionState
+from fluxmon.core.session import ResourceStatus, Role, SessionSnapshot, SessionSpec, SessionState
 from fluxmon.core.spool import ensure_private_dir, hold_lock
 from fluxmon.core.verdict import Phase
 
@@ -100,7 +100,7 @@ def snapshot_from_record(record: Mapping[str, Any]) -> SessionSnapshot:
     resources = tuple(
         ResourceStatus(
             ref=ObjectRef(kind=r["kind"], namespace=r["namespace"], name=r["name"]),
-            role=r["role"],
+            role=Role(r["role"]),
             phase=Phase(r["phase"]),
             reason=r["reason"],
             message=r.get("error") or r["message"],

@@ -15,7 +15,7 @@ from fluxmon.core.config import DEFAULT_VERBOSITY
 from fluxmon.core.marks import ACTION, FAILURE, MARK_ANSI, PHASE_LOOKS, SUCCESS, WAITING
 from fluxmon.core.objects import ObjectRef
 from fluxmon.core.revision import short_revision
-from fluxmon.core.session import ResourceStatus, SessionSnapshot, SessionState
+from fluxmon.core.session import ResourceStatus, Role, SessionSnapshot, SessionState
 from fluxmon.core.text import display_line, display_width
 from fluxmon.core.verdict import Phase
 
@@ -136,9 +136,9 @@ def _children(resources: tuple[ResourceStatus, ...]) -> dict[ObjectRef, list[Res
     children: dict[ObjectRef, list[ResourceStatus]] = {}
     for resource in resources:
         parent = resource.parent
-        if resource.role == "helmrelease" and resource.applied_by in present:
+        if resource.role is Role.HELMRELEASE and resource.applied_by in present:
             parent = resource.applied_by
-        if resource.role != "upstream" and parent in present and parent != resource.ref and parent is not None:
+        if resource.role is not Role.UPSTREAM and parent in present and parent != resource.ref and parent is not None:
             children.setdefault(parent, []).append(resource)
     return children
 
@@ -147,7 +147,7 @@ def _details(resource: ResourceStatus, verbosity: str) -> list[str]:
     if verbosity == "minimal":
         return []
     relations = []
-    if resource.applied_by is not None and resource.role != "helmrelease":
+    if resource.applied_by is not None and resource.role is not Role.HELMRELEASE:
         relations.append(f"applied by {resource.applied_by.name}")
     if resource.depends_on:
         relations.append("depends on " + ", ".join(f"{ref.name} ({phase.value})" for ref, phase in resource.depends_on))
@@ -161,7 +161,7 @@ def _row(resource: ResourceStatus, branch: str, verbosity: str, colour: bool) ->
     mark = PHASE_LOOKS[resource.phase].mark
     seconds = sum(resource.seconds_in_phase.values())
     name = f"{resource.ref.kind}/{resource.ref.name}"
-    if resource.role == "upstream":
+    if resource.role is Role.UPSTREAM:
         name += " (upstream)"
     if resource.phase is Phase.READY:
         detail = short_revision(resource.revision)

@@ -7,7 +7,7 @@ from dataclasses import replace
 from fluxmon.core.cluster import FluxEvent
 from fluxmon.core.hints import hint_for
 from fluxmon.core.objects import ObjectRef
-from fluxmon.core.session import ResourceStatus, SessionSnapshot, SessionState
+from fluxmon.core.session import ResourceStatus, Role, SessionSnapshot, SessionState
 from fluxmon.core.verdict import Phase
 
 SOURCE = ObjectRef(kind="GitRepository", namespace="flux-system", name="flux-system")
@@ -19,7 +19,7 @@ BUILD_ERROR = "kustomize build failed: yaml: line 10: mapping values are not all
 
 
 def resource(ref: ObjectRef, phase: Phase, **changes: object) -> ResourceStatus:
-    role = {"GitRepository": "source", "Kustomization": "kustomization"}.get(ref.kind, "helmrelease")
+    role = {"GitRepository": Role.SOURCE, "Kustomization": Role.KUSTOMIZATION}.get(ref.kind, Role.HELMRELEASE)
     base = ResourceStatus(
         ref=ref,
         role=role,

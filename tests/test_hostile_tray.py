@@ -17,7 +17,7 @@ from fluxmon.core.manager import SessionManager
 from fluxmon.core.marks import TrayState
 from fluxmon.core.session import SessionSnapshot, SessionSpec, SessionState
 from fluxmon.core.store import SessionStore
-from fluxmon.tray.menu import Action, build_menu
+from fluxmon.tray.menu import Action, MenuAction, build_menu
 from harness.desktop import Desktop, wait_until
 from harness.gitrepos import isolated_env
 from harness.running import Running
@@ -283,4 +283,4 @@ def test_a_config_file_that_turns_invalid_keeps_the_settings_in_force_and_says_w
     assert warning.endswith("keeping the settings in force until it is fixed")
     menu = build_menu(summary="-", recent=[], paused_until=None, can_reconcile=False, config_problem=warning)
     assert menu[0].text.startswith("⚠ Settings not applied: config.toml: timeout: expected a duration")
-    assert menu[0].action == Action("open-config")
+    assert menu[0].action == Action(MenuAction.OPEN_CONFIG)

@@ -22,7 +22,7 @@ from fluxmon.core.session import SessionState
 from fluxmon.core.store import SessionStore
 from fluxmon.tray import autostart
 from fluxmon.tray.icon import TrayUnavailable, choose_backend
-from fluxmon.tray.menu import Action, build_menu, outline
+from fluxmon.tray.menu import Action, MenuAction, build_menu, outline
 from harness.snapshots import APPS, PODINFO, failed_snapshot, snapshot
 
 NOW = datetime(2026, 11, 25, 10, 0, 0)
@@ -128,9 +128,9 @@ def test_the_menu_has_every_item_and_recent_sessions_open_their_details() -> Non
     ]
     sessions = entries[2].submenu
     assert len(sessions) == 10
-    assert sessions[0].action == Action("details", "s0")
+    assert sessions[0].action == Action(MenuAction.DETAILS, "s0")
     assert entries[1].default
-    assert entries[1].action == Action("details", "s0")
+    assert entries[1].action == Action(MenuAction.DETAILS, "s0")
     pause = [entry.text for entry in entries[5].submenu]
     assert pause == ["Not paused", "For 1 hour", "Until tomorrow", "Resume"]
     assert "  Resume (disabled)" in outline(entries)

@@ -43,6 +43,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, Protocol
 
 from fluxmon.core.config import Config, file_stamp, reload_user_config
@@ -58,10 +59,10 @@ from fluxmon.core.overview import (
     pause_until,
 )
 from fluxmon.core.paths import user_config_path
-from fluxmon.core.session import SessionSnapshot, SessionSpec, SessionState
+from fluxmon.core.session import Role, SessionSnapshot, SessionSpec, SessionState
 from fluxmon.core.store import SessionStore
 from fluxmon.tray.icon import TrayIcon, TrayUnavailable
-from fluxmon.tray.menu import RECENT_SESSIONS, Action, Entry, build_menu, outline
+from fluxmon.tray.menu import RECENT_SESSIONS, Action, Entry, MenuAction, build_menu, outline
 from fluxmon.tray.notify import Delivered, Notifier
 
 log = logging.getLogger("fluxmon.tray")
@@ -79,6 +80,18 @@ CONFIG_TEMPLATE = """# Flux Push Monitor settings (see the README, "Configuratio
 # reconcile = true
 # notify_on = ["succeeded", "failed", "timed-out"]
 """
+
+
+class Message(StrEnum):
+    """What crosses to the UI thread (`post`), with its payload's type."""
+
+    SNAPSHOT = "snapshot"  # SessionSnapshot
+    HEALTH = "health"  # ClusterHealth
+    FOLLOW = "follow"  # SessionSpec
+    DETAILS = "details"  # a session id
+    ACTION = "action"  # a menu Action
+    RECONCILED = "reconciled"  # what a reconcile request did, in a line
+    QUIT = "quit"  # None
 
 
 class IconFactory(Protocol):
@@ -125,7 +138,7 @@ class TrayApp:
         """Sessions on a remote and branch that Flux no longer follows: their outcome no longer counts."""
         self._config_stamp = file_stamp(user_config_path())
         self._sent: set[tuple[str, str]] = set()
-        self._queue: queue.SimpleQueue[tuple[str, Any]] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[Message, Any]] = queue.SimpleQueue()
         self._wake_read, self._wake_write = os.pipe()
         for fd in (self._wake_read, self._wake_write):
             os.set_blocking(fd, False)
@@ -142,12 +155,12 @@ class TrayApp:
         self._display_watch: object = None
         """Keeps the ctypes callback alive for as long as Xlib may call it."""
         self._leaving = threading.Lock()
-        engine.subscribe(lambda snapshot: self.post("snapshot", snapshot))
-        engine.subscribe_health(lambda health: self.post("health", health))
+        engine.subscribe(lambda snapshot: self.post(Message.SNAPSHOT, snapshot))
+        engine.subscribe_health(lambda health: self.post(Message.HEALTH, health))
 
     # --- from any thread ---------------------------------------------------------------------------------------
 
-    def post(self, kind: str, payload: Any = None) -> None:
+    def post(self, kind: Message, payload: Any = None) -> None:
         """Hand a message to the UI thread and wake it; the only thing other threads may do to the app."""
         self._queue.put((kind, payload))
         with contextlib.suppress(BlockingIOError):  # a full pipe already holds a wake-up
@@ -155,13 +168,13 @@ class TrayApp:
 
     def follow(self, spec: SessionSpec) -> None:
         """Follow a push that did not come through the spool (the demo's initial sync)."""
-        self.post("follow", spec)
+        self.post(Message.FOLLOW, spec)
 
     def show_details(self, session_id: str) -> None:
-        self.post("details", session_id)
+        self.post(Message.DETAILS, session_id)
 
     def quit(self) -> None:
-        self.post("quit")
+        self.post(Message.QUIT)
 
     # --- lifecycle (main thread) -------------------------------------------------------------------------------
 
@@ -170,7 +183,7 @@ class TrayApp:
         self.engine.take_locks()
         try:
             self._open_display()
-            previous = {signum: signal.signal(signum, lambda *_: self.post("quit")) for signum in QUIT_SIGNALS}
+            previous = {signum: signal.signal(signum, lambda *_: self.post(Message.QUIT)) for signum in QUIT_SIGNALS}
             previous_wakeup = signal.set_wakeup_fd(self._wake_write)
             try:
                 self._start()
@@ -208,7 +221,7 @@ class TrayApp:
                 self._sent.add((snapshot.id, snapshot.state.value))  # told before the restart: never again
         view = self._overview()
         self._menu = self._build_menu(view)
-        self._icon = self._make_icon(on_action=lambda action: self.post("action", action))
+        self._icon = self._make_icon(on_action=lambda action: self.post(Message.ACTION, action))
         self._icon.start(state=view.state, tooltip=view.tooltip, menu=self._menu)
         self.shown = view
         # After Tk and GTK have opened their displays (GDK installs its own handler as it opens one).
@@ -216,7 +229,7 @@ class TrayApp:
         log.info("tray started (%s backend)", self._icon.backend)
         log.debug("menu:\n%s", "\n".join(outline(self._menu)))
         self._notifier = self._make_notifier(
-            on_details=lambda session_id: self.post("details", session_id), on_delivered=self._delivered
+            on_details=lambda session_id: self.post(Message.DETAILS, session_id), on_delivered=self._delivered
         )
         self._notifier.start()
         for snapshot in untold:  # ended while no tray could tell (stopped, killed, or no notification server)
@@ -284,7 +297,7 @@ class TrayApp:
                 kind, payload = self._queue.get_nowait()
             except queue.Empty:
                 return
-            if kind == "snapshot":
+            if kind is Message.SNAPSHOT:
                 try:
                     self._snapshot(payload)
                 except Exception:
@@ -309,22 +322,22 @@ class TrayApp:
         if changed:
             self._refresh()
 
-    def _handle(self, kind: str, payload: Any) -> bool:
+    def _handle(self, kind: Message, payload: Any) -> bool:
         """Apply one message; True when the icon or menu may need redrawing."""
-        if kind == "snapshot":
+        if kind is Message.SNAPSHOT:
             self._snapshot(payload)
             return True
-        if kind == "health":
+        if kind is Message.HEALTH:
             return self._health(payload)
-        if kind == "details":
+        if kind is Message.DETAILS:
             self.open_details(payload)
-        elif kind == "follow":
+        elif kind is Message.FOLLOW:
             self.engine.add(payload)
-        elif kind == "action":
+        elif kind is Message.ACTION:
             return self._action(payload)
-        elif kind == "reconciled":
+        elif kind is Message.RECONCILED:
             log.info("%s", payload)
-        elif kind == "quit":
+        elif kind is Message.QUIT:
             self._root.quit()
         return False
 
@@ -374,18 +387,18 @@ class TrayApp:
             log.warning("could not record that session %s was told: %s", session_id, exc)
 
     def _action(self, action: Action) -> bool:
-        if action.name == "details":
+        if action.name is MenuAction.DETAILS:
             self.open_details(action.argument)
-        elif action.name == "pause":
+        elif action.name is MenuAction.PAUSE:
             self.paused_until = pause_until(action.argument, datetime.now())
             log.info("notifications %s", f"paused until {self.paused_until}" if self.paused_until else "resumed")
             self._save_pause()
             return True
-        elif action.name == "reconcile":
+        elif action.name is MenuAction.RECONCILE:
             self._reconcile(action.argument)
-        elif action.name == "open-config":
+        elif action.name is MenuAction.OPEN_CONFIG:
             self._open_config()
-        elif action.name == "quit":
+        elif action.name is MenuAction.QUIT:
             self._root.quit()
         return False
 
@@ -410,14 +423,14 @@ class TrayApp:
         snapshot, engine = self.snapshots.get(session_id), self.engine
         if snapshot is None or not engine.running:
             return
-        refs = [r.ref for r in snapshot.resources if r.role in ("source", "kustomization")]
+        refs = [r.ref for r in snapshot.resources if r.role in (Role.SOURCE, Role.KUSTOMIZATION)]
 
         def request() -> None:
             try:
                 done = engine.reconcile_now(refs)
-                self.post("reconciled", f"requested a reconcile of {', '.join(done) or 'nothing'}")
+                self.post(Message.RECONCILED, f"requested a reconcile of {', '.join(done) or 'nothing'}")
             except FluxmonError as error:
-                self.post("reconciled", f"reconcile failed: {error.title}: {error.message}")
+                self.post(Message.RECONCILED, f"reconcile failed: {error.title}: {error.message}")
 
         self._workers = [w for w in self._workers if w.is_alive()]
         worker = threading.Thread(target=request, name="fluxmon-reconcile", daemon=True)

@@ -18,7 +18,7 @@ from fluxmon.core.objects import ObjectRef
 from fluxmon.core.overview import describe, format_duration, tray_state_of
 from fluxmon.core.redact import redact_text
 from fluxmon.core.revision import short_revision
-from fluxmon.core.session import ResourceStatus, SessionSnapshot
+from fluxmon.core.session import ResourceStatus, Role, SessionSnapshot
 from fluxmon.core.text import display_value
 from fluxmon.core.verdict import Phase
 
@@ -225,7 +225,7 @@ class DetailsWindow:
 
 
 def _name(resource: ResourceStatus) -> str:
-    suffix = " (upstream)" if resource.role == "upstream" else ""
+    suffix = " (upstream)" if resource.role is Role.UPSTREAM else ""
     return f"{resource.ref.kind} {resource.ref.namespace}/{resource.ref.name}{suffix}"
 
 

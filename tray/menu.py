@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from pathlib import PurePath
 
 from fluxmon.core.overview import session_line, shorten
@@ -19,11 +20,19 @@ PROBLEM_CHARS = 90
 """A menu item is one line; the tooltip carries the whole of a config problem."""
 
 
+class MenuAction(StrEnum):
+    DETAILS = "details"
+    RECONCILE = "reconcile"
+    PAUSE = "pause"
+    OPEN_CONFIG = "open-config"
+    QUIT = "quit"
+
+
 @dataclass(frozen=True, slots=True)
 class Action:
-    """What a click asks the app to do: `details`, `reconcile`, `pause`, `open-config` or `quit`."""
+    """What a click asks the app to do, and to what (a session id, or how long to pause)."""
 
-    name: str
+    name: MenuAction
     argument: str = ""
 
 
@@ -53,35 +62,41 @@ def build_menu(
     A config file that could not be applied comes first, and opens the file.
     """
     last = recent[0] if recent else None
-    sessions = tuple(Entry(text=session_line(snapshot), action=Action("details", snapshot.id)) for snapshot in recent)
+    sessions = tuple(
+        Entry(text=session_line(snapshot), action=Action(MenuAction.DETAILS, snapshot.id)) for snapshot in recent
+    )
     pause_text = f"Paused until {paused_until:%a %H:%M}" if paused_until else "Not paused"
     where, _, what = config_problem.partition(": ")  # `<path>: <key>: <why>`: the file's name says enough here
     problem_text = shorten(f"{PurePath(where).name}: {what}" if what else config_problem, PROBLEM_CHARS)
     problem = (
-        (Entry(text=f"⚠ Settings not applied: {problem_text}", action=Action("open-config")),) if config_problem else ()
+        (Entry(text=f"⚠ Settings not applied: {problem_text}", action=Action(MenuAction.OPEN_CONFIG)),)
+        if config_problem
+        else ()
     )
     return (
         *problem,
-        Entry(text=summary, action=Action("details", last.id) if last else None, enabled=last is not None),
-        Entry(text="Show details…", action=Action("details", last.id if last else ""), default=True),
+        Entry(text=summary, action=Action(MenuAction.DETAILS, last.id) if last else None, enabled=last is not None),
+        Entry(text="Show details…", action=Action(MenuAction.DETAILS, last.id if last else ""), default=True),
         Entry(
             text="Recent sessions",
             submenu=sessions[:RECENT_SESSIONS] or (Entry(text="No sessions yet", enabled=False),),
         ),
         SEPARATOR,
-        Entry(text="Reconcile now", action=Action("reconcile", last.id if last else ""), enabled=can_reconcile),
+        Entry(
+            text="Reconcile now", action=Action(MenuAction.RECONCILE, last.id if last else ""), enabled=can_reconcile
+        ),
         Entry(
             text="Pause notifications",
             submenu=(
                 Entry(text=pause_text, enabled=False),
-                Entry(text="For 1 hour", action=Action("pause", "hour")),
-                Entry(text="Until tomorrow", action=Action("pause", "tomorrow")),
-                Entry(text="Resume", action=Action("pause", "resume"), enabled=paused_until is not None),
+                Entry(text="For 1 hour", action=Action(MenuAction.PAUSE, "hour")),
+                Entry(text="Until tomorrow", action=Action(MenuAction.PAUSE, "tomorrow")),
+                Entry(text="Resume", action=Action(MenuAction.PAUSE, "resume"), enabled=paused_until is not None),
             ),
         ),
-        Entry(text="Open config", action=Action("open-config")),
+        Entry(text="Open config", action=Action(MenuAction.OPEN_CONFIG)),
         SEPARATOR,
-        Entry(text="Quit", action=Action("quit")),
+        Entry(text="Quit", action=Action(MenuAction.QUIT)),
     )
 
 
