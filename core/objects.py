@@ -392,6 +392,8 @@ def field_problems(body: Mapping[str, Any]) -> tuple[str, ...]:
     """What in `body` breaks READ_FIELDS, one line per field: `spec.url: not a URL ('http://[oops/x.git')`."""
     problems: list[str] = []
     for steps, expected in READ_FIELDS:
+        if body.get("kind") != "HelmRelease" and steps[:2] in _HELM_RELEASE_SPEC:
+            continue  # a HelmChart's spec.chart is the chart's name, not a HelmRelease's chart template
         for where, value in _values_at(body, steps):
             problem = _problem(value, expected)
             if problem:
@@ -415,6 +417,10 @@ def _values_at(body: Mapping[str, Any], steps: tuple[str, ...]) -> list[tuple[st
     return [(where, value) for where, value in found if value is not None]
 
 
+_HELM_RELEASE_SPEC = frozenset(("spec", key) for key in ("chart", "chartRef", "install", "upgrade"))
+"""Spec fields read only from a HelmRelease: other kinds may use the same names for other things."""
+
+
 def _problem(value: Any, expected: str) -> str:
     if expected == "int":
         return "" if _int(value) is not None else f"expected {_EXPECTED[expected]}, got {_shape(value)}"
@@ -424,7 +430,9 @@ def _problem(value: Any, expected: str) -> str:
         return "" if isinstance(value, Mapping) else f"expected {_EXPECTED[expected]}, got {_shape(value)}"
     if expected == "list":
         return "" if isinstance(value, list) else f"expected {_EXPECTED[expected]}, got {_shape(value)}"
-    if not isinstance(value, (str, datetime)):
+    # A whole number is read as its text: hand-written YAML (Flux's own docs) leaves `requestedAt: 1644759954`
+    # unquoted, and the text it stands for is unambiguous.
+    if not isinstance(value, (str, datetime, int)) or isinstance(value, bool):
         return f"expected {_EXPECTED['text']}, got {_shape(value)}"
     if expected == "url" and isinstance(value, str) and not _url(value):
         return f"not a URL ({value[:80]!r})"

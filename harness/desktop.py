@@ -81,19 +81,39 @@ def missing_programs() -> list[str]:
     return missing
 
 
-@pytest.fixture(scope="module")
-def desktop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Desktop]:
-    """A desktop per test module; a machine without the programs skips, unless FLUXMON_REQUIRE_DESKTOP is set (CI)."""
+def _require_desktop_programs() -> None:
+    """Skip where the programs are missing, unless FLUXMON_REQUIRE_DESKTOP is set (CI), where that fails."""
     missing = missing_programs()
     if missing:
         message = f"the desktop tests need {', '.join(missing)} (.ci/run installs them)"
         if os.environ.get("FLUXMON_REQUIRE_DESKTOP"):
             pytest.fail(message)
         pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def desktop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Desktop]:
+    """A desktop per test module, for programs that run in processes of their own (the tray, dunst)."""
+    _require_desktop_programs()
     desktop = Desktop(tmp_path_factory.mktemp("desktop"))
     desktop.start()
     yield desktop
     desktop.stop()
+
+
+@pytest.fixture(scope="session")
+def tk_display(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The one display of every Tk window opened in the pytest process itself.
+
+    Tk keeps each display's connection open until the process ends, even after its last window is destroyed, so a
+    display stopped under it (a module's desktop) later ends the whole pytest process through Xlib's I/O error
+    handler. This one outlives every test.
+    """
+    _require_desktop_programs()
+    display = Desktop(tmp_path_factory.mktemp("tk-display"))
+    display.start_display()
+    yield display.display
+    display.stop()
 
 
 def wait_until(

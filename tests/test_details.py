@@ -15,13 +15,12 @@ tk = pytest.importorskip("tkinter", reason="this Python was built without Tk (De
 
 from fluxmon.core.session import SessionState  # noqa: E402 - after the skip: tray.details imports tkinter
 from fluxmon.tray.details import DetailsWindow, title_for  # noqa: E402
-from harness.desktop import Desktop  # noqa: E402
 from harness.snapshots import APPS, BUILD_ERROR, SOURCE, failed_snapshot, snapshot  # noqa: E402
 
 
 @pytest.fixture
-def root(desktop: Desktop) -> Iterator[tkinter.Tk]:
-    root = tk.Tk(screenName=desktop.display)
+def root(tk_display: str) -> Iterator[tkinter.Tk]:
+    root = tk.Tk(screenName=tk_display)
     root.withdraw()
     yield root
     root.destroy()

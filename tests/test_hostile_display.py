@@ -105,9 +105,9 @@ def test_a_notification_carries_no_raw_control_characters(on_the_desktop: Deskto
 
 
 @pytest.fixture
-def root(desktop: Desktop) -> Iterator[tkinter.Tk]:
+def root(tk_display: str) -> Iterator[tkinter.Tk]:
     tk = pytest.importorskip("tkinter", reason="this Python was built without Tk (Debian: python3-tk, or tk-dev)")
-    root = tk.Tk(screenName=desktop.display)
+    root = tk.Tk(screenName=tk_display)
     root.withdraw()
     yield root
     root.destroy()
