@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -24,6 +25,10 @@ def root(tk_display: str) -> Iterator[tkinter.Tk]:
     root.withdraw()
     yield root
     root.destroy()
+    # Tk objects must die on this thread: left to the cyclic GC, they may be collected on any thread (a
+    # simulator's, later), and Tcl aborts the process when an interpreter is deleted off its own thread.
+    del root
+    gc.collect()
 
 
 def test_the_tree_nests_sources_kustomizations_and_releases_and_shows_the_failure(root: tkinter.Tk) -> None:

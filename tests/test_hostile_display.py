@@ -4,6 +4,7 @@ failure message neither crashes the notification nor leaks the credentials in it
 
 from __future__ import annotations
 
+import gc
 import json
 import re
 from collections.abc import Iterator
@@ -111,6 +112,10 @@ def root(tk_display: str) -> Iterator[tkinter.Tk]:
     root.withdraw()
     yield root
     root.destroy()
+    # Tk objects must die on this thread: left to the cyclic GC, they may be collected on any thread (a
+    # simulator's, later), and Tcl aborts the process when an interpreter is deleted off its own thread.
+    del root
+    gc.collect()
 
 
 def test_the_details_window_shows_no_raw_control_characters(root: tkinter.Tk) -> None:
