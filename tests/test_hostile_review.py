@@ -1,0 +1,45 @@
+"""What a review of #10 and #11, using the product as its users do, found still wrong: each case failed before.
+
+Real Flux objects (the corpus) and the simulator's own objects are the inputs; a real object is never malformed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from fluxmon.core.objects import is_flux_body, parse_flux_object
+
+CORPUS = Path(__file__).parent / "fixtures" / "flux-corpus"
+
+
+def corpus_bodies() -> list[tuple[str, dict[str, Any]]]:
+    bodies = []
+    for path in sorted(CORPUS.glob("*.yaml")):
+        for number, body in enumerate(yaml.safe_load_all(path.read_text(encoding="utf-8"))):
+            if isinstance(body, dict) and is_flux_body(body):
+                bodies.append((f"{path.name} document {number + 1} ({body['kind']})", body))
+    return bodies
+
+
+@pytest.mark.parametrize(("where", "body"), corpus_bodies(), ids=lambda value: value if isinstance(value, str) else "")
+def test_a_real_flux_object_is_never_called_malformed(where: str, body: dict[str, Any]) -> None:
+    """A HelmChart's `spec.chart` is the chart's name (a string); only a HelmRelease's is an object.
+
+    Before, every `fluxmon wait` on the sample fleet printed `HelmChart/flux-system/apps-podinfo is malformed, read
+    as empty where it is: spec.chart: expected an object, got a string`, and broke `watch`'s redraw with it.
+    """
+    assert parse_flux_object(body).problems == (), where
+
+
+def test_a_helm_release_whose_chart_is_a_string_is_still_malformed() -> None:
+    release = {
+        "apiVersion": "helm.toolkit.fluxcd.io/v2",
+        "kind": "HelmRelease",
+        "metadata": {"name": "podinfo", "namespace": "default"},
+        "spec": {"chart": "podinfo"},
+    }
+    assert parse_flux_object(release).problems == ("spec.chart: expected an object, got a string",)
