@@ -111,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
             description=(
                 f"{text[0].upper()}{text[1:]}. The commit, remote and branch default to the repository's HEAD and "
                 "its upstream. Exit status: 0 deployed, 1 failed, 2 usage, config or cluster error, 3 timed out, "
-                "4 no Flux source follows this remote and branch."
+                "4 no Flux source follows this remote and branch, 5 superseded (a force push rewrote it away)."
             ),
         )
         follow.add_argument("--repo", type=Path, default=Path(), metavar="DIR", help="the git repository (default: .)")
@@ -342,11 +342,14 @@ def run_sim_init_repo(args: argparse.Namespace) -> int:
 
 EXIT_TIMED_OUT = 3
 EXIT_NOT_DEPLOYED = 4
+EXIT_SUPERSEDED = 5
+"""Flux will never apply the commit (the branch's history no longer holds it), and nothing failed: not 1."""
 FOLLOW_EXIT = {
     SessionState.SUCCEEDED: EXIT_OK,
     SessionState.FAILED: EXIT_FAILED,
     SessionState.TIMED_OUT: EXIT_TIMED_OUT,
     SessionState.NOT_DEPLOYED: EXIT_NOT_DEPLOYED,
+    SessionState.SUPERSEDED: EXIT_SUPERSEDED,
 }
 
 

@@ -5,6 +5,8 @@ Real Flux objects (the corpus) and the simulator's own objects are the inputs; a
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,7 @@ import pytest
 import yaml
 
 from fluxmon.core.objects import is_flux_body, parse_flux_object
+from tests.fleet import SCALE_WEB, Fleet
 
 CORPUS = Path(__file__).parent / "fixtures" / "flux-corpus"
 
@@ -43,3 +46,27 @@ def test_a_helm_release_whose_chart_is_a_string_is_still_malformed() -> None:
         "spec": {"chart": "podinfo"},
     }
     assert parse_flux_object(release).problems == ("spec.chart: expected an object, got a string",)
+
+
+@pytest.mark.parametrize("cluster", ["sim"], indirect=True)
+def test_wait_on_a_push_rewritten_away_by_a_force_push_exits_superseded_not_failed(fleet: Fleet) -> None:
+    """Exit 1 means "the deployment failed". A push that a force push replaced did not fail: it was superseded,
+    and a CI job must be able to tell the two apart (before, `wait` exited 1 here, a status it documents as failed).
+    """
+    fleet.controllers.stop()  # both pushes land before Flux fetches
+    before = fleet.git("rev-parse", "HEAD")
+    first = fleet.commit_and_push(SCALE_WEB, "scale web")
+    fleet.git("reset", "-q", "--hard", before)
+    SCALE_WEB(fleet.work)
+    fleet.git("commit", "-q", "-am", "scale web, reworded")
+    fleet.git("push", "-q", "--force", "origin", "main")
+    fleet.controllers.start()
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "fluxmon", "wait", "--repo", str(fleet.work), "--kubeconfig",
+            str(fleet.cluster.kubeconfig), "--commit", first, "--timeout", "30s", "--reconcile",
+        ],
+        env=fleet.env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert "superseded: " in result.stderr, result.stderr
+    assert result.returncode == 5, result.stderr
