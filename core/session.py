@@ -453,7 +453,10 @@ def _verdicts(
             )
     for ref in (*plan.sources, *plan.helm_releases):
         result = verdicts.get(ref)
-        if result is not None and _failing_since_before_the_push(objects[ref], result, pushed_at):
+        parent = objects[ref].owner if result is not None else None
+        parent_verdict = verdicts.get(parent) if parent else None
+        applied = parent_verdict is None or parent_verdict.phase is Phase.READY
+        if result is not None and _failing_since_before_the_push(objects[ref], result, pushed_at, applied=applied):
             verdicts[ref] = replace(
                 result,
                 phase=Phase.PENDING,
@@ -469,21 +472,22 @@ def _chart_of(obj: FluxObject, objects: Mapping[ObjectRef, FluxObject]) -> FluxO
     return objects.get(obj.source_ref)
 
 
-def _failing_since_before_the_push(obj: FluxObject, result: Verdict, pushed_at: float) -> bool:
+def _failing_since_before_the_push(obj: FluxObject, result: Verdict, pushed_at: float, *, applied: bool) -> bool:
     """Whether a source's or HelmRelease's failure, which names no commit, is older than the push.
 
     Such a failure (a branch the push creates, a Secret it adds, a values error it fixes) is not this push's
     failure until the controller has tried again. Flux moves a condition's lastTransitionTime only when its status,
     reason or message change (fluxcd/pkg runtime/conditions/setter.go, Set), so the same failure, retried, keeps
     its old time; and a reconcile request handled after the push (the session's own, with --reconcile and in the
-    tray) means it has been tried again. A Stalled object only moves with a spec change, which a new generation
-    shows anyway, so its failure stands.
+    tray) means it has been tried again. A Stalled object only moves with a spec change, which the push that fixes
+    it brings: the stall stands once the Kustomization that applies the object (`applied`, True when there is none)
+    has applied the push and the generation has not moved.
     """
     if result.phase is not Phase.FAILED or result.target_matched:
         return False
     stalled = obj.condition("Stalled")
     if stalled is not None and stalled.status == "True":
-        return False
+        return not applied
     since = _timestamp(result.transitioned_at)
     handled = _timestamp(obj.last_handled_reconcile_at)
     # Flux truncates condition times to the second (setter.go), so a failure in the push's own second is new.

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from fluxmon.core.objects import is_flux_body, parse_flux_object
-from tests.fleet import SCALE_WEB, Fleet
+from tests.fleet import SCALE_WEB, Fleet, edit
 
 CORPUS = Path(__file__).parent / "fixtures" / "flux-corpus"
 
@@ -70,3 +70,60 @@ def test_wait_on_a_push_rewritten_away_by_a_force_push_exits_superseded_not_fail
     )  # fmt: skip
     assert "superseded: " in result.stderr, result.stderr
     assert result.returncode == 5, result.stderr
+
+
+BREAK_REDIS = edit(
+    "apps/redis.yaml", "  namespace: data\n", "  namespace: data\n  annotations:\n    sim.fluxmon.dev/simulate: fail\n"
+)
+FIX_REDIS = edit("apps/redis.yaml", "sim.fluxmon.dev/simulate: fail", "sim.fluxmon.dev/simulate: none")
+"""Not by removing the annotation: the simulated kustomize-controller's apply keeps what it no longer applies."""
+
+
+@pytest.mark.timings(install_seconds=0.3)
+def test_the_push_that_fixes_a_stalled_release_is_followed_not_failed_at_once(fleet: Fleet) -> None:
+    """helm-controller stalls a release once its retries are spent (RetriesExceeded), and tries again when its spec
+    changes. The push that changes it is the usual answer to a stalled release: until the Kustomization that applies
+    the release has applied that push, the stall is from before it. Before, `wait` failed the fix at once, in
+    half a second, before Flux had even fetched it.
+    """
+    fleet.push(BREAK_REDIS, "Break redis")
+    fleet.watcher.wait_for(
+        lambda objs: any(
+            c["type"] == "Stalled" and c["status"] == "True"
+            for c in objs["HelmRelease/redis"]["status"].get("conditions", [])
+        ),
+        what="redis stalled",
+    )
+    fleet.commit_and_push(FIX_REDIS, "Fix redis")
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "fluxmon", "wait", "--repo", str(fleet.work), "--kubeconfig",
+            str(fleet.cluster.kubeconfig), "--timeout", "60s", "--reconcile",
+        ],
+        env=fleet.env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.timings(install_seconds=0.3)
+def test_a_push_that_leaves_a_stalled_release_as_it_was_still_fails(fleet: Fleet) -> None:
+    """The other side of the rule above: once the Kustomization that applies it has applied the push, a stall
+    the push did not touch stands, and fails the push (helm-controller will not try again)."""
+    fleet.push(BREAK_REDIS, "Break redis")
+    fleet.watcher.wait_for(
+        lambda objs: any(
+            c["type"] == "Stalled" and c["status"] == "True"
+            for c in objs["HelmRelease/redis"]["status"].get("conditions", [])
+        ),
+        what="redis stalled",
+    )
+    fleet.commit_and_push(SCALE_WEB, "Scale web")
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "fluxmon", "wait", "--repo", str(fleet.work), "--kubeconfig",
+            str(fleet.cluster.kubeconfig), "--timeout", "60s", "--reconcile",
+        ],
+        env=fleet.env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    assert "✗ HelmRelease data/redis failed: RetriesExceeded" in result.stderr
