@@ -14,6 +14,8 @@ import pytest
 import yaml
 
 from fluxmon.core.objects import is_flux_body, parse_flux_object
+from fluxmon.core.spool import parse_session
+from fluxmon.demo import recorded
 from tests.fleet import SCALE_WEB, Fleet, edit
 
 CORPUS = Path(__file__).parent / "fixtures" / "flux-corpus"
@@ -127,3 +129,22 @@ def test_a_push_that_leaves_a_stalled_release_as_it_was_still_fails(fleet: Fleet
     )  # fmt: skip
     assert result.returncode == 1, result.stderr
     assert "✗ HelmRelease data/redis failed: RetriesExceeded" in result.stderr
+
+
+def test_the_demo_names_the_tag_a_push_sent() -> None:
+    """`fluxmon demo --keep` said "the hooks recorded the push of db163fd to " for `git push origin v1.0`."""
+    session = {
+        "schema": "fluxmon.session/v1",
+        "id": "20261130T233458Z-17793-tag-8b8a3c11",
+        "push_id": "20261130T233458Z-17793",
+        "created_at": "2026-11-30T23:34:58Z",
+        "repo": "/tmp/fleet",
+        "remote": {"name": "origin", "url": "/tmp/fleet.git"},
+        "ref": {"kind": "tag", "name": "v1.0", "remote_ref": "refs/tags/v1.0", "old": "0" * 40, "new": "db163fd2" * 5},
+        "confirmed": True,
+        "confirmed_by": "ls-remote",
+        "changes": {"paths": [], "count": 0},
+        "commit": {"subject": "release", "author": "A <a@example.com>"},
+        "config": {},
+    }
+    assert recorded(parse_session(session)) == "► the hooks recorded the push of db163fd to v1.0"
