@@ -15,6 +15,7 @@ import yaml
 
 from fluxmon.core.objects import is_flux_body, parse_flux_object
 from fluxmon.core.spool import parse_session
+from fluxmon.core.verdict import Phase, verdict
 from fluxmon.demo import recorded
 from tests.fleet import SCALE_WEB, Fleet, edit
 
@@ -148,3 +149,42 @@ def test_the_demo_names_the_tag_a_push_sent() -> None:
         "config": {},
     }
     assert recorded(parse_session(session)) == "► the hooks recorded the push of db163fd to v1.0"
+
+
+VALUES_ERROR_AFTER_A_FAILED_UPGRADE = {
+    # What the simulator wrote after a push added a missing valuesFrom to a release whose previous upgrade had
+    # failed and been rolled back. helm-controller sets Ready=False ValuesError before any release action and
+    # leaves the Released condition of the last action as it was (internal/controller/helmrelease_controller.go
+    # `reconcileRelease`), so both are there.
+    "apiVersion": "helm.toolkit.fluxcd.io/v2",
+    "kind": "HelmRelease",
+    "metadata": {"name": "podinfo", "namespace": "apps", "generation": 3},
+    "spec": {"upgrade": {"remediation": {"retries": 2}}, "valuesFrom": [{"kind": "ConfigMap", "name": "values"}]},
+    "status": {
+        "conditions": [
+            {"type": "Reconciling", "status": "True", "reason": "Progressing", "message": "Fulfilling prerequisites",
+             "observedGeneration": 3, "lastTransitionTime": "2026-11-30T23:40:44Z"},
+            {"type": "Ready", "status": "False", "reason": "ValuesError", "observedGeneration": 3,
+             "message": "could not resolve ConfigMap chart values reference 'apps/values' with key 'values.yaml': "
+             'configmaps "values" not found', "lastTransitionTime": "2026-11-30T23:40:44Z"},
+            {"type": "Released", "status": "False", "reason": "UpgradeFailed", "observedGeneration": 3,
+             "message": "Helm upgrade failed for release apps/podinfo with chart podinfo@6.0.3: simulated failure",
+             "lastTransitionTime": "2026-11-30T23:40:38Z"},
+            {"type": "Remediated", "status": "True", "reason": "RollbackSucceeded", "observedGeneration": 3,
+             "message": "Helm rollback to previous release apps/podinfo.v13 with chart podinfo@6.0.3 succeeded",
+             "lastTransitionTime": "2026-11-30T23:40:44Z"},
+        ],
+        "failures": 2,
+        "upgradeFailures": 2,
+        "lastAttemptedReleaseAction": "upgrade",
+        "history": [{"chartVersion": "6.0.3", "status": "deployed"}],
+    },
+}  # fmt: skip
+
+
+def test_a_values_error_is_the_error_shown_not_the_last_upgrade_failure() -> None:
+    """Before, the verdict said `UpgradeFailed: Helm upgrade failed … simulated failure` (the Released condition of
+    an earlier attempt) for a release whose current error is the values error, with the wrong hint."""
+    result = verdict(parse_flux_object(VALUES_ERROR_AFTER_A_FAILED_UPGRADE))
+    assert (result.phase, result.reason) == (Phase.FAILED, "ValuesError")
+    assert result.message.startswith("could not resolve ConfigMap chart values reference 'apps/values'")
