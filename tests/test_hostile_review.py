@@ -5,8 +5,10 @@ Real Flux objects (the corpus) and the simulator's own objects are the inputs; a
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ from fluxmon.core.objects import is_flux_body, parse_flux_object
 from fluxmon.core.spool import parse_session
 from fluxmon.core.verdict import Phase, verdict
 from fluxmon.demo import recorded
+from fluxmon.sim.kustomize_controller import KustomizeController
 from tests.fleet import SCALE_WEB, Fleet, edit
 
 CORPUS = Path(__file__).parent / "fixtures" / "flux-corpus"
@@ -188,3 +191,34 @@ def test_a_values_error_is_the_error_shown_not_the_last_upgrade_failure() -> Non
     result = verdict(parse_flux_object(VALUES_ERROR_AFTER_A_FAILED_UPGRADE))
     assert (result.phase, result.reason) == (Phase.FAILED, "ValuesError")
     assert result.message.startswith("could not resolve ConfigMap chart values reference 'apps/values'")
+
+
+@pytest.mark.parametrize("cluster", ["sim"], indirect=True)
+def test_the_simulated_controllers_report_a_malformed_object_once_not_at_every_pass(
+    fleet: Fleet, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The simulated API server does no schema validation (a real one refuses `path: 12`), so its controllers meet
+    such objects. Before, `fluxmon sim` and `fluxmon demo` printed a traceback for each at every pass: hundreds a
+    minute, burying everything else on the terminal."""
+    caplog.set_level(logging.ERROR, logger="fluxmon")
+    kustomizations = fleet.cluster.admin.resource("kustomize.toolkit.fluxcd.io/v1", "Kustomization")
+    weird = {
+        "apiVersion": "kustomize.toolkit.fluxcd.io/v1",
+        "kind": "Kustomization",
+        "metadata": {"name": "weird", "namespace": "flux-system"},
+        "spec": {"interval": "1m", "path": 12, "sourceRef": "flux-system"},
+    }
+    fleet.cluster.admin.create(kustomizations, "flux-system", weird)
+
+    def reports() -> list[logging.LogRecord]:
+        return [r for r in caplog.records if "Kustomization/flux-system/weird" in r.getMessage()]
+
+    deadline = time.monotonic() + 30
+    while not reports() and time.monotonic() < deadline:
+        time.sleep(0.05)  # polling a condition with a deadline, not standing in for one
+    fleet.controllers.stop()
+    assert len(reports()) == 1
+    kustomize = next(c for c in fleet.controllers._controllers if isinstance(c, KustomizeController))
+    for _ in range(3):
+        kustomize.reconcile_all()
+    assert len(reports()) == 1, [r.getMessage() for r in reports()]
