@@ -34,6 +34,7 @@ from fluxmon.core.discovery import (
     dependencies_by_dependent,
     normalize_remote_url,
     plan_for_push,
+    redact_text,
     redact_url,
 )
 from fluxmon.core.hints import Hint, hint_for
@@ -207,7 +208,7 @@ class Session:
 
     def add_events(self, ref: ObjectRef, events: tuple[FluxEvent, ...]) -> SessionSnapshot | None:
         """Attach an object's Events to the current snapshot, also a final one (it was made before they were read)."""
-        self.events[ref] = events
+        self.events[ref] = tuple(replace(event, message=redact_text(event.message)) for event in events)
         if self.snapshot is not None:
             self.snapshot = _with_events(self.snapshot, self.events)
         return self.snapshot
@@ -462,7 +463,9 @@ def _verdicts(
                 phase=Phase.PENDING,
                 message=f"failing since before this push, which may fix it: {result.message}",
             )
-    return verdicts
+    # A controller's message can name a URL with its credentials (source-controller: `unable to clone '<url>'`);
+    # redacted here, nothing downstream (terminal, --json, the store on disk, the tray) ever holds them.
+    return {ref: replace(result, message=redact_text(result.message)) for ref, result in verdicts.items()}
 
 
 def _chart_of(obj: FluxObject, objects: Mapping[ObjectRef, FluxObject]) -> FluxObject | None:

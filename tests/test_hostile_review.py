@@ -5,6 +5,7 @@ Real Flux objects (the corpus) and the simulator's own objects are the inputs; a
 
 from __future__ import annotations
 
+import json
 import logging
 import subprocess
 import sys
@@ -15,8 +16,13 @@ from typing import Any
 import pytest
 import yaml
 
+from fluxmon.core.kube import Cluster
+from fluxmon.core.manager import SessionManager
 from fluxmon.core.objects import is_flux_body, parse_flux_object
+from fluxmon.core.session import SessionSnapshot, SessionSpec, SessionState
 from fluxmon.core.spool import parse_session
+from fluxmon.core.store import SessionStore, snapshot_record
+from fluxmon.core.terminal import tree
 from fluxmon.core.verdict import Phase, verdict
 from fluxmon.demo import recorded
 from fluxmon.sim.kustomize_controller import KustomizeController
@@ -222,3 +228,48 @@ def test_the_simulated_controllers_report_a_malformed_object_once_not_at_every_p
     for _ in range(3):
         kustomize.reconcile_all()
     assert len(reports()) == 1, [r.getMessage() for r in reports()]
+
+
+SECRET = "s3cr3tTOKEN"
+
+
+@pytest.mark.parametrize("cluster", ["sim"], indirect=True)
+def test_a_controller_message_with_credentials_is_redacted_everywhere(fleet: Fleet, tmp_path: Path) -> None:
+    """source-controller's message names the URL it failed to clone (`unable to clone '<url>': …`), credentials
+    and all when `spec.url` holds them. Before, only the tray's notification redacted them: `wait`, `watch`,
+    `--json`, the details window, and the history and active files on disk showed the token."""
+    url = f"http://fluxbot:{SECRET}@127.0.0.1:9/fleet.git"
+    sources = fleet.cluster.admin.resource("source.toolkit.fluxcd.io/v1", "GitRepository")
+    fleet.cluster.admin.patch(sources, "flux-system", "flux-system", {"spec": {"url": url}})
+    fleet.watcher.wait_for(
+        lambda objs: SECRET in json.dumps(objs["GitRepository/flux-system"]["status"]), what="the clone failure"
+    )
+    spec = SessionSpec(
+        id="pushed",
+        remote_url="http://127.0.0.1:9/fleet.git",
+        branch="main",
+        commit=fleet.commit_and_push(SCALE_WEB, "scale web"),
+        repo=str(fleet.work),
+        reconcile=True,
+        timeout_seconds=60,
+    )
+    state = tmp_path / "state"
+    cluster = Cluster.connect(kubeconfig=str(fleet.cluster.kubeconfig))
+    manager = SessionManager(cluster, store=SessionStore(state))
+    snapshots: list[SessionSnapshot] = []
+    manager.subscribe(snapshots.append)
+    manager.start()
+    try:
+        manager.add(spec)
+        final = manager.wait_final(spec.id, timeout=60)
+    finally:
+        manager.stop()
+        cluster.close()
+    assert final is not None
+    assert final.state is SessionState.FAILED, final
+    assert "unable to clone 'http://***@127.0.0.1:9/fleet.git'" in final.message
+    for snapshot in snapshots:
+        assert SECRET not in json.dumps(snapshot_record(snapshot)), snapshot
+        assert SECRET not in tree(snapshot, verbosity="verbose", colour=False)
+    for path in state.rglob("*"):
+        assert not path.is_file() or SECRET not in path.read_text(encoding="utf-8"), path
