@@ -268,6 +268,7 @@ def test_a_controller_message_with_credentials_is_redacted_everywhere(fleet: Fle
     assert final is not None
     assert final.state is SessionState.FAILED, final
     assert "unable to clone 'http://***@127.0.0.1:9/fleet.git'" in final.message
+    assert final.message.count("unable to clone") == 1, "the simulator said it twice"
     for snapshot in snapshots:
         assert SECRET not in json.dumps(snapshot_record(snapshot)), snapshot
         assert SECRET not in tree(snapshot, verbosity="verbose", colour=False)
