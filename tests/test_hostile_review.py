@@ -5,10 +5,18 @@ Real Flux objects (the corpus) and the simulator's own objects are the inputs; a
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import logging
+import os
+import pty
+import re
+import struct
 import subprocess
 import sys
+import termios
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -274,3 +282,81 @@ def test_a_controller_message_with_credentials_is_redacted_everywhere(fleet: Fle
         assert SECRET not in tree(snapshot, verbosity="verbose", colour=False)
     for path in state.rglob("*"):
         assert not path.is_file() or SECRET not in path.read_text(encoding="utf-8"), path
+
+
+def terminal_screen(output: str) -> list[str]:
+    """The rows a terminal shows after `output`, for text that never wraps and only moves up (`ESC[nF`) and
+    clears to the end of the screen (`ESC[J`), as `watch` does."""
+    screen: list[str] = []
+    row = 0
+    for part in re.split(r"(\x1b\[\d+F|\x1b\[J)", output):
+        if match := re.fullmatch(r"\x1b\[(\d+)F", part):
+            row = max(row - int(match[1]), 0)
+        elif part == "\x1b[J":
+            del screen[row:]
+        elif part:
+            lines = part.split("\n")
+            screen[row:row] = lines[:-1]
+            row += len(lines) - 1
+            assert not lines[-1], f"watch ends every write with a newline: {part!r}"
+    return screen
+
+
+@pytest.mark.parametrize("cluster", ["sim"], indirect=True)
+def test_watch_keeps_a_warning_on_screen_above_the_tree_it_redraws(fleet: Fleet) -> None:
+    """A malformed object is reported once, on stderr, which shares the terminal with the tree. Before, the next
+    redraw moved up over as many rows as the tree had taken, so it erased the warning and left the old tree's first
+    row behind: the one report of the bad object was never seen."""
+    fleet.controllers.stop()
+    fleet.commit_and_push(SCALE_WEB, "scale web")
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 250, 0, 0))
+    args = [
+        sys.executable, "-m", "fluxmon", "watch", "--repo", str(fleet.work), "--kubeconfig",
+        str(fleet.cluster.kubeconfig), "--timeout", "30s", "--reconcile",
+    ]  # fmt: skip
+    process = subprocess.Popen(
+        args, stdout=follower, stderr=follower, env={**fleet.env, "NO_COLOR": "1", "COLUMNS": ""}
+    )
+    os.close(follower)
+    chunks: list[bytes] = []
+    drawn = threading.Event()
+
+    def read() -> None:
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError as exc:  # EIO: the other end was closed
+                if exc.errno != errno.EIO:
+                    raise
+                return
+            if not chunk:
+                return
+            chunks.append(chunk)
+            if b"pending" in b"".join(chunks):
+                drawn.set()
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        assert drawn.wait(30), b"".join(chunks)
+        sources = fleet.cluster.admin.resource("source.toolkit.fluxcd.io/v1", "GitRepository")
+        oops = {
+            "apiVersion": "source.toolkit.fluxcd.io/v1",
+            "kind": "GitRepository",
+            "metadata": {"name": "oops", "namespace": "flux-system"},
+            "spec": {"interval": "1m", "url": "http://[oops/x.git", "ref": {"branch": "main"}},
+        }
+        fleet.cluster.admin.create(sources, "flux-system", oops)
+        fleet.controllers.start()
+        assert process.wait(60) == 0
+    finally:
+        process.kill()
+        reader.join(10)
+        os.close(leader)
+    screen = terminal_screen(b"".join(chunks).decode("utf-8").replace("\r\n", "\n"))
+    warning = "GitRepository/flux-system/oops is malformed, read as empty where it is: spec.url: not a URL"
+    assert warning in screen[0], screen
+    assert screen[1].startswith(fleet.git("rev-parse", "--short=7", "HEAD")), screen
+    assert sum("fleet.git main · " in line for line in screen) == 1, screen
+    assert "fleet.git main · succeeded · " in screen[2], screen
