@@ -661,12 +661,13 @@ def _partial_report(
 
 
 def _kind_notes(spec: SessionSpec, states: Mapping[str, KindState]) -> list[str]:
+    """One note per trouble, naming the kinds it hits: an unreachable server is one sentence, not one per kind."""
     troubled = (KindStatus.FORBIDDEN, KindStatus.UNAUTHORIZED, KindStatus.UNREACHABLE)
-    return [
-        f"{state.kind}: {state.message}"
-        for kind, state in sorted(states.items())
-        if kind in spec.monitor_types and state.status in troubled
-    ]
+    kinds_by_message: dict[str, list[str]] = {}
+    for kind, state in sorted(states.items()):
+        if kind in spec.monitor_types and state.status in troubled:
+            kinds_by_message.setdefault(state.message, []).append(state.kind)
+    return [f"{', '.join(kinds)}: {message}" for message, kinds in kinds_by_message.items()]
 
 
 RECONCILE_RETRY_SECONDS = (2.0, 4.0, 8.0, 15.0, 30.0)

@@ -24,10 +24,11 @@ from typing import Any
 import pytest
 import yaml
 
+from fluxmon.core.cache import KindState, KindStatus
 from fluxmon.core.kube import Cluster
 from fluxmon.core.manager import SessionManager
 from fluxmon.core.objects import is_flux_body, parse_flux_object
-from fluxmon.core.session import SessionSnapshot, SessionSpec, SessionState
+from fluxmon.core.session import SessionSnapshot, SessionSpec, SessionState, evaluate
 from fluxmon.core.spool import parse_session
 from fluxmon.core.store import SessionStore, snapshot_record
 from fluxmon.core.terminal import tree
@@ -360,3 +361,15 @@ def test_watch_keeps_a_warning_on_screen_above_the_tree_it_redraws(fleet: Fleet)
     assert screen[1].startswith(fleet.git("rev-parse", "--short=7", "HEAD")), screen
     assert sum("fleet.git main · " in line for line in screen) == 1, screen
     assert "fleet.git main · succeeded · " in screen[2], screen
+
+
+def test_kinds_with_the_same_trouble_are_one_note() -> None:
+    """`wait` on a closed port printed the same sentence five times, once per kind, before its one-line error."""
+    message = "cannot reach the API server of context 'x' at http://127.0.0.1:9: [Errno 111] Connection refused"
+    states = {
+        kind: KindState(kind=kind, status=KindStatus.UNREACHABLE, message=message)
+        for kind in ("GitRepository", "OCIRepository", "Kustomization", "HelmRelease")
+    }
+    spec = SessionSpec(id="s", remote_url="ssh://git@github.com/acme/fleet", branch="main", commit="a" * 40)
+    snapshot = evaluate(spec, {}, states, now=spec.created_at + 1)
+    assert snapshot.notes == (f"GitRepository, HelmRelease, Kustomization, OCIRepository: {message}",)
