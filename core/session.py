@@ -641,13 +641,14 @@ def _partial_report(
     spec: SessionSpec, plan: Plan, verdicts: Mapping[ObjectRef, Verdict], sources: list[ObjectRef]
 ) -> str:
     """What was done and what was still pending, and why, when time ran out."""
-    minutes = spec.timeout_seconds / 60
+    seconds = spec.timeout_seconds
+    after = f"{seconds / 60:g}m" if seconds % 60 == 0 else f"{seconds:g}s"  # as given: "8s", not "0.133333m"
     if not sources:
         source = plan.sources[0]
         has = verdicts[source].revision if source in verdicts else ""
         unconfirmed = "" if spec.confirmed else " (the push was never confirmed: did it reach the remote?)"
         return (
-            f"timed out after {minutes:g}m: {source} never fetched {spec.commit[:7]} (it has "
+            f"timed out after {after}: {source} never fetched {spec.commit[:7]} (it has "
             f"{short_revision(has) or 'nothing'}){unconfirmed}; is source-controller running? "
             f"Try: flux reconcile source git {source.name} -n {source.namespace}"
         )
@@ -657,7 +658,7 @@ def _partial_report(
         for ref in plan.followed
         if ref in verdicts and verdicts[ref].phase is not Phase.READY
     ]
-    return f"timed out after {minutes:g}m: {len(ready)} ready, still pending: {', '.join(waiting)}"
+    return f"timed out after {after}: {len(ready)} ready, still pending: {', '.join(waiting)}"
 
 
 def _kind_notes(spec: SessionSpec, states: Mapping[str, KindState]) -> list[str]:

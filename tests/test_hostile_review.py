@@ -373,3 +373,21 @@ def test_kinds_with_the_same_trouble_are_one_note() -> None:
     spec = SessionSpec(id="s", remote_url="ssh://git@github.com/acme/fleet", branch="main", commit="a" * 40)
     snapshot = evaluate(spec, {}, states, now=spec.created_at + 1)
     assert snapshot.notes == (f"GitRepository, HelmRelease, Kustomization, OCIRepository: {message}",)
+
+
+@pytest.mark.parametrize(("timeout", "said"), [(8, "8s"), (90, "90s"), (300, "5m"), (5400, "90m")])
+def test_a_timeout_is_said_in_the_unit_it_was_given_in(timeout: int, said: str) -> None:
+    """`wait --timeout 8s` ended with "timed out after 0.133333m"."""
+    spec = SessionSpec(
+        id="s", remote_url="ssh://git@github.com/acme/fleet", branch="main", commit="a" * 40, timeout_seconds=timeout
+    )
+    states = {kind: KindState(kind=kind, status=KindStatus.SYNCED) for kind in ("GitRepository", "Kustomization")}
+    source = {
+        "apiVersion": "source.toolkit.fluxcd.io/v1",
+        "kind": "GitRepository",
+        "metadata": {"name": "fleet", "namespace": "flux-system", "generation": 1},
+        "spec": {"url": "ssh://git@github.com/acme/fleet", "ref": {"branch": "main"}},
+    }
+    snapshot = evaluate(spec, {parse_flux_object(source).ref: parse_flux_object(source)}, states, now=1e10)
+    assert snapshot.state is SessionState.TIMED_OUT, snapshot
+    assert snapshot.message.startswith(f"timed out after {said}: "), snapshot.message
