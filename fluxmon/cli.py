@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from fluxmon import __version__
 from fluxmon.core import hookinstall
 from fluxmon.core.cache import KindState, KindStatus
 from fluxmon.core.config import Config, load_config, parse_duration
-from fluxmon.core.discovery import check_remote_url, redact_url
+from fluxmon.core.discovery import check_remote_url, redact_text, redact_url
 from fluxmon.core.documents import iter_located_objects
 from fluxmon.core.errors import FluxmonError, GitError, InputError
 from fluxmon.core.gitpush import confirm_push, run_git, spool_for_repo
@@ -218,7 +219,8 @@ def run_assess(args: argparse.Namespace) -> int:
                 raise InputError(f"{where}: {exc}") from exc
             for problem in obj.problems:
                 print(display_line(f"fluxmon: {where}: {obj.ref}: {problem}; read as empty"), file=sys.stderr)
-            rows.append((obj, verdict(obj, target)))
+            result = verdict(obj, target)
+            rows.append((obj, replace(result, message=redact_text(result.message))))  # CI logs keep no token
     sys.stdout.write(table(rows) if args.output == "table" else json_lines(rows))
     sys.stdout.flush()
     return EXIT_FAILED if any(result.phase is Phase.FAILED for _, result in rows) else EXIT_OK

@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 import yaml
 
+from fluxmon.cli import main
 from fluxmon.core.cache import KindState, KindStatus
 from fluxmon.core.kube import Cluster
 from fluxmon.core.manager import SessionManager
@@ -391,3 +392,28 @@ def test_a_timeout_is_said_in_the_unit_it_was_given_in(timeout: int, said: str) 
     snapshot = evaluate(spec, {parse_flux_object(source).ref: parse_flux_object(source)}, states, now=1e10)
     assert snapshot.state is SessionState.TIMED_OUT, snapshot
     assert snapshot.message.startswith(f"timed out after {said}: "), snapshot.message
+
+
+def test_assess_redacts_credentials_in_messages(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`kubectl get gitrepositories -o yaml | fluxmon assess` in a CI job printed the token into the job's log."""
+    source = {
+        "apiVersion": "source.toolkit.fluxcd.io/v1",
+        "kind": "GitRepository",
+        "metadata": {"name": "fleet", "namespace": "flux-system", "generation": 1},
+        "spec": {"url": f"https://fluxbot:{SECRET}@git.example.com/fleet.git", "ref": {"branch": "main"}},
+        "status": {
+            "observedGeneration": -1,
+            "conditions": [
+                {"type": "Ready", "status": "False", "reason": "GitOperationFailed", "observedGeneration": 1,
+                 "message": f"failed to checkout and determine revision: unable to clone "
+                 f"'https://fluxbot:{SECRET}@git.example.com/fleet.git': authentication required"},
+            ],
+        },
+    }  # fmt: skip
+    path = tmp_path / "objects.json"
+    path.write_text(json.dumps(source))
+    for output in ("json", "table"):
+        assert main(["assess", "--output", output, str(path)]) == 1
+        shown = capsys.readouterr().out
+        assert SECRET not in shown
+        assert "unable to clone 'https://***@git.example.com/fleet.git'" in shown
