@@ -36,7 +36,7 @@ from fluxmon.core.terminal import tree
 from fluxmon.core.verdict import Phase, verdict
 from fluxmon.demo import recorded
 from fluxmon.sim.kustomize_controller import KustomizeController
-from tests.fleet import SCALE_WEB, Fleet, edit
+from tests.fleet import SCALE_WEB, UNHEALTHY_WEB, Fleet, edit
 
 CORPUS = Path(__file__).parent / "fixtures" / "flux-corpus"
 
@@ -417,3 +417,27 @@ def test_assess_redacts_credentials_in_messages(tmp_path: Path, capsys: pytest.C
         shown = capsys.readouterr().out
         assert SECRET not in shown
         assert "unable to clone 'https://***@git.example.com/fleet.git'" in shown
+
+
+HEALTHY_WEB_AGAIN = edit("apps/web.yaml", "  annotations:\n    sim.fluxmon.dev/simulate: unhealthy\n", "")
+
+
+def test_reverting_a_change_in_git_removes_it_from_the_cluster(fleet: Fleet) -> None:
+    """kustomize-controller applies server-side as its own field manager, so a field it applied and no longer
+    applies is removed. The sample fleet's README says "Revert the change and push again to see the fix deployed";
+    before, the simulated controller merged each manifest into the object, the annotation stayed, and the revert
+    failed like the break itself."""
+    unhealthy = fleet.push(UNHEALTHY_WEB, "An unhealthy web")
+    fleet.wait_phases(unhealthy, {"Kustomization/apps": Phase.FAILED})
+    fleet.commit_and_push(HEALTHY_WEB_AGAIN, "Revert: an unhealthy web")
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "fluxmon", "wait", "--repo", str(fleet.work), "--kubeconfig",
+            str(fleet.cluster.kubeconfig), "--timeout", "60s", "--reconcile",
+        ],
+        env=fleet.env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    deployments = fleet.cluster.admin.resource("apps/v1", "Deployment")
+    web = fleet.cluster.admin.get(deployments, "apps", "web")
+    assert "sim.fluxmon.dev/simulate" not in (web["metadata"].get("annotations") or {})
