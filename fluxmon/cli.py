@@ -17,8 +17,10 @@ import os
 import queue
 import shutil
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +28,7 @@ from fluxmon import __version__
 from fluxmon.core import hookinstall
 from fluxmon.core.cache import KindState, KindStatus
 from fluxmon.core.config import Config, load_config, parse_duration
-from fluxmon.core.discovery import check_remote_url, redact_url
+from fluxmon.core.discovery import check_remote_url, redact_text, redact_url
 from fluxmon.core.documents import iter_located_objects
 from fluxmon.core.errors import FluxmonError, GitError, InputError
 from fluxmon.core.gitpush import confirm_push, run_git, spool_for_repo
@@ -111,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
             description=(
                 f"{text[0].upper()}{text[1:]}. The commit, remote and branch default to the repository's HEAD and "
                 "its upstream. Exit status: 0 deployed, 1 failed, 2 usage, config or cluster error, 3 timed out, "
-                "4 no Flux source follows this remote and branch."
+                "4 no Flux source follows this remote and branch, 5 superseded (a force push rewrote it away)."
             ),
         )
         follow.add_argument("--repo", type=Path, default=Path(), metavar="DIR", help="the git repository (default: .)")
@@ -217,7 +219,8 @@ def run_assess(args: argparse.Namespace) -> int:
                 raise InputError(f"{where}: {exc}") from exc
             for problem in obj.problems:
                 print(display_line(f"fluxmon: {where}: {obj.ref}: {problem}; read as empty"), file=sys.stderr)
-            rows.append((obj, verdict(obj, target)))
+            result = verdict(obj, target)
+            rows.append((obj, replace(result, message=redact_text(result.message))))  # CI logs keep no token
     sys.stdout.write(table(rows) if args.output == "table" else json_lines(rows))
     sys.stdout.flush()
     return EXIT_FAILED if any(result.phase is Phase.FAILED for _, result in rows) else EXIT_OK
@@ -342,11 +345,14 @@ def run_sim_init_repo(args: argparse.Namespace) -> int:
 
 EXIT_TIMED_OUT = 3
 EXIT_NOT_DEPLOYED = 4
+EXIT_SUPERSEDED = 5
+"""Flux will never apply the commit (the branch's history no longer holds it), and nothing failed: not 1."""
 FOLLOW_EXIT = {
     SessionState.SUCCEEDED: EXIT_OK,
     SessionState.FAILED: EXIT_FAILED,
     SessionState.TIMED_OUT: EXIT_TIMED_OUT,
     SessionState.NOT_DEPLOYED: EXIT_NOT_DEPLOYED,
+    SessionState.SUPERSEDED: EXIT_SUPERSEDED,
 }
 
 
@@ -372,20 +378,47 @@ def run_watch(args: argparse.Namespace) -> int:
     colour = use_colour(sys.stdout)
     verbosity = args.verbosity or load_config(repo=args.repo).verbosity
     drawn = 0
+    shown = ""
+    screen = threading.Lock()
 
-    def show(snapshot: SessionSnapshot) -> None:
-        nonlocal drawn
-        text = tree(snapshot, verbosity=verbosity, colour=colour)
-        if live:
-            # Up over every row the last tree took, wrapped rows included, then clear to the end of the screen.
-            sys.stdout.write(f"\033[{drawn}F\033[J" if drawn else "")
-            drawn = screen_rows(text, shutil.get_terminal_size().columns)
-        elif not snapshot.state.final:
-            return  # in a pipe, only the final tree: a log full of redraws helps nobody
+    def draw(text: str) -> None:
+        """Up over every row the last tree took, wrapped rows included, clear to the end, and draw `text`."""
+        nonlocal drawn, shown
+        sys.stdout.write(f"\033[{drawn}F\033[J" if drawn else "")
+        drawn, shown = screen_rows(text, shutil.get_terminal_size().columns), text
         sys.stdout.write(text)
         sys.stdout.flush()
 
-    return _follow(args, show)
+    def show(snapshot: SessionSnapshot) -> None:
+        text = tree(snapshot, verbosity=verbosity, colour=colour)
+        if live:
+            with screen:
+                draw(text)
+        elif snapshot.state.final:  # in a pipe, only the final tree: a log full of redraws helps nobody
+            sys.stdout.write(text)
+            sys.stdout.flush()
+
+    class AboveTheTree(logging.Handler):
+        """A warning (a malformed object, said once) goes above the tree, which is drawn again below it: written
+        over the tree, the next redraw would erase it."""
+
+        def emit(self, record: logging.LogRecord) -> None:
+            nonlocal drawn
+            with screen:
+                sys.stdout.write(f"\033[{drawn}F\033[J" if drawn else "")
+                sys.stdout.flush()
+                drawn = 0
+                print(display_line(self.format(record)), file=sys.stderr, flush=True)
+                if shown:
+                    draw(shown)
+
+    handler = AboveTheTree(logging.WARNING)
+    if live:
+        logging.getLogger("fluxmon").addHandler(handler)
+    try:
+        return _follow(args, show)
+    finally:
+        logging.getLogger("fluxmon").removeHandler(handler)
 
 
 def _follow(args: argparse.Namespace, show: Callable[[SessionSnapshot], None]) -> int:

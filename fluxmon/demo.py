@@ -32,6 +32,7 @@ from fluxmon.core.session import SessionSnapshot, SessionSpec, SessionState, spe
 from fluxmon.core.spool import SessionRequest, SpoolReader
 from fluxmon.core.store import SessionStore
 from fluxmon.core.terminal import progress_lines, tree, use_colour
+from fluxmon.core.text import display_line
 from fluxmon.signals import StopSignals
 from fluxmon.sim.cluster import SimCluster
 from fluxmon.sim.controllers import DEMO_TIMINGS, TEST_TIMINGS
@@ -276,8 +277,13 @@ class _Pipeline:
         self.cluster.close()
 
     def _spooled(self, request: SessionRequest) -> None:
-        self._say(f"► the hooks recorded the push of {request.new_sha[:7]} to {request.branch}")
+        self._say(recorded(request))
         self.manager.add(spec_from_request(request, default_timeout=SESSION_TIMEOUT_SECONDS))
+
+
+def recorded(request: SessionRequest) -> str:
+    """What the demo says when a session file lands: a tag is named too (`request.branch` is "" for one)."""
+    return f"► the hooks recorded the push of {request.new_sha[:7]} to {display_line(request.ref_name)}"
 
 
 def _printer(out: TextIO) -> Callable[[str], None]:
