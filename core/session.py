@@ -40,7 +40,7 @@ from fluxmon.core.plan import (
     normalize_remote_url,
     plan_for_push,
 )
-from fluxmon.core.redact import redact_url
+from fluxmon.core.redact import redact_text, redact_url
 from fluxmon.core.revision import parse_revision, revision_matches, short_revision, short_sha
 from fluxmon.core.spool import SessionRequest
 from fluxmon.core.verdict import Phase, Verdict, display_revision, verdict
@@ -218,7 +218,7 @@ class Session:
 
     def add_events(self, ref: ObjectRef, events: tuple[FluxEvent, ...]) -> SessionSnapshot | None:
         """Attach an object's Events to the current snapshot, also a final one (it was made before they were read)."""
-        self.events[ref] = events
+        self.events[ref] = tuple(replace(event, message=redact_text(event.message)) for event in events)
         if self.snapshot is not None:
             self.snapshot = _with_events(self.snapshot, self.events)
         return self.snapshot
@@ -466,13 +466,18 @@ def _verdicts(
             )
     for ref in (*plan.sources, *plan.helm_releases):
         result = verdicts.get(ref)
-        if result is not None and _failing_since_before_the_push(objects[ref], result, pushed_at):
+        parent = objects[ref].owner if result is not None else None
+        parent_verdict = verdicts.get(parent) if parent else None
+        applied = parent_verdict is None or parent_verdict.phase is Phase.READY
+        if result is not None and _failing_since_before_the_push(objects[ref], result, pushed_at, applied=applied):
             verdicts[ref] = replace(
                 result,
                 phase=Phase.PENDING,
                 message=f"failing since before this push, which may fix it: {result.message}",
             )
-    return verdicts
+    # A controller's message can name a URL with its credentials (source-controller: `unable to clone '<url>'`);
+    # redacted here, nothing downstream (terminal, --json, the store on disk, the tray) ever holds them.
+    return {ref: replace(result, message=redact_text(result.message)) for ref, result in verdicts.items()}
 
 
 def _chart_of(obj: FluxObject, objects: Mapping[ObjectRef, FluxObject]) -> FluxObject | None:
@@ -482,21 +487,22 @@ def _chart_of(obj: FluxObject, objects: Mapping[ObjectRef, FluxObject]) -> FluxO
     return objects.get(obj.source_ref)
 
 
-def _failing_since_before_the_push(obj: FluxObject, result: Verdict, pushed_at: float) -> bool:
+def _failing_since_before_the_push(obj: FluxObject, result: Verdict, pushed_at: float, *, applied: bool) -> bool:
     """Whether a source's or HelmRelease's failure, which names no commit, is older than the push.
 
     Such a failure (a branch the push creates, a Secret it adds, a values error it fixes) is not this push's
     failure until the controller has tried again. Flux moves a condition's lastTransitionTime only when its status,
     reason or message change (fluxcd/pkg runtime/conditions/setter.go, Set), so the same failure, retried, keeps
     its old time; and a reconcile request handled after the push (the session's own, with --reconcile and in the
-    tray) means it has been tried again. A Stalled object only moves with a spec change, which a new generation
-    shows anyway, so its failure stands.
+    tray) means it has been tried again. A Stalled object only moves with a spec change, which the push that fixes
+    it brings: the stall stands once the Kustomization that applies the object (`applied`, True when there is none)
+    has applied the push and the generation has not moved.
     """
     if result.phase is not Phase.FAILED or result.target_matched:
         return False
     stalled = obj.condition("Stalled")
     if stalled is not None and stalled.status == "True":
-        return False
+        return not applied
     since = _timestamp(result.transitioned_at)
     handled = _timestamp(obj.last_handled_reconcile_at)
     # Flux truncates condition times to the second (setter.go), so a failure in the push's own second is new.
@@ -591,7 +597,7 @@ def _judge(
         result = verdicts.get(ref)
         if result is not None and result.phase is Phase.FAILED:
             first_line = result.message.strip().splitlines()[0] if result.message.strip() else ""
-            at = f" at {overtaken[ref][:7]}, a newer commit that contains {target}" if ref in overtaken else ""
+            at = f" at {short_sha(overtaken[ref])}, a newer commit that contains {target}" if ref in overtaken else ""
             return (
                 SessionState.FAILED,
                 f"{ref.kind} {ref.namespace}/{ref.name} failed{at}: {result.reason}: {first_line}",
@@ -647,13 +653,14 @@ def _partial_report(
     spec: SessionSpec, plan: Plan, verdicts: Mapping[ObjectRef, Verdict], sources: list[ObjectRef]
 ) -> str:
     """What was done and what was still pending, and why, when time ran out."""
-    minutes = spec.timeout_seconds / 60
+    seconds = spec.timeout_seconds
+    after = f"{seconds / 60:g}m" if seconds % 60 == 0 else f"{seconds:g}s"  # as given: "8s", not "0.133333m"
     if not sources:
         source = plan.sources[0]
         has = verdicts[source].revision if source in verdicts else ""
         unconfirmed = "" if spec.confirmed else " (the push was never confirmed: did it reach the remote?)"
         return (
-            f"timed out after {minutes:g}m: {source} never fetched {short_sha(spec.commit)} (it has "
+            f"timed out after {after}: {source} never fetched {short_sha(spec.commit)} (it has "
             f"{short_revision(has) or 'nothing'}){unconfirmed}; is source-controller running? "
             f"Try: flux reconcile source git {source.name} -n {source.namespace}"
         )
@@ -663,15 +670,16 @@ def _partial_report(
         for ref in plan.followed
         if ref in verdicts and verdicts[ref].phase is not Phase.READY
     ]
-    return f"timed out after {minutes:g}m: {len(ready)} ready, still pending: {', '.join(waiting)}"
+    return f"timed out after {after}: {len(ready)} ready, still pending: {', '.join(waiting)}"
 
 
 def _kind_notes(spec: SessionSpec, states: Mapping[str, KindState]) -> list[str]:
-    return [
-        f"{state.kind}: {state.message}"
-        for kind, state in sorted(states.items())
-        if kind in spec.monitor_types and state.status in TROUBLED_STATUSES
-    ]
+    """One note per trouble, naming the kinds it hits: an unreachable server is one sentence, not one per kind."""
+    kinds_by_message: dict[str, list[str]] = {}
+    for kind, state in sorted(states.items()):
+        if kind in spec.monitor_types and state.status in TROUBLED_STATUSES:
+            kinds_by_message.setdefault(state.message, []).append(state.kind)
+    return [f"{', '.join(kinds)}: {message}" for message, kinds in kinds_by_message.items()]
 
 
 RECONCILE_RETRY_SECONDS = (2.0, 4.0, 8.0, 15.0, 30.0)

@@ -372,9 +372,10 @@ def _generation_of(obj: FluxObject, condition: Condition) -> int | None:
 
 def _failure(obj: FluxObject) -> Condition:
     """The condition that holds the concrete error; for a HelmRelease after remediation, Ready only says that the
-    rollback or uninstall succeeded, while Released (or TestSuccess) still holds the failure."""
+    rollback or uninstall succeeded, while Released (or TestSuccess) still holds the failure. A failure before any
+    release action (a values error) is Ready's own, and the Released condition left by an earlier action is stale."""
     ready = obj.condition("Ready") or Condition(type="Ready", status="False")
-    if obj.kind == "HelmRelease":
+    if obj.kind == "HelmRelease" and not (ready.status == "False" and ready.reason in HELM_PREREQUISITE_FAILURES):
         for condition_type in ("Released", "TestSuccess"):
             condition = obj.condition(condition_type)
             if condition is not None and condition.status == "False" and condition.message:

@@ -89,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
             description=(
                 f"{text[0].upper()}{text[1:]}. The commit, remote and branch default to the repository's HEAD and "
                 "its upstream. Exit status: 0 deployed, 1 failed, 2 usage, config or cluster error, 3 timed out, "
-                "4 no Flux source follows this remote and branch."
+                "4 no Flux source follows this remote and branch, 5 superseded (a force push rewrote it away)."
             ),
         )
         follow.add_argument("--repo", type=Path, default=Path(), metavar="DIR", help="the git repository (default: .)")

@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from fluxmon.core.engine import Engine
 from fluxmon.core.errors import InputError
 from fluxmon.core.gitpush import confirm_push, spool_for_repo
 from fluxmon.core.objects import FluxObject, is_flux_body, parse_flux_object
+from fluxmon.core.redact import redact_text
 from fluxmon.core.render import json_lines, table
 from fluxmon.core.revision import normalize_commit
 from fluxmon.core.spool import lock_holder
@@ -48,7 +50,8 @@ def run_assess(args: argparse.Namespace) -> int:
                 raise InputError(f"{where}: {exc}") from exc
             for problem in obj.problems:
                 print(display_line(f"fluxmon: {where}: {obj.ref}: {problem}; read as empty"), file=sys.stderr)
-            rows.append((obj, verdict(obj, target)))
+            result = verdict(obj, target)
+            rows.append((obj, replace(result, message=redact_text(result.message))))  # CI logs keep no token
     sys.stdout.write(table(rows) if args.output == "table" else json_lines(rows))
     sys.stdout.flush()
     return EXIT_FAILED if any(result.phase is Phase.FAILED for _, result in rows) else EXIT_OK

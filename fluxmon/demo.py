@@ -31,6 +31,7 @@ from fluxmon.core.revision import short_sha
 from fluxmon.core.session import SessionSnapshot, SessionSpec, SessionState
 from fluxmon.core.spool import SessionRequest
 from fluxmon.core.terminal import progress_lines, tree, use_colour
+from fluxmon.core.text import display_line
 from fluxmon.signals import StopSignals
 from fluxmon.sim.cluster import SimCluster
 from fluxmon.sim.controllers import DEMO_TIMINGS, TEST_TIMINGS
@@ -147,7 +148,7 @@ def _engine(
 
 def _run_headless(workdir: Path, script: _Script, narrator: _Narrator, *, keep: bool) -> int:
     def spooled(request: SessionRequest) -> None:
-        narrator.say(f"► the hooks recorded the push of {short_sha(request.new_sha)} to {request.branch}")
+        narrator.say(recorded(request))
 
     engine = _engine(workdir, default_timeout=SESSION_TIMEOUT_SECONDS, on_spooled=spooled)
     engine.subscribe(narrator.show)
@@ -274,6 +275,11 @@ class _Narrator:
 
 STOP_CHECK_SECONDS = 0.5
 """How often the script, while it waits for a session to end, checks whether the tray was quit."""
+
+
+def recorded(request: SessionRequest) -> str:
+    """What the demo says when a session file lands: a tag is named too (`request.branch` is "" for one)."""
+    return f"► the hooks recorded the push of {short_sha(request.new_sha)} to {display_line(request.ref_name)}"
 
 
 def _printer(out: TextIO) -> Callable[[str], None]:

@@ -5,6 +5,7 @@
 2  usage, input, config or cluster error
 3  `wait`/`watch`: timed out
 4  `wait`/`watch`: no Flux source follows this remote and branch
+5  `wait`/`watch`: superseded (a force push rewrote the commit away)
 """
 
 from __future__ import annotations
@@ -14,3 +15,5 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_TIMED_OUT = 3
 EXIT_NOT_DEPLOYED = 4
+EXIT_SUPERSEDED = 5
+"""Flux will never apply the commit (the branch's history no longer holds it), and nothing failed: not 1."""

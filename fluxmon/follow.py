@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import queue
 import shutil
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,13 +27,14 @@ from fluxmon.core.session import SessionSnapshot, SessionSpec, SessionState
 from fluxmon.core.store import snapshot_record
 from fluxmon.core.terminal import progress_lines, screen_rows, tree, use_colour
 from fluxmon.core.text import display_line
-from fluxmon.exits import EXIT_FAILED, EXIT_NOT_DEPLOYED, EXIT_OK, EXIT_TIMED_OUT
+from fluxmon.exits import EXIT_FAILED, EXIT_NOT_DEPLOYED, EXIT_OK, EXIT_SUPERSEDED, EXIT_TIMED_OUT
 
 FOLLOW_EXIT = {
     SessionState.SUCCEEDED: EXIT_OK,
     SessionState.FAILED: EXIT_FAILED,
     SessionState.TIMED_OUT: EXIT_TIMED_OUT,
     SessionState.NOT_DEPLOYED: EXIT_NOT_DEPLOYED,
+    SessionState.SUPERSEDED: EXIT_SUPERSEDED,
 }
 
 
@@ -57,20 +60,47 @@ def run_watch(args: argparse.Namespace) -> int:
     colour = use_colour(sys.stdout)
     verbosity = args.verbosity or load_config(repo=args.repo).verbosity
     drawn = 0
+    shown = ""
+    screen = threading.Lock()
 
-    def show(snapshot: SessionSnapshot) -> None:
-        nonlocal drawn
-        text = tree(snapshot, verbosity=verbosity, colour=colour)
-        if live:
-            # Up over every row the last tree took, wrapped rows included, then clear to the end of the screen.
-            sys.stdout.write(f"\033[{drawn}F\033[J" if drawn else "")
-            drawn = screen_rows(text, shutil.get_terminal_size().columns)
-        elif not snapshot.state.final:
-            return  # in a pipe, only the final tree: a log full of redraws helps nobody
+    def draw(text: str) -> None:
+        """Up over every row the last tree took, wrapped rows included, clear to the end, and draw `text`."""
+        nonlocal drawn, shown
+        sys.stdout.write(f"\033[{drawn}F\033[J" if drawn else "")
+        drawn, shown = screen_rows(text, shutil.get_terminal_size().columns), text
         sys.stdout.write(text)
         sys.stdout.flush()
 
-    return _follow(args, show)
+    def show(snapshot: SessionSnapshot) -> None:
+        text = tree(snapshot, verbosity=verbosity, colour=colour)
+        if live:
+            with screen:
+                draw(text)
+        elif snapshot.state.final:  # in a pipe, only the final tree: a log full of redraws helps nobody
+            sys.stdout.write(text)
+            sys.stdout.flush()
+
+    class AboveTheTree(logging.Handler):
+        """A warning (a malformed object, said once) goes above the tree, which is drawn again below it: written
+        over the tree, the next redraw would erase it."""
+
+        def emit(self, record: logging.LogRecord) -> None:
+            nonlocal drawn
+            with screen:
+                sys.stdout.write(f"\033[{drawn}F\033[J" if drawn else "")
+                sys.stdout.flush()
+                drawn = 0
+                print(display_line(self.format(record)), file=sys.stderr, flush=True)
+                if shown:
+                    draw(shown)
+
+    handler = AboveTheTree(logging.WARNING)
+    if live:
+        logging.getLogger("fluxmon").addHandler(handler)
+    try:
+        return _follow(args, show)
+    finally:
+        logging.getLogger("fluxmon").removeHandler(handler)
 
 
 def _follow(args: argparse.Namespace, show: Callable[[SessionSnapshot], None]) -> int:

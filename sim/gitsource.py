@@ -18,7 +18,7 @@ def repo_path(url: str) -> Path:
     if url.startswith("file://"):
         return Path(urlsplit(url).path)
     if "://" in url or (":" in url and not url.startswith("/")):
-        raise GitSourceError(f"unable to clone '{url}': the simulator only follows local repositories (file://)")
+        raise GitSourceError("the simulator only follows local repositories (file://)")
     return Path(url)
 
 

@@ -54,6 +54,8 @@ class KustomizeController(Reconciler):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._waiting: dict[ObjKey, str] = {}
+        self._applied: dict[str, dict[str, Any]] = {}
+        """What was last applied to each object (by its ref): a field applied then and not now is removed."""
 
     def reconcile_kustomization(self, key: ObjKey, obj: dict[str, Any]) -> None:
         spec = obj.get("spec") or {}
@@ -224,7 +226,7 @@ class KustomizeController(Reconciler):
                     raise
                 written, result = self.client.create(resource, namespace, body), "created"
             else:
-                written = self.client.patch(resource, namespace, name, body)
+                written = self.client.patch(resource, namespace, name, _dropping(self._applied.get(ref), body))
                 result = (
                     "configured"
                     if written["metadata"]["resourceVersion"] != current["metadata"]["resourceVersion"]
@@ -232,6 +234,7 @@ class KustomizeController(Reconciler):
                 )
         except ApiStatusError as error:
             raise Failed("ReconciliationFailed", f"{ref} dry-run failed: {error.message}") from error
+        self._applied[ref] = body
         if kind == "Deployment":
             self._simulate_deployment(resource, written)
         return ref, resource, namespace, result
@@ -404,3 +407,17 @@ def _yaml_problem(error: yaml.YAMLError) -> str:
     mark = getattr(error, "problem_mark", None)
     problem = getattr(error, "problem", None) or str(error).splitlines()[0]
     return f"yaml: line {mark.line + 1}: {problem}" if mark is not None else f"yaml: {problem}"
+
+
+def _dropping(before: dict[str, Any] | None, now: dict[str, Any]) -> dict[str, Any]:
+    """A merge patch that applies `now` and removes what was applied `before` and is no longer: the field manager
+    of server-side apply, which kustomize-controller uses, owns those fields and drops them (an annotation or a
+    `valuesFrom` reverted in git leaves the cluster too). Fields other managers set (`flux reconcile`'s
+    requestedAt) are never in `before`, so they stay."""
+    patch = dict(now)
+    for field, old in (before or {}).items():
+        if field not in now:
+            patch[field] = None
+        elif isinstance(old, dict) and isinstance(now[field], dict):
+            patch[field] = _dropping(old, now[field])
+    return patch

@@ -163,6 +163,8 @@ class Reconciler:
         self._steps: dict[ObjKey, Step] = {}
         self._handled: dict[ObjKey, tuple[Any, ...]] = {}
         self._next: dict[ObjKey, float] = {}
+        self._broken: dict[ObjKey, int] = {}
+        """The resourceVersion of each object whose reconcile raised, last said in the log."""
         self._written: dict[ObjKey, int] = {}
         """The resourceVersion of each object's last status write: it is not reconciled again until the informer
         has it, as helm-controller waits for its cache after a patch (helmrelease_controller.go,
@@ -195,7 +197,11 @@ class Reconciler:
                     log.info("%s/%s/%s: %s", *key, error)
                     self._steps.pop(key, None)
                 except Exception:
-                    log.exception("reconciling %s/%s/%s failed", *key)
+                    # Said once per version of the object, not at every pass: the simulated API server does no
+                    # schema validation, so an object a real one would refuse (`path: 12`) stays until it changes.
+                    if self._broken.get(key) != _version(obj):
+                        self._broken[key] = _version(obj)
+                        log.exception("reconciling %s/%s/%s failed", *key)
                     self._steps.pop(key, None)
 
     # --- when to reconcile -----------------------------------------------------------------------------------
