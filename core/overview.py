@@ -27,6 +27,7 @@ from fluxmon.core.marks import STATE_LOOKS, TrayState
 from fluxmon.core.redact import redact_text
 from fluxmon.core.render import one_line
 from fluxmon.core.session import Role, SessionSnapshot, SessionState
+from fluxmon.core.text import display_line, display_text
 from fluxmon.core.verdict import Phase
 
 TOOLTIP_SESSION_LINES = 4
@@ -94,24 +95,21 @@ def overview(
     if paused_until is not None and state is not TrayState.FAILED:
         state = TrayState.PAUSED
     summary = session_line(newest_first[0]) if newest_first else "No pushes yet"
-    return Overview(
-        state=state,
-        tooltip=_tooltip(
-            state,
-            list(counted.values()),
-            cluster_problem=cluster_problem,
-            paused_until=paused_until,
-            config_problem=config_problem,
-        ),
-        summary=summary,
+    tooltip = _tooltip(
+        state,
+        list(counted.values()),
+        cluster_problem=cluster_problem,
+        paused_until=paused_until,
+        config_problem=config_problem,
     )
+    return Overview(state=state, tooltip=display_text(tooltip), summary=summary)
 
 
 def session_line(snapshot: SessionSnapshot) -> str:
     """`✗ main@1a2b3c4 failed: Kustomization/apps BuildFailed (42s)`: one session in one line."""
     mark = STATE_LOOKS[tray_state_of(snapshot) or TrayState.IDLE].mark
     text = f"{mark} {snapshot.branch}@{snapshot.short_commit} {describe(snapshot)}"
-    return f"{text} ({format_duration(snapshot.elapsed)})"
+    return display_line(f"{text} ({format_duration(snapshot.elapsed)})")  # git's and the cluster's text
 
 
 def describe(snapshot: SessionSnapshot) -> str:

@@ -111,7 +111,7 @@ class KustomizeController(Reconciler):
             return
         blocker = self._blocking_dependency(key, obj, revision)
         if blocker:
-            self._wait(key, obj, "DependencyNotReady", blocker)
+            self._wait(key, obj, "DependencyNotReady", blocker, revision=revision)
             return
         self._waiting.pop(key, None)
         conditions = Conditions(obj)
@@ -122,14 +122,21 @@ class KustomizeController(Reconciler):
         self.write_status(key, conditions)
         self._steps[key] = Step("build", now + self.timings.build_seconds, revision, now, desired, {"source": source})
 
-    def _wait(self, key: ObjKey, obj: dict[str, Any], reason: str, message: str) -> None:
+    def _wait(self, key: ObjKey, obj: dict[str, Any], reason: str, message: str, *, revision: str = "") -> None:
         """Ready=False for a reason outside the object (a dependency, a source), written once per message."""
         if self._waiting.get(key) == message:
             return
         self._waiting[key] = message
         if reason == "DependencyNotReady":
+            # kustomize-controller records the source artifact's revision on it (internal/controller/
+            # kustomization_controller.go: r.event(..., source.GetArtifact().Revision, EventSeverityInfo, ...)).
             self.event(
-                key, obj, "Normal", reason, "Dependencies do not meet ready condition, retrying in 30s", revision=""
+                key,
+                obj,
+                "Normal",
+                reason,
+                "Dependencies do not meet ready condition, retrying in 30s",
+                revision=revision,
             )
         conditions = Conditions(obj)
         conditions.set("Ready", "False", reason, message)

@@ -15,12 +15,13 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from fluxmon.core.objects import ObjectRef, parse_flux_object
-from fluxmon.core.overview import notification_for
+from fluxmon.core.overview import notification_for, overview
 from fluxmon.core.render import json_lines
 from fluxmon.core.session import SessionState, evaluate
 from fluxmon.core.terminal import progress_lines, screen_rows, tree
 from fluxmon.core.text import display_line, display_text, display_width, json_text
 from fluxmon.core.verdict import Phase, Verdict
+from fluxmon.tray.menu import build_menu, outline
 from fluxmon.tray.notify import DbusNotifier
 from harness.desktop import Desktop, wait_until
 from harness.snapshots import APPS, failed_snapshot
@@ -118,6 +119,7 @@ def root(tk_display: str) -> Iterator[tkinter.Tk]:
     gc.collect()
 
 
+@pytest.mark.tk
 def test_the_details_window_shows_no_raw_control_characters(root: tkinter.Tk) -> None:
     from fluxmon.tray.details import DetailsWindow
 
@@ -201,3 +203,17 @@ def test_a_failure_is_printed_once() -> None:
     lines = progress_lines(None, failed)
     assert sum(BUILD_ERROR in line for line in lines) == 1  # the final line, which `wait` ends with
     assert lines[-1].startswith("✗ Kustomization flux-system/apps failed: BuildFailed: kustomize build failed")
+
+
+def test_the_tray_s_tooltip_and_menu_carry_no_raw_control_characters() -> None:
+    # The branch name is git's text and the reason the cluster's: both reach the tray host as they are.
+    hostile = failed_snapshot(branch=f"main{HOSTILE}")
+    hostile = replace(
+        hostile,
+        resources=tuple(replace(r, reason=f"BuildFailed{HOSTILE}") if r.ref == APPS else r for r in hostile.resources),
+    )
+    view = overview([hostile], cluster_problem=f"cannot reach {HOSTILE}")
+    menu = "\n".join(outline(build_menu(summary=view.summary, recent=[hostile], paused_until=None, can_reconcile=True)))
+    for shown in (view.tooltip, view.summary, menu):
+        assert not RAW_CONTROLS.search(shown.replace("\n", "")), repr(shown)
+    assert "main" in view.summary
