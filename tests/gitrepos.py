@@ -6,11 +6,11 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.processes import wait_for_children
+from tests.processes import children, wait_for_children
 
 
 def isolated_env(root: Path) -> dict[str, str]:
@@ -38,6 +38,9 @@ class Repos:
 
     root: Path
     env: dict[str, str]
+    elders: set[int] = field(default_factory=children)
+    """The test process's children before these repos existed (a session's display server): not the hooks' to
+    wait for, and never to be killed as a stuck confirmer."""
 
     @property
     def remote(self) -> Path:
@@ -88,7 +91,7 @@ class Repos:
         return result
 
     def settle(self) -> None:
-        stuck = wait_for_children(timeout=30)
+        stuck = wait_for_children(timeout=30, ignore=self.elders)
         assert not stuck, f"the confirmer did not finish: {stuck}"
 
     def sessions(self) -> list[dict[str, Any]]:
