@@ -13,7 +13,6 @@ if TYPE_CHECKING:
     import tkinter
 
 tk = pytest.importorskip("tkinter", reason="this Python was built without Tk (Debian: python3-tk, or tk-dev)")
-pytestmark = pytest.mark.tk
 
 from fluxmon.core.session import SessionState  # noqa: E402 - after the skip: tray.details imports tkinter
 from fluxmon.tray.details import DetailsWindow, title_for  # noqa: E402

@@ -119,7 +119,6 @@ def root(tk_display: str) -> Iterator[tkinter.Tk]:
     gc.collect()
 
 
-@pytest.mark.tk
 def test_the_details_window_shows_no_raw_control_characters(root: tkinter.Tk) -> None:
     from fluxmon.tray.details import DetailsWindow
 
