@@ -29,7 +29,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import time
 from typing import Any
 
 import yaml
@@ -74,17 +73,10 @@ class HelmController(Reconciler):
         self._waiting: dict[ObjKey, str] = {}
 
     def reconcile_helmrelease(self, key: ObjKey, obj: dict[str, Any]) -> None:
-        spec = obj.get("spec") or {}
-        if spec.get("suspend"):
+        finished = self.finished_step(key, obj, self._start)
+        if finished is None:
             return
-        now = time.monotonic()
-        step = self._steps.get(key)
-        if step is None:
-            self._start(key, obj, spec, now)
-            return
-        if now < step.due:
-            return
-        del self._steps[key]
+        step, now = finished
         if step.stage == "release":
             self._released(key, obj, step, now)
         else:

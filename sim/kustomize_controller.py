@@ -19,7 +19,6 @@ unhealthy` never becomes ready: HealthCheckFailed after the health timeout.
 from __future__ import annotations
 
 import posixpath
-import time
 import uuid
 from typing import Any
 
@@ -58,17 +57,11 @@ class KustomizeController(Reconciler):
         """What was last applied to each object (by its ref): a field applied then and not now is removed."""
 
     def reconcile_kustomization(self, key: ObjKey, obj: dict[str, Any]) -> None:
+        finished = self.finished_step(key, obj, self._start)
+        if finished is None:
+            return
+        step, now = finished
         spec = obj.get("spec") or {}
-        if spec.get("suspend"):
-            return
-        now = time.monotonic()
-        step = self._steps.get(key)
-        if step is None:
-            self._start(key, obj, spec, now)
-            return
-        if now < step.due:
-            return
-        del self._steps[key]
         conditions = Conditions(obj)
         try:
             if step.stage == "build":

@@ -21,6 +21,7 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -147,6 +148,10 @@ class Conditions:
         return sorted(self._items, key=order)
 
 
+StepStarter = Callable[[ObjKey, dict[str, Any], dict[str, Any], float], None]
+"""Starts a step for (key, object, spec, now)."""
+
+
 class Reconciler:
     """One simulated controller: the kinds it reconciles, and the bookkeeping and writes every controller shares."""
 
@@ -169,6 +174,25 @@ class Reconciler:
         """The resourceVersion of each object's last status write: it is not reconciled again until the informer
         has it, as helm-controller waits for its cache after a patch (helmrelease_controller.go,
         `waitForHistoryCacheSync`); otherwise a step would start from a status it has already replaced."""
+
+    def finished_step(self, key: ObjKey, obj: dict[str, Any], start: StepStarter) -> tuple[Step, float] | None:
+        """The object's step whose time has come, taken off the schedule, with the time now; else None.
+
+        With no step running, `start` is asked to start one. A suspended object is left alone, as every Flux
+        controller leaves it.
+        """
+        spec = obj.get("spec") or {}
+        if spec.get("suspend"):
+            return None
+        now = time.monotonic()
+        step = self._steps.get(key)
+        if step is None:
+            start(key, obj, spec, now)
+            return None
+        if now < step.due:
+            return None
+        del self._steps[key]
+        return step, now
 
     def resource(self, kind: str) -> Resource:
         found = self._resources.get(kind)

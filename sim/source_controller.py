@@ -59,17 +59,10 @@ class SourceController(Reconciler):
     # --- GitRepository -------------------------------------------------------------------------------------------
 
     def reconcile_gitrepository(self, key: ObjKey, obj: dict[str, Any]) -> None:
-        spec = obj.get("spec") or {}
-        if spec.get("suspend"):
+        finished = self.finished_step(key, obj, self._start_git_fetch)
+        if finished is None:
             return
-        now = time.monotonic()
-        step = self._steps.get(key)
-        if step is None:
-            self._start_git_fetch(key, obj, spec, now)
-            return
-        if now < step.due:
-            return
-        del self._steps[key]
+        step, now = finished
         stored = f"stored artifact for revision '{step.revision}'"
         conditions = Conditions(obj)
         for stale in ("ArtifactOutdated", "FetchFailed", "Reconciling", "Stalled"):
@@ -92,7 +85,7 @@ class SourceController(Reconciler):
             lastHandledReconcileAt=step.handles[1] or None,
             artifact=_artifact(key, step.revision, f"{sha}.tar.gz"),
         )
-        self.settle(key, step.handles, now + self.interval(spec))
+        self.settle(key, step.handles, now + self.interval(obj.get("spec") or {}))
 
     def _start_git_fetch(self, key: ObjKey, obj: dict[str, Any], spec: dict[str, Any], now: float) -> None:
         status = obj.get("status") or {}
