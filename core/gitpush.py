@@ -38,7 +38,7 @@ from fluxmon.core.errors import GitError
 from fluxmon.core.git import run_git
 from fluxmon.core.redact import redact_url
 from fluxmon.core.revision import short_sha
-from fluxmon.core.spool import MAX_CHANGED_PATHS, SCHEMA, write_session
+from fluxmon.core.spool import MAX_CHANGED_PATHS, SCHEMA, created_at_text, write_session
 
 log = logging.getLogger("fluxmon.hooks")
 
@@ -269,7 +269,7 @@ def session_record(
         "schema": SCHEMA,
         "id": f"{push_id}-{ref.kind}-{uuid.uuid4().hex[:8]}",
         "push_id": push_id,
-        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "created_at": created_at_text(time.time()),
         "repo": str(push.repo),
         "remote": {"name": push.remote if push.remote != push.url else "", "url": redact_url(remote_url)},
         "ref": {

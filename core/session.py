@@ -22,7 +22,7 @@ import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
 
@@ -42,7 +42,7 @@ from fluxmon.core.plan import (
 )
 from fluxmon.core.redact import redact_text, redact_url
 from fluxmon.core.revision import parse_revision, revision_matches, short_revision, short_sha
-from fluxmon.core.spool import SessionRequest
+from fluxmon.core.spool import SessionRequest, created_at_seconds
 from fluxmon.core.verdict import Phase, Verdict, display_revision, verdict
 
 
@@ -695,10 +695,7 @@ def reconcile_retry_delay(attempt: int) -> float:
 def spec_from_request(request: SessionRequest, *, default_timeout: float = DEFAULT_TIMEOUT_SECONDS) -> SessionSpec:
     """The session for a push the hooks spooled, with the settings the hook recorded for that repo."""
     settings = request.settings
-    try:
-        created = datetime.strptime(request.created_at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
-    except ValueError:
-        created = time.time()
+    created = created_at_seconds(request.created_at) or time.time()
     return SessionSpec(
         id=request.id,
         remote_url=request.remote_url,

@@ -63,7 +63,10 @@ class _DropStopRace(logging.Filter):
 logging.getLogger("watchdog.observers.inotify").addFilter(_DropStopRace())
 
 SCHEMA = "fluxmon.session/v1"
-CREATED_AT_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+_CREATED_AT = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d{1,6})?Z")
+"""RFC 3339 in UTC, to the second or the microsecond: `2026-11-25T19:00:51Z`, `2026-11-25T19:00:51.250000Z`."""
+ORDERING_STEP_SECONDS = 1e-6
+"""How much later than the previous file the reader counts a file that claims to be older (or as old)."""
 MAX_SESSION_BYTES = 64 * 1024
 """A session file is a few KB; anything larger is not ours (or is hostile)."""
 REMEMBERED_REFS = 1024
@@ -185,7 +188,7 @@ def parse_session(data: Any) -> SessionRequest:
     if forced is not None and not isinstance(forced, bool):
         raise ValueError("ref.forced: expected true, false or null")
     created_at = _field(data, "created_at", str)
-    if _timestamp(created_at) is None:
+    if created_at_seconds(created_at) is None:
         raise ValueError(f"created_at: expected a UTC time like 2026-11-25T19:00:51Z, got {created_at[:40]!r}")
     settings = _parse_settings(_field(data, "config", Mapping))
     session_id = _field(data, "id", str)
@@ -273,12 +276,22 @@ def _parse_settings(config: Mapping[str, Any]) -> PushSettings:
     )
 
 
-def _timestamp(text: str) -> float | None:
-    """Seconds since the epoch of a `2026-11-25T19:00:51Z` time, or None."""
+def created_at_text(seconds: float) -> str:
+    """A session file's `created_at`, to the microsecond: back-to-back pushes in one second stay in order."""
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def created_at_seconds(text: str) -> float | None:
+    """Seconds since the epoch of a `created_at` (with or without a fraction of a second), or None."""
+    match = _CREATED_AT.fullmatch(text)
+    if match is None:
+        return None
+    whole, fraction = match.groups()
     try:
-        return datetime.strptime(text, CREATED_AT_FORMAT).replace(tzinfo=UTC).timestamp()
+        moment = datetime.strptime(whole, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
     except ValueError:
         return None
+    return moment.timestamp() + float(fraction or 0)
 
 
 def _field(data: Mapping[str, Any], key: str, expected: type, *, where: str = "") -> Any:
@@ -389,8 +402,8 @@ class SpoolReader:
         self._worker: threading.Thread | None = None
         self._observer: Any = None
         self._lock_fd: int | None = None
-        self._last_created_at = ""
-        """The (clamped) created_at of the last file received: the next one is never older."""
+        self._last_created_at = 0.0
+        """The (clamped) created_at of the last file received: the next one is newer."""
         self._delivered: dict[tuple[str, str, str], str] = {}
         """The last commit delivered per (remote, ref kind, ref name), oldest first: copies of it are dropped."""
 
@@ -465,7 +478,7 @@ class SpoolReader:
             self._reject(claimed, str(exc))
             return
         session = _received(session, now=time.time(), previous=self._last_created_at)
-        self._last_created_at = session.created_at
+        self._last_created_at = created_at_seconds(session.created_at) or self._last_created_at
         pushed = (normalize_remote_url(session.remote_url, base_dir=session.repo or None), session.ref_kind)
         key = (*pushed, session.ref_name)
         if self._delivered.get(key) == session.new_sha:
@@ -511,18 +524,20 @@ class SpoolReader:
             self._on_rejected(path.name, why)
 
 
-def _received(session: SessionRequest, *, now: float, previous: str) -> SessionRequest:
-    """The request as the reader received it: its `created_at` clamped between the previous file's and now.
+def _received(session: SessionRequest, *, now: float, previous: float) -> SessionRequest:
+    """The request as the reader received it: its `created_at` clamped after the previous file's and up to now.
 
-    Sessions are then ordered as the reader received them, whatever clock wrote them. A `created_at` in the
-    future would otherwise never time out, and stay the "newest" session in the tray for good.
+    Sessions are then ordered as the reader received them, whatever clock wrote them, and even when several
+    share a second. A `created_at` in the future would otherwise never time out, and stay the "newest" session
+    in the tray for good.
     """
-    received = time.strftime(CREATED_AT_FORMAT, time.gmtime(now))
-    clamped = max(min(session.created_at, received), previous)  # this format sorts as it counts
-    if clamped == session.created_at:
+    claimed = created_at_seconds(session.created_at) or now
+    clamped = max(min(claimed, now), previous + ORDERING_STEP_SECONDS)
+    if clamped == claimed:
         return session
-    log.info("session %s claims to be created at %s; counting from %s", session.id, session.created_at, clamped)
-    return replace(session, created_at=clamped)
+    shown = created_at_text(clamped)
+    log.info("session %s claims to be created at %s; counting from %s", session.id, session.created_at, shown)
+    return replace(session, created_at=shown)
 
 
 def _decode(data: bytes) -> Any:

@@ -126,6 +126,22 @@ def test_a_skewed_created_at_is_clamped_to_the_order_files_arrived_in(spool: Pat
     assert spec_from_request_timed_out(future)
 
 
+def test_files_with_the_same_created_at_are_ordered_as_they_arrived(spool: Path, specs: Specs) -> None:
+    """Back-to-back pushes in one second: the tray must call the later one the newest, not pick one by chance."""
+    same_second = _now()
+    for name, branch in (("first", "a"), ("second", "b"), ("third", "c")):
+        drop(spool, f"{name}.json", record(name, created_at=same_second, ref={**record()["ref"], "name": branch}))
+    received = [specs.specs.get(timeout=DELIVERY_TIMEOUT_SECONDS) for _ in range(3)]
+    assert [s.id for s in received] == ["first", "second", "third"]
+    assert received[0].created_at < received[1].created_at < received[2].created_at
+
+
+def test_a_created_at_with_a_fraction_of_a_second_is_read_to_the_microsecond(spool: Path, specs: Specs) -> None:
+    drop(spool, "precise.json", record("precise", created_at="2026-11-25T19:00:51.250000Z"))
+    precise = specs.specs.get(timeout=DELIVERY_TIMEOUT_SECONDS)
+    assert precise.created_at == pytest.approx(1795633251.25)
+
+
 def spec_from_request_timed_out(spec: SessionSpec) -> bool:
     """Whether the session times out when its time is up (a created_at in 2099 never would)."""
     late = replace(spec, timeout_seconds=1.0)
