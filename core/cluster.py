@@ -26,6 +26,18 @@ PLURALS = {
 }
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ClusterTarget:
+    """One cluster to follow pushes on: a kubeconfig context, and the kubeconfig it is in.
+
+    `context` None: the kubeconfig's current context. `kubeconfig` None: `--kubeconfig`, else $KUBECONFIG (every
+    file in it, merged as kubectl merges them), else ~/.kube/config.
+    """
+
+    context: str | None = None
+    kubeconfig: str | None = None
+
+
 class ClusterError(FluxmonError):
     """Something between us and the cluster failed; subclasses say what, and what to do."""
 
