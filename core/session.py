@@ -173,6 +173,8 @@ class SessionSnapshot:
     confirmed: bool = True
     cluster: ClusterHealth = field(default_factory=ClusterHealth)
     """The cluster's health when this snapshot was taken (core.health decides it, once)."""
+    context: str = ""
+    """The kubeconfig context of the cluster this is the session on (a push is followed on each; see core.push)."""
 
     @property
     def short_commit(self) -> str:
