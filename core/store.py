@@ -4,8 +4,8 @@ Layout under `$XDG_STATE_HOME/fluxmon` (default ~/.local/state/fluxmon), private
     active/<id>.json     the spec of each push still being followed
     history.jsonl        one record per settled push (every cluster's outcome), newest last, trimmed to HISTORY_LIMIT
     untold/<id>          a push whose outcome the user has not been told yet (made as the outcome is decided,
-                         before anyone is told and before its history record; removed once the notification went out or was deliberately skipped), so that a
-                         tray killed in between tells it at its next start
+                         before anyone is told; removed once the notification went out or was deliberately
+                         skipped), so that a tray killed in between tells it at its next start
     pause.json           until when the user paused notifications (so that "until tomorrow" survives a restart)
     .lock                held (flock) by the one tray that owns this folder; holds its pid
 
