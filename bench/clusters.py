@@ -4,8 +4,8 @@ Each cluster is its own simulated API server holding the same 1,000 Flux objects
 process runs the real Engine, one ClusterEngine per context, following one push per repository on every cluster,
 and reports when each status write reached a push snapshot, its requests (from its start), its CPU time while
 the writes land, and its peak RSS. The requests grow with clusters x kinds (a list and a watch per kind and cluster,
-and the watches' renewals), not with objects: the last row follows 5 clusters of 190 objects each to show it. Run: .venv/bin/python -m bench.clusters
-(prints figures; asserts nothing).
+and the watches' renewals), not with objects: the last row follows 5 clusters of 190 objects each to show it.
+Run: .venv/bin/python -m bench.clusters   (prints figures; asserts nothing)
 """
 
 from __future__ import annotations
