@@ -25,6 +25,7 @@ from typing import Any
 from fluxmon.core.config import Config
 from fluxmon.core.engine import Engine
 from fluxmon.core.overview import overview
+from fluxmon.core.push import combine
 from fluxmon.core.session import SessionState
 from fluxmon.core.store import SessionStore
 from fluxmon.sim.apiserver import SimApiServer
@@ -170,7 +171,7 @@ def main() -> None:
             store = SessionStore(state / "fluxmon")
             for number in range(HISTORY_SESSIONS):
                 made = failed_snapshot if number == 0 else snapshot
-                store.finish(replace(made(), id=f"history-{number}", started_at=1000.0 + number))
+                store.finish(combine([replace(made(), id=f"history-{number}", started_at=1000.0 + number)]))
             env = {
                 **os.environ,
                 **desktop.env,

@@ -26,7 +26,6 @@ from fluxmon.core.objects import ObjectRef
 from fluxmon.core.plan import Push, source_follows
 from fluxmon.core.revision import parse_revision
 from fluxmon.core.session import Role, Session, SessionSnapshot, SessionSpec, SessionState, reconcile_retry_delay
-from fluxmon.core.store import SessionStore
 from fluxmon.core.verdict import Phase
 
 log = logging.getLogger("fluxmon.sessions")
@@ -38,7 +37,7 @@ NUDGE_AFTER_SECONDS = 5.0
 STOP_TIMEOUT_SECONDS = 5.0
 FINISHED_KEPT = 20
 """Finished sessions whose last snapshot the manager still answers for (`wait_final`); older ones are dropped,
-with their signatures and triggers, so that memory stays flat over days. Their outcomes live in the store."""
+with their signatures and triggers, so that memory stays flat over days. The engine keeps their outcomes."""
 
 Subscriber = Callable[[SessionSnapshot], None]
 HealthSubscriber = Callable[[ClusterHealth], None]
@@ -65,14 +64,12 @@ class SessionManager:
         cluster: ClusterApi,
         *,
         kinds: tuple[str, ...] = DEFAULT_MONITOR_TYPES,
-        store: SessionStore | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.cluster = cluster
         self.cache = ClusterCache(cluster, kinds, on_change=self._wake_up)
         self.ancestry = GitAncestry(on_answer=self._wake_up)
         """Asks git whether a newer commit Flux has contains a session's push (off this worker's thread)."""
-        self.store = store
         self._clock = clock
         self._sessions: dict[str, Session] = {}
         """The sessions still being followed; a session leaves once its final snapshot is published."""
@@ -93,9 +90,6 @@ class SessionManager:
     # --- lifecycle ---------------------------------------------------------------------------------------------
 
     def start(self) -> None:
-        if self.store is not None:
-            for spec in self.store.load_active():
-                self._sessions[spec.id] = Session(spec, ancestry=self.ancestry)  # resumed: timeout counts from the push
         self.ancestry.start()
         self.cache.start()
         self._stop.clear()
@@ -103,7 +97,7 @@ class SessionManager:
         self._thread.start()
 
     def stop(self) -> None:
-        """Producers first (the cache), then the worker. Active sessions stay in the store, to be resumed."""
+        """Producers first (the cache), then the worker."""
         self.cache.stop()
         self._stop.set()
         self._wake.set()
@@ -145,8 +139,6 @@ class SessionManager:
             self._sessions[spec.id] = Session(spec, ancestry=self.ancestry)
             if late:
                 self._sessions[spec.id].final_state = SessionState.SUPERSEDED
-            if self.store is not None:
-                self.store.save_active(spec)
         self._wake_up()
 
     def cancel(self, session_id: str) -> None:
@@ -252,7 +244,7 @@ class SessionManager:
                 if not snapshot.state.final:
                     self._trigger_reconciles(session, snapshot, now)
                 snapshot = self._fetch_events(session, snapshot)
-                snapshot = session.snapshot = replace(snapshot, cluster=health)
+                snapshot = session.snapshot = replace(snapshot, cluster=health, context=self.cluster.context)
             except Exception:
                 # Each session behind its own boundary: what breaks one must not stop the others (said once).
                 if session.spec.id not in self._broken:
@@ -285,7 +277,6 @@ class SessionManager:
             self._signatures[snapshot.id] = signature
             subscribers = list(self._subscribers)
             if snapshot.state.final:
-                self._record(snapshot)
                 self._forget(snapshot)
                 self._ended.notify_all()
         for subscriber in subscribers:
@@ -302,15 +293,6 @@ class SessionManager:
         self._finished[final.id] = final
         while len(self._finished) > FINISHED_KEPT:
             del self._finished[next(iter(self._finished))]
-
-    def _record(self, snapshot: SessionSnapshot) -> None:
-        """Keep a finished session in the history; a store that fails must not hide the outcome from anyone."""
-        if self.store is None:
-            return
-        try:
-            self.store.finish(snapshot)
-        except (FluxmonError, OSError) as error:
-            log.error("could not record session %s in %s: %s", snapshot.id, self.store.directory, error)
 
     def _trigger_reconciles(self, session: Session, snapshot: SessionSnapshot, now: float) -> None:
         """`flux reconcile --with-source`, as needed: the source at once, lagging Kustomizations later."""

@@ -1,11 +1,11 @@
 """Where sessions are kept: the active ones (resumed after a restart) and a history of finished ones.
 
 Layout under `$XDG_STATE_HOME/fluxmon` (default ~/.local/state/fluxmon), private to the user:
-    active/<id>.json     the spec of each session still being followed
-    history.jsonl        one record per finished session, newest last, trimmed to HISTORY_LIMIT
-    untold/<id>          a finished session whose outcome the user has not been told yet (made before its history
-                         record, removed once the notification went out or was deliberately skipped), so that a
-                         tray killed in between tells it at its next start
+    active/<id>.json     the spec of each push still being followed
+    history.jsonl        one record per settled push (every cluster's outcome), newest last, trimmed to HISTORY_LIMIT
+    untold/<id>          a push whose outcome the user has not been told yet (made as the outcome is decided,
+                         before anyone is told; removed once the notification went out or was deliberately
+                         skipped), so that a tray killed in between tells it at its next start
     pause.json           until when the user paused notifications (so that "until tomorrow" survives a restart)
     .lock                held (flock) by the one tray that owns this folder; holds its pid
 
@@ -26,6 +26,7 @@ from typing import Any
 
 from fluxmon.core.hints import Hint
 from fluxmon.core.objects import ObjectRef
+from fluxmon.core.push import PushSnapshot
 from fluxmon.core.session import ResourceStatus, Role, SessionSnapshot, SessionSpec, SessionState
 from fluxmon.core.spool import ensure_private_dir, hold_lock
 from fluxmon.core.verdict import Phase
@@ -54,81 +55,118 @@ def spec_from_record(record: Mapping[str, Any]) -> SessionSpec:
     return SessionSpec(**values)
 
 
-def snapshot_record(snapshot: SessionSnapshot) -> dict[str, Any]:
-    """The stable JSON shape of a snapshot (`fluxmon wait --json`, the history file)."""
+def push_record(push: PushSnapshot) -> dict[str, Any]:
+    """The stable JSON shape of a push (`fluxmon wait --json`, the history file): the push's outcome at the top,
+    every followed object in `resources` (each naming its `context`), and each cluster's own outcome in
+    `clusters`. With one cluster, the top level reads as that cluster's session always did."""
     return {
-        "id": snapshot.id,
-        "state": snapshot.state.value,
-        "message": snapshot.message,
-        "commit": snapshot.commit,
-        "branch": snapshot.branch,
-        "remote": snapshot.remote,
-        "subject": snapshot.subject,
-        "repo": snapshot.repo,
-        "started_at": snapshot.started_at,
-        "ended_at": snapshot.ended_at,
-        "elapsed_seconds": round(snapshot.elapsed, 3),
-        "failed": str(snapshot.failed) if snapshot.failed else None,
-        "notes": list(snapshot.notes),
-        "resources": [
+        "id": push.id,
+        "state": push.state.value,
+        "message": push.message,
+        "commit": push.commit,
+        "branch": push.branch,
+        "remote": push.remote,
+        "subject": push.subject,
+        "repo": push.repo,
+        "started_at": push.started_at,
+        "ended_at": push.ended_at,
+        "elapsed_seconds": round(push.elapsed, 3),
+        "failed": str(push.failed) if push.failed else None,
+        "failed_on": push.failed_on or None,
+        "notes": [note for cluster in push.clusters for note in cluster.notes],
+        "resources": [_resource_record(r, cluster.context) for cluster in push.clusters for r in cluster.resources],
+        "clusters": [
             {
-                "kind": r.ref.kind,
-                "namespace": r.ref.namespace,
-                "name": r.ref.name,
-                "role": r.role,
-                "phase": r.phase.value,
-                "reason": r.reason,
-                "message": r.message,
-                "revision": r.revision,
-                "seconds_in_phase": {k: round(v, 3) for k, v in r.seconds_in_phase.items()},
-                "depends_on": [{"ref": str(ref), "phase": phase.value} for ref, phase in r.depends_on],
-                "parent": str(r.parent) if r.parent else None,
-                "applied_by": str(r.applied_by) if r.applied_by else None,
-                "error": r.error,
-                "hint": asdict(r.hint) if r.hint else None,
+                "context": cluster.context,
+                "state": cluster.state.value,
+                "message": cluster.message,
+                "ended_at": cluster.ended_at,
+                "elapsed_seconds": round(cluster.elapsed, 3),
+                "failed": str(cluster.failed) if cluster.failed else None,
+                "notes": list(cluster.notes),
+                "problem": cluster.cluster.problem or None,
             }
-            for r in snapshot.resources
+            for cluster in push.clusters
         ],
     }
 
 
-def snapshot_from_record(record: Mapping[str, Any]) -> SessionSnapshot:
-    """A finished session back from its history record, for the tray's menu and details after a restart.
+def _resource_record(r: ResourceStatus, context: str) -> dict[str, Any]:
+    return {
+        "context": context,
+        "kind": r.ref.kind,
+        "namespace": r.ref.namespace,
+        "name": r.ref.name,
+        "role": r.role,
+        "phase": r.phase.value,
+        "reason": r.reason,
+        "message": r.message,
+        "revision": r.revision,
+        "seconds_in_phase": {k: round(v, 3) for k, v in r.seconds_in_phase.items()},
+        "depends_on": [{"ref": str(ref), "phase": phase.value} for ref, phase in r.depends_on],
+        "parent": str(r.parent) if r.parent else None,
+        "applied_by": str(r.applied_by) if r.applied_by else None,
+        "error": r.error,
+        "hint": asdict(r.hint) if r.hint else None,
+    }
+
+
+def push_from_record(record: Mapping[str, Any]) -> PushSnapshot:
+    """A settled push back from its history record, for the tray's menu and details after a restart.
 
     Events are not kept in the history; the error text they gave is (`error`), so it stands in as the message.
+    A record from before clusters were named is one cluster's session.
     """
-    resources = tuple(
-        ResourceStatus(
-            ref=ObjectRef(kind=r["kind"], namespace=r["namespace"], name=r["name"]),
-            role=Role(r["role"]),
-            phase=Phase(r["phase"]),
-            reason=r["reason"],
-            message=r.get("error") or r["message"],
-            revision=r["revision"],
-            since=record["started_at"],
-            seconds_in_phase=r.get("seconds_in_phase", {}),
-            depends_on=tuple((_parse_ref(d["ref"]), Phase(d["phase"])) for d in r.get("depends_on", [])),
-            parent=_parse_ref(r["parent"]) if r.get("parent") else None,
-            applied_by=_parse_ref(r["applied_by"]) if r.get("applied_by") else None,
-            hint=Hint(**r["hint"]) if r.get("hint") else None,
+    clusters = record.get("clusters") or [{**record, "context": ""}]
+    sessions = []
+    for cluster in clusters:
+        context = cluster.get("context", "")
+        resources = tuple(
+            _resource_from_record(r, started_at=record["started_at"])
+            for r in record["resources"]
+            if r.get("context", "") == context
         )
-        for r in record["resources"]
-    )
-    return SessionSnapshot(
-        id=record["id"],
+        sessions.append(
+            SessionSnapshot(
+                id=record["id"],
+                state=SessionState(cluster["state"]),
+                message=cluster["message"],
+                commit=record["commit"],
+                branch=record["branch"],
+                remote=record["remote"],
+                subject=record["subject"],
+                repo=record["repo"],
+                started_at=record["started_at"],
+                updated_at=cluster["ended_at"] or record["started_at"],
+                ended_at=cluster["ended_at"],
+                resources=resources,
+                notes=tuple(cluster.get("notes", ())),
+                failed=_parse_ref(cluster["failed"]) if cluster.get("failed") else None,
+                context=context,
+            )
+        )
+    return PushSnapshot(
+        clusters=tuple(sessions),
         state=SessionState(record["state"]),
         message=record["message"],
-        commit=record["commit"],
-        branch=record["branch"],
-        remote=record["remote"],
-        subject=record["subject"],
-        repo=record["repo"],
-        started_at=record["started_at"],
-        updated_at=record["ended_at"] or record["started_at"],
-        ended_at=record["ended_at"],
-        resources=resources,
-        notes=tuple(record.get("notes", ())),
-        failed=_parse_ref(record["failed"]) if record.get("failed") else None,
+        failed_on=record.get("failed_on") or "",
+    )
+
+
+def _resource_from_record(r: Mapping[str, Any], *, started_at: float) -> ResourceStatus:
+    return ResourceStatus(
+        ref=ObjectRef(kind=r["kind"], namespace=r["namespace"], name=r["name"]),
+        role=Role(r["role"]),
+        phase=Phase(r["phase"]),
+        reason=r["reason"],
+        message=r.get("error") or r["message"],
+        revision=r["revision"],
+        since=started_at,
+        seconds_in_phase=r.get("seconds_in_phase", {}),
+        depends_on=tuple((_parse_ref(d["ref"]), Phase(d["phase"])) for d in r.get("depends_on", [])),
+        parent=_parse_ref(r["parent"]) if r.get("parent") else None,
+        applied_by=_parse_ref(r["applied_by"]) if r.get("applied_by") else None,
+        hint=Hint(**r["hint"]) if r.get("hint") else None,
     )
 
 
@@ -172,19 +210,23 @@ class SessionStore:
                 log.warning("skipping unreadable session %s: %s", path.name, exc)
         return specs
 
-    def finish(self, snapshot: SessionSnapshot) -> None:
-        """Move a finished session from active to the history, as not yet told (see `told`)."""
+    def untell(self, push_id: str) -> None:
+        """The push has its outcome, and nobody has told the user yet (see `told`)."""
         self._ready()
-        (self.directory / UNTOLD / snapshot.id).touch(mode=0o600)
+        (self.directory / UNTOLD / push_id).touch(mode=0o600)
+
+    def finish(self, push: PushSnapshot) -> None:
+        """Move a settled push from active to the history (its outcome was marked untold when it was decided)."""
+        self._ready()
         with (self.directory / "history.jsonl").open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(snapshot_record(snapshot)) + "\n")
-        (self.directory / "active" / f"{snapshot.id}.json").unlink(missing_ok=True)
+            handle.write(json.dumps(push_record(push)) + "\n")
+        (self.directory / "active" / f"{push.id}.json").unlink(missing_ok=True)
         self._trim()
 
-    def untold(self, limit: int = HISTORY_LIMIT) -> list[SessionSnapshot]:
-        """Finished sessions whose outcome nobody has told the user yet, oldest first."""
+    def untold(self, limit: int = HISTORY_LIMIT) -> list[PushSnapshot]:
+        """Settled pushes whose outcome nobody has told the user yet, oldest first."""
         waiting = {path.name for path in (self.directory / UNTOLD).glob("*")}
-        return [snapshot for snapshot in reversed(self.recent(limit)) if snapshot.id in waiting]
+        return [push for push in reversed(self.recent(limit)) if push.id in waiting]
 
     def told(self, session_id: str) -> None:
         """The outcome went out (or was deliberately not sent): never again. Safe from any thread."""
@@ -192,15 +234,15 @@ class SessionStore:
             return
         (self.directory / UNTOLD / session_id).unlink(missing_ok=True)
 
-    def recent(self, limit: int = 10) -> list[SessionSnapshot]:
-        """The newest finished sessions first, as snapshots; a record this version cannot read is skipped."""
-        snapshots = []
+    def recent(self, limit: int = 10) -> list[PushSnapshot]:
+        """The newest settled pushes first; a record this version cannot read is skipped."""
+        pushes = []
         for record in self.history(limit):
             try:
-                snapshots.append(snapshot_from_record(record))
+                pushes.append(push_from_record(record))
             except (KeyError, TypeError, ValueError) as exc:
                 log.warning("skipping unreadable history record %s: %s", record.get("id", "?"), exc)
-        return snapshots
+        return pushes
 
     def history(self, limit: int = 10) -> list[dict[str, Any]]:
         """The newest finished sessions first."""
