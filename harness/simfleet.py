@@ -7,7 +7,7 @@ kubeconfig with every context and in a file of its own (for `KUBECONFIG=a:b`). T
 `work` of a bare `remote.git`, in an isolated home), so pushes are real `git push`es through fluxmon's hooks.
 
     with sim_fleet(tmp_path) as fleet:                   # or the `sim_fleet` fixture: staging and production
-        sha = fleet.push(change, "Scale web")            # commit, push, and ask each cluster's Flux to fetch
+        sha = fleet.push(SCALE_WEB, "Scale web")         # commit, push, and ask each cluster's Flux to fetch
         fleet.wait_ready("production", sha)
         fleet.down("production"); ...; fleet.up("production")
 """
@@ -29,7 +29,7 @@ from fluxmon.sim.client import KubeClient
 from fluxmon.sim.cluster import FLUX_NAMESPACE, SimCluster, SimFleet
 from fluxmon.sim.controllers import TEST_TIMINGS, SimTimings
 from fluxmon.sim.samplerepo import cluster_path, init_repo
-from harness.gitrepos import Repos, isolated_env
+from harness.gitrepos import Repos, edit, isolated_env
 
 STAGING_AND_PRODUCTION = ("staging", "production")
 WAIT_SECONDS = 30.0
@@ -49,6 +49,21 @@ DEPLOYED = (
 """What the sample fleet puts on each cluster: all of it Ready at a commit is that commit deployed there."""
 
 Change = Callable[[Path], None]
+
+SCALE_WEB = edit("apps/base/web.yaml", "replicas: 2", "replicas: 3")
+"""A good change every cluster applies (apps/base/)."""
+SETTINGS, BROKEN_SETTINGS = "  logLevel: info", "  logLevel: info\n    oops: [unclosed"
+
+
+def break_settings(cluster: str) -> Change:
+    """Bad indentation in `apps/<cluster>/web-settings.yaml`: that cluster's `apps` fails with BuildFailed, and only
+    that cluster's (the others never build that file)."""
+    return edit(f"apps/{cluster}/web-settings.yaml", SETTINGS, BROKEN_SETTINGS)
+
+
+def fix_settings(cluster: str) -> Change:
+    """The fix of `break_settings(cluster)`."""
+    return edit(f"apps/{cluster}/web-settings.yaml", BROKEN_SETTINGS, SETTINGS)
 
 
 @dataclass

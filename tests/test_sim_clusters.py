@@ -4,6 +4,7 @@ comes back, their kubeconfigs, and `fluxmon sim --cluster` as a user runs it."""
 
 from __future__ import annotations
 
+import queue
 import signal
 import socket
 import subprocess
@@ -13,19 +14,17 @@ from pathlib import Path
 import pytest
 import yaml
 
+from fluxmon.core.cluster import ClusterTarget
+from fluxmon.core.engine import Engine
+from fluxmon.core.push import PushSnapshot
+from fluxmon.core.session import SessionSpec, SessionState
 from fluxmon.core.verdict import Phase
 from fluxmon.sim.client import KubeClient
 from fluxmon.sim.cluster import SimFleet
 from fluxmon.sim.controllers import TEST_TIMINGS, build_manifests
 from fluxmon.sim.samplerepo import FILES, fleet_files, init_repo
 from harness.gitrepos import isolated_env
-from harness.simfleet import FleetUnderTest
-from tests.fleet import edit
-
-SCALE_WEB = edit("apps/base/web.yaml", "replicas: 2", "replicas: 3")
-SETTINGS, BROKEN_SETTINGS = "  logLevel: info", "  logLevel: info\n    oops: [unclosed"
-BREAK_PRODUCTION = edit("apps/production/web-settings.yaml", SETTINGS, BROKEN_SETTINGS)
-FIX_PRODUCTION = edit("apps/production/web-settings.yaml", BROKEN_SETTINGS, SETTINGS)
+from harness.simfleet import SCALE_WEB, FleetUnderTest, break_settings, fix_settings
 
 
 def settings_of(fleet: FleetUnderTest, name: str) -> dict[str, str]:
@@ -96,7 +95,7 @@ def test_one_push_lands_on_both_clusters_each_applying_its_own_path(sim_fleet: F
 def test_a_manifest_only_production_applies_fails_production_alone_and_the_fix_lands_on_both(
     sim_fleet: FleetUnderTest,
 ) -> None:
-    broken = sim_fleet.push(BREAK_PRODUCTION, "Production: more settings")
+    broken = sim_fleet.push(break_settings("production"), "Production: more settings")
     objects = sim_fleet.wait_phases("production", broken, {"Kustomization/apps": Phase.FAILED})
     ready = next(c for c in objects["Kustomization/apps"]["status"]["conditions"] if c["type"] == "Ready")
     assert ready["reason"] == "BuildFailed"
@@ -104,7 +103,7 @@ def test_a_manifest_only_production_applies_fails_production_alone_and_the_fix_l
     assert sim_fleet.phase("production", "Kustomization/infrastructure", broken) is Phase.READY
     sim_fleet.wait_ready("staging", broken)  # staging applied the very same commit
 
-    fixed = sim_fleet.push(FIX_PRODUCTION, "Production: fix the settings")
+    fixed = sim_fleet.push(fix_settings("production"), "Production: fix the settings")
     for name in sim_fleet.contexts:
         sim_fleet.wait_ready(name, fixed)
 
@@ -125,6 +124,44 @@ def test_a_cluster_that_goes_down_comes_back_on_the_same_port_with_its_objects(s
     assert sim_fleet.url("production") == url  # the same kubeconfig reaches it again
     sim_fleet.reconcile_source("production")
     sim_fleet.wait_ready("production", sha)
+
+
+def test_the_engine_follows_one_push_on_both_while_production_goes_down_and_comes_back(
+    sim_fleet: FleetUnderTest,
+) -> None:
+    """The harness with the real Engine, one target per context of the shared kubeconfig: production drops out
+    mid-session, staging's verdict does not wait for it, and production's comes once it is back."""
+    targets = [ClusterTarget(context=name, kubeconfig=str(sim_fleet.kubeconfig)) for name in sim_fleet.contexts]
+    engine = Engine(targets=targets)
+    pushes: queue.Queue[PushSnapshot] = queue.Queue()
+    engine.subscribe(pushes.put)
+    engine.start()
+    try:
+        sim_fleet.down("production")
+        sha = sim_fleet.push(SCALE_WEB, "Scale web while production is away")
+        engine.add(
+            SessionSpec(
+                id="p1", remote_url=str(sim_fleet.repos.remote), branch="main", commit=sha, repo=str(sim_fleet.work)
+            )
+        )
+        while True:
+            push = pushes.get(timeout=30)
+            staging, production = push.cluster("staging"), push.cluster("production")
+            assert staging is not None
+            assert production is not None
+            if staging.state is SessionState.SUCCEEDED:
+                break
+        assert not production.state.final
+        assert not push.state.final  # deployed only when every cluster that follows it has applied it
+
+        sim_fleet.up("production")
+        sim_fleet.reconcile_source("production")
+        final = engine.wait_final("p1", timeout=60)
+        assert final is not None
+        assert final.state is SessionState.SUCCEEDED, final.message
+        assert final.message == "deployed to staging, production"
+    finally:
+        engine.stop()
 
 
 # --- kubeconfigs -----------------------------------------------------------------------------------------------
