@@ -127,6 +127,9 @@ def run_hook_confirm(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+PORT_MAX = 65535
+
+
 def run_sim(args: argparse.Namespace) -> int:
     """`fluxmon sim`: serve until SIGINT or SIGTERM, then stop everything it started."""
     from fluxmon.sim.client import KubeClient
@@ -138,6 +141,9 @@ def run_sim(args: argparse.Namespace) -> int:
     if not (args.repo / "HEAD").exists():
         raise InputError(f"--repo {args.repo}: not a bare git repository")
     timings = TEST_TIMINGS if args.fast else DEMO_TIMINGS
+    last_port = args.port + max(len(args.clusters) - 1, 0) if args.port else 0
+    if not 0 <= args.port <= PORT_MAX or last_port > PORT_MAX:
+        raise InputError(f"--port {args.port}: give a port from 1 to {PORT_MAX} (0: any free one) for every cluster")
     if args.clusters:
         return _run_sim_fleet(args, timings)
     if args.kubeconfig_dir is not None:

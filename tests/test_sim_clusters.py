@@ -268,6 +268,8 @@ def test_sim_serves_two_clusters_each_with_its_context_until_sigterm(tmp_path: P
         (["--cluster", "a"], "--kubeconfig OUT (one file, a context per cluster) or --kubeconfig-dir DIR"),
         (["--cluster", "a=", "--kubeconfig", "kc"], "--cluster a=: the path after '=' is empty"),
         (["--kubeconfig-dir", "kc"], "--kubeconfig-dir writes one file per --cluster"),
+        (["--port", "-1", "--kubeconfig", "kc"], "--port -1: give a port from 1 to 65535"),
+        (["--port", "65535", "--cluster", "a", "--cluster", "b", "--kubeconfig", "kc"], "--port 65535: give a port"),
     ],
 )
 def test_sim_says_what_is_wrong_with_its_clusters_in_one_line(tmp_path: Path, args: list[str], message: str) -> None:
