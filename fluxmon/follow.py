@@ -19,6 +19,7 @@ from fluxmon.core.engine import Engine
 from fluxmon.core.errors import GitError, InputError
 from fluxmon.core.git import run_git
 from fluxmon.core.health import ClusterHealth
+from fluxmon.core.kubeconfig import resolve_targets
 from fluxmon.core.marks import WAITING
 from fluxmon.core.plan import check_remote_url
 from fluxmon.core.redact import redact_url
@@ -114,9 +115,14 @@ def _follow(args: argparse.Namespace, show: Callable[[SessionSnapshot], None]) -
     except ValueError as exc:
         raise InputError(f"--timeout: {exc}") from exc
     spec = push_spec(args, config=config, timeout=timeout)
-    engine = Engine(
-        kubeconfig=args.kubeconfig, context=args.context or config.context or None, kinds=config.monitor_types
+    targets = resolve_targets(
+        flag_contexts=args.contexts or (),
+        all_contexts=args.all_contexts,
+        kubeconfig=args.kubeconfig,
+        config=config,
     )
+    first = targets[0]  # the Engine follows one cluster until it takes every target (#13)
+    engine = Engine(kubeconfig=first.kubeconfig, context=first.context, kinds=config.monitor_types)
     updates: queue.Queue[SessionSnapshot | ClusterHealth] = queue.Queue()
     engine.subscribe(updates.put)
     engine.subscribe_health(updates.put)
