@@ -107,6 +107,11 @@ class Kubeconfig:
         body = entry.get("context")
         if not isinstance(body, Mapping) or not isinstance(body.get("cluster"), str) or not body["cluster"]:
             raise KubeconfigError(f"{self.description} is not a valid kubeconfig: context {chosen!r} names no cluster")
+        cluster = body["cluster"]
+        if not self._entry("clusters", cluster):
+            raise KubeconfigError(
+                f"{self.description} has no cluster {cluster!r}, which context {chosen!r} names{self._skipped()}"
+            )
         return chosen
 
     def client_document(self, context: str) -> dict[str, Any]:

@@ -145,6 +145,24 @@ def test_the_first_file_to_define_a_name_wins_whole(tmp_path: Path) -> None:
     assert [context["name"] for context in merged["contexts"]] == ["shared"]
 
 
+def test_a_context_may_take_its_cluster_and_user_from_other_files(
+    tmp_path: Path, flux_server: SimApiServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The usual split: a file of clusters, a file of users (credentials kept apart), a file of contexts."""
+    clusters = tmp_path / "clusters.kc"
+    clusters.write_text(yaml.safe_dump({"clusters": [{"name": "c", "cluster": {"server": flux_server.url}}]}))
+    users = tmp_path / "users.kc"
+    users.write_text(yaml.safe_dump({"users": [{"name": "u", "user": {}}]}))
+    contexts = tmp_path / "contexts.kc"
+    contexts.write_text(yaml.safe_dump({"contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}]}))
+    monkeypatch.setenv("KUBECONFIG", joined(contexts, users, clusters))
+    assert discovered_on(Cluster.connect(context="x")) == flux_server.url
+    monkeypatch.setenv("KUBECONFIG", joined(contexts, users))
+    with pytest.raises(KubeconfigError) as raised:
+        Cluster.connect(context="x")
+    assert raised.value.message == f"{joined(contexts, users)} has no cluster 'c', which context 'x' names"
+
+
 def test_missing_files_are_skipped_and_empty_files_ignored(
     tmp_path: Path, flux_server: SimApiServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
