@@ -25,7 +25,8 @@ content/en/docs/concepts/configuration/organize-cluster-access-kubeconfig.md):
   `exec.command` only when it holds a `/` (a bare name is looked up on PATH).
 One addition: a leading `~` in a name in $KUBECONFIG or --kubeconfig is expanded, as fluxmon always did.
 
-Nothing here writes a file: credentials stay where the user keeps them.
+Nothing here writes a file: credentials stay where the user keeps them, and a token file is read into memory only
+(Kubeconfig.client_document).
 """
 
 from __future__ import annotations
@@ -72,9 +73,7 @@ class Kubeconfig:
     def empty(self) -> bool:
         """Every file read was empty (or only comments)."""
         return (
-            bool(self.read)
-            and not any(self.document.get(section) for section in SECTIONS)
-            and not (self.current_context)
+            bool(self.read) and not any(self.document.get(section) for section in SECTIONS) and not self.current_context
         )
 
     @property
