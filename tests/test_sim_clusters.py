@@ -24,7 +24,7 @@ from fluxmon.sim.cluster import SimFleet
 from fluxmon.sim.controllers import TEST_TIMINGS, build_manifests
 from fluxmon.sim.samplerepo import FILES, fleet_files, init_repo
 from harness.gitrepos import isolated_env
-from harness.simfleet import SCALE_WEB, FleetUnderTest, break_settings, fix_settings
+from harness.simfleet import SCALE_WEB, FleetUnderTest, break_settings, fix_settings, sim_fleet
 
 
 def settings_of(fleet: FleetUnderTest, name: str) -> dict[str, str]:
@@ -162,6 +162,29 @@ def test_the_engine_follows_one_push_on_both_while_production_goes_down_and_come
         assert final.message == "deployed to staging, production"
     finally:
         engine.stop()
+
+
+def test_wait_on_two_contexts_of_two_kubeconfig_files_names_both_then_the_broken_one(tmp_path: Path) -> None:
+    """The issue's own case: `fluxmon wait --context dev --context prod` with `KUBECONFIG=dev.kc:prod.kc`, each
+    file holding its cluster's context."""
+    with sim_fleet(tmp_path, clusters=("dev", "prod")) as fleet:
+        env = {**fleet.env, "KUBECONFIG": fleet.kubeconfig_list("dev", "prod")}
+
+        def wait() -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [sys.executable, "-m", "fluxmon", "wait", "--context", "dev", "--context", "prod", "--timeout", "60"],
+                cwd=fleet.work, env=env, capture_output=True, text=True, timeout=120, check=False,
+            )  # fmt: skip
+
+        fleet.push(SCALE_WEB, "Scale web")
+        deployed = wait()
+        assert deployed.returncode == 0, deployed.stderr
+        assert "deployed to dev, prod" in deployed.stdout + deployed.stderr
+
+        fleet.push(break_settings("prod"), "prod: more settings")
+        failed = wait()
+        assert failed.returncode == 1, failed.stderr
+        assert "failed on prod" in failed.stdout + failed.stderr
 
 
 # --- kubeconfigs -----------------------------------------------------------------------------------------------
