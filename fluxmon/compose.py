@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from fluxmon.core.config import Config
 from fluxmon.core.engine import Engine
 from fluxmon.core.errors import InputError
-from fluxmon.core.session import SessionSnapshot
+from fluxmon.core.push import PushSnapshot
 
 if TYPE_CHECKING:
     from fluxmon.tray.app import TrayApp
@@ -38,7 +38,7 @@ def build_tray(
     icon_dir: Path,
     notifier: str = "",
     context_given: bool = False,
-    observer: Callable[[SessionSnapshot], None] | None = None,
+    observer: Callable[[PushSnapshot], None] | None = None,
 ) -> TrayApp:
     """The tray, given its engine, its icon (on `backend`) and its notifier (of kind `notifier`): the one place
     that builds them (`fluxmon tray` and `fluxmon demo` alike)."""
