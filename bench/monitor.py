@@ -1,7 +1,7 @@
 """Benchmark of the monitor against the seed's design: 1,000 Flux objects, 10 sessions at once.
 
 The parent serves the simulated API and plays the Flux controllers, writing statuses and noting when. A child
-process runs the monitor (the real SessionManager on the real adapter) and reports when each change reached a
+process runs the monitor (the real Engine on the real adapter) and reports when each change reached a
 session snapshot, plus its own CPU time and peak RSS. The same is measured for a per-object poller every 2 s
 (the seed's design). Run: .venv/bin/python -m bench.monitor   (prints figures; asserts nothing)
 """
@@ -35,7 +35,9 @@ def sha(repo: int) -> str:
     return f"{repo:040x}"
 
 
-def populate(client: KubeClient) -> list[tuple[str, str, str]]:
+def populate(
+    client: KubeClient, *, repos: int = REPOS, kustomizations_per_repo: int = KUSTOMIZATIONS_PER_REPO
+) -> list[tuple[str, str, str]]:
     """Create the objects, all Ready at an old commit; returns the Kustomizations as (namespace, name, sha)."""
     install_crds(client)
     client.create(client.resource("v1", "Namespace"), "", {"metadata": {"name": "bench"}})
@@ -53,7 +55,7 @@ def populate(client: KubeClient) -> list[tuple[str, str, str]]:
         }
     ]
     targets = []
-    for repo in range(REPOS):
+    for repo in range(repos):
         name = f"r{repo}"
         client.create(
             sources,
@@ -66,7 +68,7 @@ def populate(client: KubeClient) -> list[tuple[str, str, str]]:
             name,
             {"observedGeneration": 1, "conditions": ready, "artifact": {"revision": f"main@sha1:{sha(repo)}"}},
         )
-        for index in range(KUSTOMIZATIONS_PER_REPO):
+        for index in range(kustomizations_per_repo):
             ks = f"{name}-ks{index}"
             client.create(
                 kustomizations,
@@ -103,20 +105,19 @@ def populate(client: KubeClient) -> list[tuple[str, str, str]]:
 
 
 def run_monitor(kubeconfig: str, results: Any, stop: Any) -> None:
-    """Child process: the real SessionManager following one push per repo; reports when each object turned Ready."""
-    from fluxmon.core.kube import Cluster
-    from fluxmon.core.manager import SessionManager
+    """Child process: the real Engine following one push per repo; reports when each object turned Ready."""
+    from fluxmon.core.engine import Engine
     from fluxmon.core.session import SessionSpec
     from fluxmon.core.verdict import Phase
 
-    cluster = Cluster.connect(kubeconfig=kubeconfig)
-    manager = SessionManager(cluster)
+    engine = Engine(kubeconfig=kubeconfig)
     seen: set[str] = set()
     following: set[str] = set()
     all_following = threading.Event()
 
-    def on_snapshot(snapshot: Any) -> None:
+    def on_snapshot(push: Any) -> None:
         now = time.time()
+        snapshot = push.first
         if snapshot.resources:
             following.add(snapshot.id)
             if len(following) == REPOS:
@@ -126,10 +127,10 @@ def run_monitor(kubeconfig: str, results: Any, stop: Any) -> None:
                 seen.add(resource_.ref.name)
                 results.put(("ready", resource_.ref.name, now))
 
-    manager.subscribe(on_snapshot)
-    manager.start()
+    engine.subscribe(on_snapshot)
+    engine.start()
     for repo in range(REPOS):
-        manager.add(
+        engine.add(
             SessionSpec(
                 id=f"s{repo}",
                 remote_url=f"https://git.example/r{repo}",
@@ -141,10 +142,10 @@ def run_monitor(kubeconfig: str, results: Any, stop: Any) -> None:
     all_following.wait(60)  # every session has read the cluster: measuring starts from a settled monitor
     results.put(("started", "", time.time()))
     stop.wait()
-    manager.stop()
-    cluster.close()
+    requests = sum(getattr(cluster.cluster, "requests", 0) for cluster in engine.clusters)
+    engine.stop()
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    results.put(("done", f"{cluster.requests},{usage.ru_utime + usage.ru_stime},{usage.ru_maxrss}", time.time()))
+    results.put(("done", f"{requests},{usage.ru_utime + usage.ru_stime},{usage.ru_maxrss}", time.time()))
 
 
 def run_poller(kubeconfig: str, results: Any, stop: Any) -> None:

@@ -25,6 +25,7 @@ from typing import Any
 from fluxmon.core.config import Config
 from fluxmon.core.engine import Engine
 from fluxmon.core.overview import overview
+from fluxmon.core.push import combine
 from fluxmon.core.session import SessionState
 from fluxmon.core.store import SessionStore
 from fluxmon.sim.apiserver import SimApiServer
@@ -32,7 +33,7 @@ from fluxmon.sim.client import KubeClient
 from fluxmon.sim.cluster import install_crds
 from fluxmon.sim.kubeconfig import write_kubeconfig
 from harness.desktop import Desktop, wait_until
-from harness.snapshots import failed_snapshot, push_of, snapshot
+from harness.snapshots import failed_snapshot, snapshot
 
 STARTS = 5
 LATENCY_SAMPLES = 200
@@ -136,7 +137,7 @@ def measure_latency(desktop: Desktop, root: Path, kubeconfig: Path) -> None:
             raise RuntimeError("the tray did not start")
         for sample in range(LATENCY_SAMPLES):
             state = SessionState.RECONCILING if sample % 2 else SessionState.SUCCEEDED
-            update = push_of(replace(snapshot(state), id=f"latency-{sample}", started_at=float(sample)))
+            update = combine([replace(snapshot(state), id=f"latency-{sample}", started_at=float(sample))])
             tooltip = overview([*app.snapshots.values(), update], paused_until=None).tooltip
             applied.clear()
             posted[tooltip] = time.perf_counter()
@@ -170,7 +171,7 @@ def main() -> None:
             store = SessionStore(state / "fluxmon")
             for number in range(HISTORY_SESSIONS):
                 made = failed_snapshot if number == 0 else snapshot
-                store.finish(push_of(replace(made(), id=f"history-{number}", started_at=1000.0 + number)))
+                store.finish(combine([replace(made(), id=f"history-{number}", started_at=1000.0 + number)]))
             env = {
                 **os.environ,
                 **desktop.env,

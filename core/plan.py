@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from fluxmon.core.objects import FluxObject, ObjectRef
 from fluxmon.core.redact import redact_url
+from fluxmon.core.revision import short_sha
 
 _SCP_LIKE = re.compile(r"^(?:(?P<user>[^@/]+)@)?(?P<host>[^:/]+):(?P<path>(?!//).*)$")
 _DEFAULT_GIT_BRANCH = "master"
@@ -142,12 +143,42 @@ def source_follows(source: FluxObject, push: Push, *, base_dir: str | None = Non
     return ref.branch == push.branch
 
 
+def not_followed_message(objects: Iterable[FluxObject], push: Push, *, base_dir: str | None = None) -> str:
+    """Why no source follows the push; and, for promotion at a glance, what the sources of the same repository
+    follow instead ("…: GitRepository flux-system/flux-system follows tags v*: this push does not go there")."""
+    text = f"no Flux source follows {redact_url(push.remote_url)} {push.branch or push.tag}"
+    pushed = normalize_remote_url(push.remote_url, base_dir=base_dir)
+    elsewhere = [
+        f"{obj.kind} {obj.ref.namespace}/{obj.ref.name} follows {_describe_ref(obj)}"
+        for obj in sorted(objects, key=lambda o: o.ref)
+        if obj.kind == "GitRepository" and obj.url and normalize_remote_url(obj.url, base_dir=base_dir) == pushed
+    ]
+    return f"{text}: {'; '.join(elsewhere)}: this push does not go there" if elsewhere else text
+
+
+def _describe_ref(source: FluxObject) -> str:
+    """A GitRepository's spec.ref in words, in the order source-controller reads it (name, commit, semver, tag,
+    branch: api/v1 GitRepositoryRef's doc comments)."""
+    ref = source.git_ref
+    if ref is None or not any((ref.branch, ref.tag, ref.semver, ref.name, ref.commit)):
+        return f"branch {_DEFAULT_GIT_BRANCH}"
+    if ref.name:
+        return f"ref {ref.name}"
+    if ref.commit and not ref.branch:
+        return f"commit {short_sha(ref.commit)} only"
+    if ref.semver:
+        return f"tags matching semver {ref.semver}"
+    if ref.tag:
+        return f"tag {ref.tag}"
+    return f"branch {ref.branch}"
+
+
 def plan_for_push(objects: Iterable[FluxObject], push: Push, *, base_dir: str | None = None) -> Plan:
     """The monitoring plan for `push` over a snapshot of Flux objects."""
     by_ref: dict[ObjectRef, FluxObject] = {obj.ref: obj for obj in objects}
     sources = sorted(ref for ref, obj in by_ref.items() if source_follows(obj, push, base_dir=base_dir))
     if not sources:
-        return Plan(notes=(f"no Flux source follows {redact_url(push.remote_url)} {push.branch or push.tag}",))
+        return Plan(notes=(not_followed_message(by_ref.values(), push, base_dir=base_dir),))
     source_set = set(sources)
     edges: set[tuple[ObjectRef, ObjectRef]] = set()
     kustomizations = {

@@ -588,7 +588,8 @@ def _judge(
         )
         if settled and reachable:
             where = spec.branch or spec.tag
-            return SessionState.NOT_DEPLOYED, f"no Flux source follows {redact_url(spec.remote_url)} {where}", None
+            why = plan.notes[0] if plan.notes else f"no Flux source follows {redact_url(spec.remote_url)} {where}"
+            return SessionState.NOT_DEPLOYED, why, None
         reason = next((s.message for s in source_states if s.message), "reading the cluster")
         if timed_out:
             return SessionState.TIMED_OUT, f"timed out: {reason}", None

@@ -14,6 +14,7 @@ from typing import TextIO
 from fluxmon.core.config import DEFAULT_VERBOSITY
 from fluxmon.core.marks import ACTION, FAILURE, MARK_ANSI, PHASE_LOOKS, SUCCESS, WAITING
 from fluxmon.core.objects import ObjectRef
+from fluxmon.core.push import PushSnapshot
 from fluxmon.core.revision import short_revision
 from fluxmon.core.session import ResourceStatus, Role, SessionSnapshot, SessionState
 from fluxmon.core.text import display_line, display_width
@@ -66,6 +67,34 @@ def progress_lines(previous: SessionSnapshot | None, current: SessionSnapshot, *
     return lines
 
 
+def push_progress_lines(previous: PushSnapshot | None, current: PushSnapshot, *, colour: bool = False) -> list[str]:
+    """`progress_lines` for a push: with one cluster exactly those; with several, each cluster's lines under its
+    context's name, then the push's outcome once it has one."""
+    if not current.several:
+        return progress_lines(previous.first if previous else None, current.first, colour=colour)
+    lines = []
+    if previous is None:
+        where = ", ".join(cluster.context for cluster in current.clusters)
+        subject = current.subject or "no subject"
+        text = f"{ACTION} following {current.short_commit} ({subject}) on {current.remote} {current.branch} in {where}"
+        lines.append(paint(ACTION, text, colour))
+    for cluster in current.clusters:
+        before = previous.cluster(cluster.context) if previous else None
+        changes = progress_lines(before, cluster, colour=False)[0 if before else 1 :]
+        lines += [paint(line[:1], f"{line[:1]} {cluster.context}: {line[2:]}", colour) for line in changes]
+    if current.state.final and (previous is None or not previous.state.final):
+        lines.append(push_final_line(current, colour=colour))
+    return lines
+
+
+def push_final_line(push: PushSnapshot, *, colour: bool = False) -> str:
+    """The push's outcome in one line; with several clusters it names them ("✗ failed on prod: …")."""
+    if not push.several:
+        return final_line(push.first, colour=colour)
+    mark = {SessionState.SUCCEEDED: SUCCESS, SessionState.FAILED: FAILURE}.get(push.state, WAITING)
+    return paint(mark, f"{mark} {push.message} ({push.elapsed:.1f}s)", colour)
+
+
 def final_line(snapshot: SessionSnapshot, *, colour: bool = False, shown_above: bool = False) -> str:
     """The outcome in one line. `shown_above`: the failed object's row, with its error, is already on screen,
     so the line names the object and leaves the error to that row instead of printing it twice."""
@@ -101,7 +130,38 @@ def tree(snapshot: SessionSnapshot, *, verbosity: str = DEFAULT_VERBOSITY, colou
             f"  {snapshot.remote} {snapshot.branch} · {snapshot.state.value} · {snapshot.elapsed:.1f}s · "
             f"{snapshot.count(*Phase)} resources"
         ),
+        *_body(snapshot, verbosity=verbosity, colour=colour),
     ]
+    return "\n".join(lines) + "\n"
+
+
+def push_tree(push: PushSnapshot, *, verbosity: str = DEFAULT_VERBOSITY, colour: bool = False) -> str:
+    """`tree` for a push: with one cluster exactly that; with several, a header for the push, then each cluster's
+    tree under its context's name, then the push's outcome."""
+    if not push.several:
+        return tree(push.first, verbosity=verbosity, colour=colour)
+    lines = [
+        display_line(f"{push.short_commit} {push.subject}".rstrip()),
+        display_line(f"  {push.remote} {push.branch} · {push.state.value} · {push.elapsed:.1f}s"),
+        display_line(f"  {push.summary()}"),
+    ]
+    for cluster in push.clusters:
+        lines.append(
+            display_line(
+                f"{cluster.context}: {cluster.state.value} · {cluster.elapsed:.1f}s · "
+                f"{cluster.count(*Phase)} resources"
+                + (f" · {cluster.cluster.problem}" if cluster.cluster.problem else "")
+            )
+        )
+        lines += _body(cluster, verbosity=verbosity, colour=colour)
+    if push.state.final:
+        lines.append(push_final_line(push, colour=colour))
+    return "\n".join(lines) + "\n"
+
+
+def _body(snapshot: SessionSnapshot, *, verbosity: str, colour: bool) -> list[str]:
+    """One cluster's tree rows, its counts, its outcome and its notes."""
+    lines: list[str] = []
     children = _children(snapshot.resources)
     placed = {child.ref for below in children.values() for child in below}
     roots = [r for r in snapshot.resources if r.ref not in placed]
@@ -126,7 +186,7 @@ def tree(snapshot: SessionSnapshot, *, verbosity: str = DEFAULT_VERBOSITY, colou
         lines.append(final_line(snapshot, colour=colour, shown_above=True))
     for note in snapshot.notes if verbosity != "minimal" else ():
         lines.append(display_line(f"note: {note}"))
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def _children(resources: tuple[ResourceStatus, ...]) -> dict[ObjectRef, list[ResourceStatus]]:

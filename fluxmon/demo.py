@@ -27,10 +27,11 @@ from typing import TextIO
 from fluxmon.core import hookinstall
 from fluxmon.core.config import DEFAULT_MONITOR_TYPES, load_config
 from fluxmon.core.engine import Engine
+from fluxmon.core.push import PushSnapshot
 from fluxmon.core.revision import short_sha
-from fluxmon.core.session import SessionSnapshot, SessionSpec, SessionState
+from fluxmon.core.session import SessionSpec, SessionState
 from fluxmon.core.spool import SessionRequest
-from fluxmon.core.terminal import progress_lines, tree, use_colour
+from fluxmon.core.terminal import push_progress_lines, push_tree, use_colour
 from fluxmon.core.text import display_line
 from fluxmon.signals import StopSignals
 from fluxmon.sim.cluster import SimCluster
@@ -239,7 +240,7 @@ class _Script:
             snapshot = self.narrator.next_final(stop)
             if snapshot is None:
                 return False
-            self.say(tree(snapshot, colour=self.narrator.colour).rstrip())
+            self.say(push_tree(snapshot, colour=self.narrator.colour).rstrip())
             outcomes.append(snapshot.state is step.expected)
             if show_details is not None and snapshot.state is SessionState.FAILED:
                 show_details(snapshot.id)
@@ -255,17 +256,19 @@ class _Narrator:
     def __init__(self, *, colour: bool, say: Callable[[str], None]) -> None:
         self.colour = colour
         self.say = say
-        self._finals: queue.Queue[SessionSnapshot] = queue.Queue()
-        self._previous: dict[str, SessionSnapshot] = {}
+        self._finals: queue.Queue[PushSnapshot] = queue.Queue()
+        self._previous: dict[str, PushSnapshot] = {}
 
-    def show(self, snapshot: SessionSnapshot) -> None:
-        for line in progress_lines(self._previous.get(snapshot.id), snapshot, colour=self.colour):
+    def show(self, push: PushSnapshot) -> None:
+        previous = self._previous.get(push.id)
+        for line in push_progress_lines(previous, push, colour=self.colour):
             self.say(f"  {line}")
-        self._previous[snapshot.id] = snapshot
-        if snapshot.state.final and snapshot.state is not SessionState.SUPERSEDED:
-            self._finals.put(snapshot)
+        self._previous[push.id] = push
+        ended = push.state.final and (previous is None or not previous.state.final)
+        if ended and push.state is not SessionState.SUPERSEDED:
+            self._finals.put(push)
 
-    def next_final(self, stop: threading.Event) -> SessionSnapshot | None:
+    def next_final(self, stop: threading.Event) -> PushSnapshot | None:
         deadline = time.monotonic() + SESSION_TIMEOUT_SECONDS + 30
         while not stop.is_set() and time.monotonic() < deadline:
             with contextlib.suppress(queue.Empty):

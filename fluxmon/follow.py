@@ -14,18 +14,20 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from fluxmon.core.cluster import ClusterTarget
 from fluxmon.core.config import Config, load_config, parse_duration
 from fluxmon.core.engine import Engine
 from fluxmon.core.errors import GitError, InputError
 from fluxmon.core.git import run_git
-from fluxmon.core.health import ClusterHealth
+from fluxmon.core.health import ClusterHealth, GiveUp
 from fluxmon.core.marks import WAITING
 from fluxmon.core.plan import check_remote_url
+from fluxmon.core.push import PushSnapshot
 from fluxmon.core.redact import redact_url
 from fluxmon.core.revision import normalize_commit
-from fluxmon.core.session import SessionSnapshot, SessionSpec, SessionState
-from fluxmon.core.store import snapshot_record
-from fluxmon.core.terminal import progress_lines, screen_rows, tree, use_colour
+from fluxmon.core.session import SessionSpec, SessionState
+from fluxmon.core.store import push_record
+from fluxmon.core.terminal import push_progress_lines, push_tree, screen_rows, use_colour
 from fluxmon.core.text import display_line
 from fluxmon.exits import EXIT_FAILED, EXIT_NOT_DEPLOYED, EXIT_OK, EXIT_SUPERSEDED, EXIT_TIMED_OUT
 
@@ -41,15 +43,15 @@ FOLLOW_EXIT = {
 def run_wait(args: argparse.Namespace) -> int:
     """`fluxmon wait`: progress on stderr (flux style), JSON snapshots on stdout with --json."""
     colour = use_colour(sys.stderr)
-    previous: SessionSnapshot | None = None
+    previous: PushSnapshot | None = None
 
-    def show(snapshot: SessionSnapshot) -> None:
+    def show(push: PushSnapshot) -> None:
         nonlocal previous
-        for line in progress_lines(previous, snapshot, colour=colour):
+        for line in push_progress_lines(previous, push, colour=colour):
             print(line, file=sys.stderr, flush=True)
         if args.json:
-            print(json.dumps(snapshot_record(snapshot)), flush=True)
-        previous = snapshot
+            print(json.dumps(push_record(push)), flush=True)
+        previous = push
 
     return _follow(args, show)
 
@@ -71,12 +73,12 @@ def run_watch(args: argparse.Namespace) -> int:
         sys.stdout.write(text)
         sys.stdout.flush()
 
-    def show(snapshot: SessionSnapshot) -> None:
-        text = tree(snapshot, verbosity=verbosity, colour=colour)
+    def show(push: PushSnapshot) -> None:
+        text = push_tree(push, verbosity=verbosity, colour=colour)
         if live:
             with screen:
                 draw(text)
-        elif snapshot.state.final:  # in a pipe, only the final tree: a log full of redraws helps nobody
+        elif push.state.final:  # in a pipe, only the final tree: a log full of redraws helps nobody
             sys.stdout.write(text)
             sys.stdout.flush()
 
@@ -103,9 +105,14 @@ def run_watch(args: argparse.Namespace) -> int:
         logging.getLogger("fluxmon").removeHandler(handler)
 
 
-def _follow(args: argparse.Namespace, show: Callable[[SessionSnapshot], None]) -> int:
-    """Build the session from the repo and flags, follow it on the engine until it ends, and map the outcome to an
-    exit status. The cluster's health comes with each snapshot (and with each change of it): decided in core."""
+def _follow(args: argparse.Namespace, show: Callable[[PushSnapshot], None]) -> int:
+    """Build the push from the repo and flags, follow it on every cluster until it has an outcome, and map that to
+    an exit status. Each cluster's health comes with its sessions (and with each change of it): decided in core.
+
+    With one cluster, a cluster that cannot be followed (unreachable, unauthorized, Flux missing) ends the wait at
+    once with its error. With several, an unreachable one does not hold back the others: it is reported, and the
+    push times out if it stays unreachable; any other such error still ends the wait, naming its context.
+    """
     config = load_config(repo=args.repo if (args.repo / ".git").exists() else None)
     for warning in config.warnings:
         print(f"fluxmon: {warning}", file=sys.stderr)
@@ -114,21 +121,21 @@ def _follow(args: argparse.Namespace, show: Callable[[SessionSnapshot], None]) -
     except ValueError as exc:
         raise InputError(f"--timeout: {exc}") from exc
     spec = push_spec(args, config=config, timeout=timeout)
-    engine = Engine(
-        kubeconfig=args.kubeconfig, context=args.context or config.context or None, kinds=config.monitor_types
-    )
-    updates: queue.Queue[SessionSnapshot | ClusterHealth] = queue.Queue()
+    targets = follow_targets(args, config)
+    engine = Engine(targets=targets, kinds=config.monitor_types)
+    updates: queue.Queue[PushSnapshot | ClusterHealth] = queue.Queue()
     engine.subscribe(updates.put)
     engine.subscribe_health(updates.put)
     engine.start()
+    several = len(engine.contexts) > 1
     # The session times out at its own deadline; the CLI keeps that deadline too, so that nothing (a server that
     # accepts and never answers, a stuck worker) can stretch --timeout by more than the grace below.
     deadline = time.monotonic() + (spec.created_at + timeout - time.time()) + FOLLOW_GRACE_SECONDS
-    snapshot: SessionSnapshot | None = None
-    health = engine.health()
+    push: PushSnapshot | None = None
+    healths = {health.context: health for health in engine.health()}
     try:
         engine.add(spec)
-        while snapshot is None or not snapshot.state.final:
+        while push is None or not push.state.final:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
@@ -137,24 +144,33 @@ def _follow(args: argparse.Namespace, show: Callable[[SessionSnapshot], None]) -
             except queue.Empty:
                 break
             if isinstance(update, ClusterHealth):
-                health = update
+                healths[update.context] = update
             else:
-                snapshot, health = update, update.cluster
-                show(snapshot)
-            error = health.error()
-            if error is not None:
-                raise error  # waiting on could only end in a timeout: say why now
+                push = update
+                healths.update(
+                    (cluster.context, cluster.cluster) for cluster in push.clusters if cluster.cluster.server
+                )
+                show(push)
+            for health in healths.values():
+                error = health.error()
+                if error is not None and not (several and health.give_up is GiveUp.UNREACHABLE):
+                    raise error  # waiting on could only end in a timeout: say why now
     finally:
         engine.stop()
-    if not health.reached and (
-        snapshot is None or not snapshot.state.final or snapshot.state is SessionState.TIMED_OUT
-    ):
-        raise health.unreached(timeout)
-    if snapshot is None or not snapshot.state.final:
-        message = snapshot.message if snapshot is not None else "no result"
+    if not several:
+        health = next(iter(healths.values()), ClusterHealth())
+        if not health.reached and (push is None or not push.state.final or push.state is SessionState.TIMED_OUT):
+            raise health.unreached(timeout)
+    if push is None or not push.state.final:
+        message = push.message if push is not None else "no result"
         print(display_line(f"{WAITING} timed out after {timeout:g}s: {message}"), file=sys.stderr)
         return EXIT_TIMED_OUT
-    return FOLLOW_EXIT.get(snapshot.state, EXIT_FAILED)
+    return FOLLOW_EXIT.get(push.state, EXIT_FAILED)
+
+
+def follow_targets(args: argparse.Namespace, config: Config) -> tuple[ClusterTarget, ...]:
+    """The clusters to follow the push on (the flags, else the config, else the current context)."""
+    return (ClusterTarget(context=args.context or config.context or None, kubeconfig=args.kubeconfig),)
 
 
 FULL_SHA_LENGTH = 40

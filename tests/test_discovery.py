@@ -210,3 +210,20 @@ def test_dependency_cycles_are_reported_not_looped() -> None:
 def test_namespaced_references_default_to_the_referrer_namespace() -> None:
     plan = plan_for_push(objects(git_repository(namespace="team"), kustomization("apps", namespace="team")), PUSH)
     assert plan.kustomizations == (ObjectRef(kind="Kustomization", namespace="team", name="apps"),)
+
+
+def test_no_source_on_the_branch_says_what_the_repositorys_sources_follow_instead() -> None:
+    """Promotion at a glance: a production cluster that follows release tags is not "not following" by mistake."""
+    plan = plan_for_push(
+        objects(
+            git_repository("releases", ref={"semver": ">=1.0.0"}),
+            git_repository("pinned", ref={"tag": "v1.2.0"}),
+            git_repository("other-repo", url="ssh://git@github.com/acme/elsewhere", ref={"branch": "main"}),
+        ),
+        PUSH,
+    )
+    assert plan.notes == (
+        "no Flux source follows git@github.com:acme/fleet.git main: GitRepository flux-system/pinned follows tag "
+        "v1.2.0; GitRepository flux-system/releases follows tags matching semver >=1.0.0: this push does not go "
+        "there",
+    )

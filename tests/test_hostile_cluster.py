@@ -27,10 +27,11 @@ from fluxmon.core.informer import KindState, KindStatus
 from fluxmon.core.kube import Cluster
 from fluxmon.core.objects import FLUX_KINDS, READ_FIELDS, ObjectRef, parse_flux_object
 from fluxmon.core.overview import notification_for
+from fluxmon.core.push import combine
 from fluxmon.core.redact import redact_text
 from fluxmon.core.render import json_lines, table
 from fluxmon.core.session import SessionSpec, SessionState, evaluate
-from fluxmon.core.store import snapshot_record
+from fluxmon.core.store import push_record
 from fluxmon.core.terminal import progress_lines, tree
 from fluxmon.core.verdict import verdict
 from fluxmon.sim.crds import FLUX_RESOURCES
@@ -194,7 +195,7 @@ def test_every_malformed_field_is_read_as_itself_and_the_push_is_still_judged(ki
         for text in shown:
             assert not has_raw_controls(text), f"{kind} {where}: {text[:200]!r}"
         json_lines([(obj, verdict(obj, SHA_NEW))])
-        snapshot_record(snapshot)
+        push_record(combine([snapshot]))
         failed = replace(snapshot, state=SessionState.FAILED, failed=obj.ref)
         notice = notification_for(failed, sent=set(), now=datetime.now(), outcomes=("failed",))
         assert notice is not None  # its text is made safe where it is sent: tests/test_hostile_display.py
@@ -245,17 +246,17 @@ def judged_despite(fleet: Fleet, bodies: list[dict[str, Any]], caplog: pytest.Lo
     early, late = bodies[::2], bodies[1::2]
     for body in early:
         create(fleet, body)
-    with caplog.at_level(logging.WARNING, logger="fluxmon.informer"), following(fleet) as (manager, recorder):
+    with caplog.at_level(logging.WARNING, logger="fluxmon.informer"), following(fleet) as (engine, recorder):
         for body in late:
             create(fleet, body)
         sha = fleet.push(SCALE_WEB, "a good change among malformed objects")
-        manager.add(spec_for(fleet, sha, session_id="good", reconcile=True))
+        engine.add(spec_for(fleet, sha, session_id="good", reconcile=True))
         done = recorder.until("good", SessionState.SUCCEEDED)
     assert done.commit == sha
     assert "evaluating" not in caplog.text
     for body in bodies:
         ref = ObjectRef(kind=body["kind"], namespace="flux-system", name=body["metadata"]["name"])
-        if parse_flux_object(body).problems and ref.kind in manager.cache.kinds:
+        if parse_flux_object(body).problems and ref.kind in engine.kinds:
             # Said when seen, and not again at every status write (a controller may rewrite it: a new report).
             said = [r.getMessage() for r in caplog.records if f"{ref} is malformed" in r.getMessage()]
             assert said, f"{ref} was never reported"

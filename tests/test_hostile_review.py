@@ -25,13 +25,13 @@ import pytest
 import yaml
 
 from fluxmon.cli import main
+from fluxmon.core.engine import Engine
 from fluxmon.core.informer import KindState, KindStatus
-from fluxmon.core.kube import Cluster
-from fluxmon.core.manager import SessionManager
 from fluxmon.core.objects import is_flux_body, parse_flux_object
-from fluxmon.core.session import SessionSnapshot, SessionSpec, SessionState, evaluate
+from fluxmon.core.push import PushSnapshot
+from fluxmon.core.session import SessionSpec, SessionState, evaluate
 from fluxmon.core.spool import parse_session
-from fluxmon.core.store import SessionStore, snapshot_record
+from fluxmon.core.store import push_record
 from fluxmon.core.terminal import tree
 from fluxmon.core.verdict import Phase, verdict
 from fluxmon.demo import recorded
@@ -264,24 +264,22 @@ def test_a_controller_message_with_credentials_is_redacted_everywhere(fleet: Fle
         timeout_seconds=60,
     )
     state = tmp_path / "state"
-    cluster = Cluster.connect(kubeconfig=str(fleet.cluster.kubeconfig))
-    manager = SessionManager(cluster, store=SessionStore(state))
-    snapshots: list[SessionSnapshot] = []
-    manager.subscribe(snapshots.append)
-    manager.start()
+    engine = Engine(kubeconfig=str(fleet.cluster.kubeconfig), state_dir=state)
+    pushes: list[PushSnapshot] = []
+    engine.subscribe(pushes.append)
+    engine.start()
     try:
-        manager.add(spec)
-        final = manager.wait_final(spec.id, timeout=60)
+        engine.add(spec)
+        final = engine.wait_final(spec.id, timeout=60)
     finally:
-        manager.stop()
-        cluster.close()
+        engine.stop()
     assert final is not None
     assert final.state is SessionState.FAILED, final
     assert "unable to clone 'http://***@127.0.0.1:9/fleet.git'" in final.message
     assert final.message.count("unable to clone") == 1, "the simulator said it twice"
-    for snapshot in snapshots:
-        assert SECRET not in json.dumps(snapshot_record(snapshot)), snapshot
-        assert SECRET not in tree(snapshot, verbosity="verbose", colour=False)
+    for push in pushes:
+        assert SECRET not in json.dumps(push_record(push)), push
+        assert SECRET not in tree(push.first, verbosity="verbose", colour=False)
     for path in state.rglob("*"):
         assert not path.is_file() or SECRET not in path.read_text(encoding="utf-8"), path
 

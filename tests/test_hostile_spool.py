@@ -186,7 +186,7 @@ def test_a_thousand_files_for_one_commit_give_one_notification(fleet: Fleet, tmp
             if snapshot.state.final:
                 finals.put(snapshot)
 
-        manager.subscribe(notify)
+        manager.subscribe(lambda push: notify(push.first))
         delivered: queue.Queue[str] = queue.Queue()
 
         def take(request: Any) -> None:

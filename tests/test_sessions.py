@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from fluxmon.core.cluster import ClusterError, ClusterUnreachable, Forbidden, KindApi, KindMissing, WatchExpired
+from fluxmon.core.engine import Engine
 from fluxmon.core.informer import ClusterCache, KindState, KindStatus, retry_delay
 from fluxmon.core.kube import Cluster
 from fluxmon.core.manager import SessionManager
@@ -69,18 +70,17 @@ def connect(fleet: Fleet) -> CountingCluster:
 
 
 @contextlib.contextmanager
-def following(fleet: Fleet, *, store: SessionStore | None = None) -> Iterator[tuple[SessionManager, Recorder]]:
-    """A started SessionManager on the real adapter, and a recorder of its snapshots; stopped on leaving."""
-    cluster = connect(fleet)
+def following(fleet: Fleet, *, state_dir: Path | None = None) -> Iterator[tuple[Engine, Recorder]]:
+    """A started one-cluster Engine on the real adapter, and a recorder of its (only) cluster's snapshots; stopped
+    on leaving."""
     recorder = Recorder()
-    manager = SessionManager(cluster, store=store)
-    manager.subscribe(recorder.snapshots.put)
-    manager.start()
+    engine = Engine(connect=lambda _target: connect(fleet), state_dir=state_dir)
+    engine.subscribe(lambda push: recorder.snapshots.put(push.first))
+    engine.start()
     try:
-        yield manager, recorder
+        yield engine, recorder
     finally:
-        manager.stop()
-        cluster.close()
+        engine.stop()
 
 
 def spec_for(fleet: Fleet, sha: str, *, session_id: str, **extra: Any) -> SessionSpec:
@@ -101,10 +101,10 @@ def test_a_newer_push_supersedes_the_older_session(fleet: Fleet) -> None:
     fleet.controllers.stop()  # hold both pushes in flight
     first = fleet.commit_and_push(SCALE_WEB, "first")
     second = fleet.commit_and_push(edit("apps/web.yaml", "replicas: 3", "replicas: 4"), "second")
-    with following(fleet) as (manager, recorder):
-        manager.add(spec_for(fleet, first, session_id="first"))
+    with following(fleet) as (engine, recorder):
+        engine.add(spec_for(fleet, first, session_id="first"))
         recorder.until("first", SessionState.WAITING_FOR_SOURCE)
-        manager.add(spec_for(fleet, second, session_id="second", reconcile=True))
+        engine.add(spec_for(fleet, second, session_id="second", reconcile=True))
         superseded = recorder.until("first", SessionState.SUPERSEDED)
         assert superseded.message == "superseded by a newer push to the same branch"
         fleet.controllers.start()
@@ -114,8 +114,8 @@ def test_a_newer_push_supersedes_the_older_session(fleet: Fleet) -> None:
 def test_a_failure_carries_its_warning_events_in_the_final_snapshot(fleet: Fleet) -> None:
     """The session is final the moment the failure is certain; the Events read after that still reach it."""
     broken = fleet.commit_and_push(BROKEN_YAML, "broken")
-    with following(fleet) as (manager, recorder):
-        manager.add(spec_for(fleet, broken, session_id="broken", reconcile=True))
+    with following(fleet) as (engine, recorder):
+        engine.add(spec_for(fleet, broken, session_id="broken", reconcile=True))
         failed = recorder.until("broken", SessionState.FAILED)
         while not next(r for r in failed.resources if r.ref == failed.failed).events:
             failed = recorder.until("broken", SessionState.FAILED)  # the one with the Events follows at once
@@ -153,15 +153,12 @@ def test_a_restart_resumes_active_sessions_and_keeps_the_history(fleet: Fleet, t
     fleet.controllers.stop()
     sha = fleet.commit_and_push(SCALE_WEB, "Scale web")
     store = SessionStore(tmp_path / "state")
-    cluster = connect(fleet)
-    before = SessionManager(cluster, store=store)
-    before.start()
-    before.add(spec_for(fleet, sha, session_id="kept", reconcile=True))
-    before.stop()  # the app quits mid-session
-    cluster.close()
+    with following(fleet, state_dir=store.directory) as (before, _recorder):
+        before.add(spec_for(fleet, sha, session_id="kept", reconcile=True))
+    # the app quit mid-session
     assert [spec.id for spec in store.load_active()] == ["kept"]
 
-    with following(fleet, store=store) as (_after, recorder):
+    with following(fleet, state_dir=store.directory) as (_after, recorder):
         fleet.controllers.start()
         fleet.reconcile_source()
         assert recorder.until("kept", SessionState.SUCCEEDED).commit == sha
@@ -408,8 +405,8 @@ def test_a_failures_events_are_only_those_of_the_revision_it_tried(fleet: Fleet)
     unhealthy = fleet.push(UNHEALTHY_WEB, "an unhealthy web")
     fleet.wait_phases(unhealthy, {"Kustomization/apps": Phase.FAILED})
     broken = fleet.commit_and_push(BROKEN_YAML, "broken")
-    with following(fleet) as (manager, recorder):
-        manager.add(spec_for(fleet, broken, session_id="broken", reconcile=True))
+    with following(fleet) as (engine, recorder):
+        engine.add(spec_for(fleet, broken, session_id="broken", reconcile=True))
         failed = recorder.until("broken", SessionState.FAILED)
     apps = next(r for r in failed.resources if r.ref == failed.failed)
     assert apps.events, "the BuildFailed event of the pushed commit"
