@@ -8,6 +8,13 @@ Precedence, lowest first:
   4. the repo's `.fluxmon.toml` (our own file, same keys as config.toml).
 A file that is invalid is reported (file and key) and skipped as a whole, so a typo never half-applies.
 
+Which clusters: `contexts = ["dev", "prod"]` follows each push on those kubeconfig contexts; `context = "dev"` is
+the one-cluster spelling of the same setting. They are one setting: a file that sets either replaces what a
+lower file set for both (a repo's `context = "dev"` narrows the user's `contexts` to dev), and a file that sets
+both is invalid. `[kubeconfigs]` (`prod = "~/.kube/prod.yaml"`) names the kubeconfig file a context lives in when
+it is not in the usual one; only the user's own config.toml may set it, since a kubeconfig can run commands
+(exec credential plugins) and a cloned repository must not choose them.
+
 The tray reads the user's file again whenever it changes (`file_stamp`, `reload_user_config`). A file that turns
 invalid then leaves the settings in force as they were, and says why, rather than falling back to the defaults.
 """
@@ -51,7 +58,11 @@ class Config:
 
     enabled: bool = True
     context: str = ""
-    """kubeconfig context; empty means the kubeconfig's current context."""
+    """kubeconfig context; empty means the kubeconfig's current context (unless `contexts` names some)."""
+    contexts: tuple[str, ...] = ()
+    """kubeconfig contexts to follow each push on; empty means `context` alone."""
+    kubeconfigs: tuple[tuple[str, str], ...] = ()
+    """(context, kubeconfig file) pairs: the file a context is read from when it is not in the usual kubeconfig."""
     timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS
     verbosity: str = DEFAULT_VERBOSITY
     monitor_types: tuple[str, ...] = DEFAULT_MONITOR_TYPES
@@ -71,9 +82,15 @@ class Config:
             fnmatchcase(branch, pattern) for pattern in self.ignore_branches
         )
 
+    def kubeconfig_for(self, context: str) -> str | None:
+        """The kubeconfig file [kubeconfigs] names for this context, or None: the usual (merged) kubeconfig."""
+        return dict(self.kubeconfigs).get(context)
+
     def as_record(self) -> dict[str, Any]:
         """The settings as plain JSON values, for the session file."""
-        return {f.name: _plain(getattr(self, f.name)) for f in fields(self) if f.name != "warnings"}
+        record = {f.name: _plain(getattr(self, f.name)) for f in fields(self) if f.name != "warnings"}
+        record["kubeconfigs"] = dict(self.kubeconfigs)
+        return record
 
 
 FileStamp = tuple[int, int, int] | None
@@ -105,22 +122,23 @@ def load_config(
     """The merged settings; never raises for a bad file, which is reported in `Config.warnings` instead (each
     warning ends with `when_invalid`, what becomes of the settings)."""
     config = Config()
-    layers: list[tuple[Path, Any]] = [(user_config_path(environ), _read_toml)]
+    layers: list[tuple[Path, Any, bool]] = [(user_config_path(environ), _read_toml, True)]
     if repo is not None:
-        layers += [(repo / SEED_REPO_CONFIG, _read_seed_yaml), (repo / REPO_CONFIG, _read_toml)]
+        layers += [(repo / SEED_REPO_CONFIG, _read_seed_yaml, False), (repo / REPO_CONFIG, _read_toml, False)]
     warnings: list[str] = []
-    for path, reader in layers:
+    for path, reader, users_own in layers:
         try:
             values = reader(path)
             if values is not None:
-                config = apply_settings(config, values, source=str(path))
+                config = apply_settings(config, values, source=str(path), users_own=users_own)
         except ConfigError as error:
             warnings.append(f"{error.message}; {when_invalid}")
     return replace(config, warnings=tuple(warnings))
 
 
-def apply_settings(config: Config, values: Mapping[str, Any], *, source: str) -> Config:
-    """Apply a table of settings to `config`; raises ConfigError naming `source` and the key at fault."""
+def apply_settings(config: Config, values: Mapping[str, Any], *, source: str, users_own: bool = False) -> Config:
+    """Apply a table of settings to `config`; raises ConfigError naming `source` and the key at fault.
+    `users_own`: the user's own config.toml, the one file that may name kubeconfig files."""
     changes: dict[str, Any] = {}
     known = {f.name for f in fields(Config)} - {"warnings"}
     for key, value in values.items():
@@ -129,7 +147,19 @@ def apply_settings(config: Config, values: Mapping[str, Any], *, source: str) ->
             name = "timeout_seconds"
         if name not in known:
             raise ConfigError(f"{source}: unknown key {key!r}")
+        if name == "kubeconfigs" and not users_own:
+            raise ConfigError(
+                f"{source}: {key}: only your own config.toml may name kubeconfig files (a kubeconfig can run "
+                f"commands, so a repository must not choose one)"
+            )
         changes[name] = _validated(name, value, source=f"{source}: {key}")
+    # `context` and `contexts` are one setting: the file that sets either sets both.
+    if "context" in changes and "contexts" in changes:
+        raise ConfigError(f"{source}: set either context (one) or contexts (a list), not both")
+    if "context" in changes:
+        changes["contexts"] = ()
+    elif "contexts" in changes:
+        changes["context"] = ""
     return replace(config, **changes)
 
 
@@ -162,6 +192,8 @@ def _validated(name: str, value: Any, *, source: str) -> Any:
             if not isinstance(value, str):
                 raise ValueError("expected a string")
             return value
+        if name == "kubeconfigs":
+            return _kubeconfig_files(value)
         if name == "verbosity":
             if value not in VERBOSITIES:
                 raise ValueError(f"expected one of {', '.join(VERBOSITIES)}")
@@ -174,6 +206,8 @@ def _validated(name: str, value: Any, *, source: str) -> Any:
             if unknown:
                 raise ValueError(f"unknown kinds {unknown}; known: {', '.join(FLUX_KINDS)}")
             return tuple(by_lower[item.lower().removesuffix("s")] for item in items)
+        if name == "contexts" and "" in items:
+            raise ValueError("a context name must not be empty")
         if name == "notify_on":
             unknown = [item for item in items if item not in NOTIFY_OUTCOMES]
             if unknown:
@@ -181,6 +215,22 @@ def _validated(name: str, value: Any, *, source: str) -> Any:
         return items
     except ValueError as exc:
         raise ConfigError(f"{source}: {exc}") from exc
+
+
+def _kubeconfig_files(value: Any) -> tuple[tuple[str, str], ...]:
+    """The [kubeconfigs] table: context name = kubeconfig file, `~` expanded; a relative path would depend on the
+    folder fluxmon happens to start in, so it is refused."""
+    if not isinstance(value, Mapping):
+        raise ValueError('expected a table of context = "kubeconfig file", such as [kubeconfigs] prod = "~/.kube/prod"')
+    pairs: list[tuple[str, str]] = []
+    for context, file in value.items():
+        if not isinstance(file, str) or not file:
+            raise ValueError(f"{context}: expected the path of a kubeconfig file, got {file!r}")
+        path = Path(file).expanduser()
+        if not path.is_absolute():
+            raise ValueError(f"{context}: expected an absolute path or one starting with ~, got {file!r}")
+        pairs.append((str(context), str(path)))
+    return tuple(pairs)
 
 
 def _string_list(value: Any) -> tuple[str, ...]:

@@ -105,8 +105,11 @@ class Engine:
         spool_dir: Path | None = None,
         on_spooled: Callable[[SessionRequest], None] | None = None,
         connect: Connect = _connect_kube,
+        require_all: bool = True,
     ) -> None:
         """`targets`: the clusters to follow each push on (none given: `context` in `kubeconfig`, one cluster).
+        `require_all`: a target that cannot be connected fails the start (`wait`: the user named it); else it is
+        left out and said in `unconnected` (the tray: one bad context in the config must not stop the others).
         `state_dir`: the history and active pushes (None: nothing kept). `spool_dir`: the pushes the hooks capture
         (None: only pushes added with `add`). `on_spooled`: told of each captured push, for narration."""
         self.targets = tuple(targets) or (ClusterTarget(context=context, kubeconfig=kubeconfig),)
@@ -116,6 +119,9 @@ class Engine:
         self.spool_dir = spool_dir
         self._on_spooled = on_spooled
         self._connect = connect
+        self.require_all = require_all
+        self.unconnected: tuple[str, ...] = ()
+        """One line per target left out at the last start, saying why (only without `require_all`)."""
         self._subscribers: list[PushSubscriber] = []
         self._health_subscribers: list[HealthSubscriber] = []
         self._lock = threading.RLock()
@@ -166,13 +172,18 @@ class Engine:
         if self.running:
             return
         connected: list[ClusterApi] = []
-        try:
-            for target in self.targets:
+        failures: list[str] = []
+        for target in self.targets:
+            try:
                 connected.append(self._connect(target))
-        except FluxmonError:
-            for api in connected:
-                api.close()
-            raise
+            except FluxmonError as error:
+                if self.require_all or (target is self.targets[-1] and not connected):
+                    for api in connected:
+                        api.close()
+                    raise
+                failures.append(f"{target.context or 'the current context'}: {error}")
+                log.error("not following pushes on %s", failures[-1])
+        self.unconnected = tuple(failures)
         clusters = tuple(
             ClusterEngine(
                 api, kinds=self.kinds, on_snapshot=self._on_snapshot, health_subscribers=self._health_subscribers

@@ -15,7 +15,6 @@ import socket
 import threading
 import weakref
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 from typing import Any
 
 import urllib3
@@ -37,6 +36,7 @@ from fluxmon.core.cluster import (
     Unauthorized,
     WatchExpired,
 )
+from fluxmon.core.kubeconfig import error_line, load_kubeconfig
 from fluxmon.core.objects import FLUX_KINDS, REQUESTED_AT_ANNOTATION, ObjectRef
 
 CONNECT_TIMEOUT_SECONDS = 5.0
@@ -45,15 +45,6 @@ REQUEST_TIMEOUTS = (CONNECT_TIMEOUT_SECONDS, REQUEST_TIMEOUT_SECONDS)
 """Every request but a watch: (connect, read), so that no call waits forever on a silent server."""
 WATCH_TIMEOUT_SECONDS = 60
 """The server ends each watch after this long (timeoutSeconds); the client read timeout is a little longer."""
-
-
-def kubeconfig_path(explicit: str | None = None, environ: Mapping[str, str] = os.environ) -> Path:
-    """`--kubeconfig`, else the first file in $KUBECONFIG, else ~/.kube/config."""
-    if explicit:
-        return Path(explicit).expanduser()
-    if environ.get("KUBECONFIG"):
-        return Path(environ["KUBECONFIG"].split(os.pathsep)[0]).expanduser()
-    return Path(environ.get("HOME", "~")).expanduser() / ".kube" / "config"
 
 
 class Cluster:
@@ -73,34 +64,30 @@ class Cluster:
 
     @classmethod
     def connect(cls, *, kubeconfig: str | None = None, context: str | None = None) -> Cluster:
-        """Load credentials from a kubeconfig (or, inside a pod, the service account); no request is made yet."""
-        path = kubeconfig_path(kubeconfig)
-        if not path.exists():
+        """Load credentials from the kubeconfig, merged as kubectl merges it (core/kubeconfig.py), or, inside a
+        pod with no kubeconfig, from the service account; no request is made yet."""
+        loaded = load_kubeconfig(kubeconfig)
+        if not loaded.read:
             if os.environ.get("KUBERNETES_SERVICE_HOST") and not kubeconfig:
                 configuration = k8s.Configuration()
                 k8s_config.load_incluster_config(client_configuration=configuration)
                 return cls(k8s.ApiClient(configuration), context="in-cluster", server=configuration.host)
-            raise KubeconfigError(
-                f"no kubeconfig at {path}; point --kubeconfig or KUBECONFIG at one, or run `fluxmon demo` to try "
-                f"fluxmon on a simulated cluster"
-            )
-        try:
-            contexts, current = k8s_config.list_kube_config_contexts(config_file=str(path))
-        except Exception as exc:  # the loader raises whatever its parsing meets: YAML errors, AttributeError, ...
-            raise KubeconfigError(f"{path} is not a valid kubeconfig: {_first_line(exc)}") from exc
-        names = [str(c.get("name")) for c in contexts or [] if isinstance(c, Mapping)]
-        chosen = context or str((current if isinstance(current, Mapping) else {}).get("name", ""))
-        if chosen not in names:
-            available = ", ".join(names) or "none"
-            raise KubeconfigError(f"{path} has no context {chosen!r} (its contexts: {available})")
+            raise loaded.missing_error(explicit=kubeconfig)
+        chosen = loaded.context_to_use(context)
+        document = loaded.client_document(chosen)
         configuration = k8s.Configuration()
         try:
-            k8s_config.load_kube_config(config_file=str(path), context=chosen, client_configuration=configuration)
+            # The merged document, not the files: the client's own merger takes current-context from the last
+            # file and fails on an empty one, where kubectl does neither.
+            k8s_config.load_kube_config_from_dict(
+                document, context=chosen, client_configuration=configuration, persist_config=False
+            )
             configuration.retries = False  # we retry ourselves, with backoff, and report what happens
             api_client = k8s.ApiClient(configuration)
-        except Exception as exc:  # as above: a bad server URL, certificate or token field raises anything
+        except Exception as exc:  # the loader raises anything for a bad server URL, certificate or token field
             raise KubeconfigError(
-                f"{path}, context {chosen!r}: its cluster or user entry cannot be loaded ({_first_line(exc)})"
+                f"{loaded.description}, context {chosen!r}: its cluster or user entry cannot be loaded "
+                f"({error_line(exc)})"
             ) from exc
         return cls(api_client, context=chosen, server=configuration.host)
 
@@ -372,15 +359,6 @@ def _watch_event(line: bytes) -> dict[str, Any] | None:
     if not isinstance(event, dict) or not isinstance(event.get("object"), dict):
         return None
     return event
-
-
-def _first_line(exc: BaseException) -> str:
-    """An exception as one short line (YAML errors span several, with excerpts of the file)."""
-    mark, problem = getattr(exc, "problem_mark", None), getattr(exc, "problem", None)
-    if mark is not None and problem:  # a YAML error: where, and what, without the excerpt of the file
-        return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return (lines[0] if lines else type(exc).__name__)[:300]
 
 
 def _reason(exc: BaseException) -> str:

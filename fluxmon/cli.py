@@ -98,8 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
         follow.add_argument("--commit", metavar="SHA", help="the pushed commit (default: HEAD)")
         follow.add_argument("--timeout", metavar="DUR", help="e.g. 300, 90s, 5m (default: from config, 5m)")
         follow.add_argument("--reconcile", action="store_true", help="ask Flux to fetch now (needs patch permission)")
-        follow.add_argument("--context", help="kubeconfig context (default: the current one)")
-        follow.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
+        add_cluster_arguments(follow)
         if name == "wait":
             follow.add_argument("--json", action="store_true", help="print one JSON snapshot per change on stdout")
         else:
@@ -124,8 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="the desktop app: a tray icon, notifications and details for every push the hooks capture",
         description="Follow every captured push in the system tray until Quit (or SIGINT/SIGTERM). One per user.",
     )
-    tray.add_argument("--kubeconfig", help="default: $KUBECONFIG, else ~/.kube/config")
-    tray.add_argument("--context", help="default: from config, else the kubeconfig's current context")
+    add_cluster_arguments(tray)
     tray.set_defaults(command=run_tray)
 
     autostart = verbs.add_parser("autostart", help="start the tray at login (an XDG autostart entry)")
@@ -193,3 +191,30 @@ def build_parser() -> argparse.ArgumentParser:
     confirm.add_argument("--git-pid", type=int, required=True)
     confirm.set_defaults(command=run_hook_confirm)
     return parser
+
+
+def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
+    """Which clusters to follow (core/kubeconfig.py resolve_targets): the same three flags on wait, watch and tray."""
+    parser.add_argument(
+        "--context",
+        dest="contexts",
+        action="append",
+        metavar="NAME",
+        help=(
+            "a kubeconfig context to follow the push on; repeat it for several clusters (default: `contexts` or "
+            "`context` from config, else the kubeconfig's current context)"
+        ),
+    )
+    parser.add_argument(
+        "--all-contexts",
+        action="store_true",
+        help="follow the push on every context of the kubeconfig (not with --context)",
+    )
+    parser.add_argument(
+        "--kubeconfig",
+        metavar="FILE",
+        help=(
+            "one kubeconfig file, for every context (default: the files in $KUBECONFIG, merged as kubectl merges "
+            "them, else ~/.kube/config)"
+        ),
+    )

@@ -19,6 +19,7 @@ from fluxmon.core.documents import iter_located_objects
 from fluxmon.core.engine import Engine
 from fluxmon.core.errors import InputError
 from fluxmon.core.gitpush import confirm_push, spool_for_repo
+from fluxmon.core.kubeconfig import resolve_targets
 from fluxmon.core.objects import FluxObject, is_flux_body, parse_flux_object
 from fluxmon.core.redact import redact_text
 from fluxmon.core.render import json_lines, table
@@ -281,9 +282,15 @@ def run_tray(args: argparse.Namespace) -> int:
         print(f"fluxmon: {warning}", file=sys.stderr)
     notifier = notifier_kind()
     backend = choose_backend()
-    engine = Engine(
+    targets = resolve_targets(
+        flag_contexts=args.contexts or (),
+        all_contexts=args.all_contexts,
         kubeconfig=args.kubeconfig,
-        context=args.context or config.context or None,
+        config=config,
+    )
+    engine = Engine(
+        targets=targets,
+        require_all=False,
         kinds=config.monitor_types,
         default_timeout=config.timeout_seconds,
         state_dir=paths.state_dir(),
@@ -295,7 +302,7 @@ def run_tray(args: argparse.Namespace) -> int:
         backend=backend,
         icon_dir=paths.runtime_dir() / "icons",
         notifier=notifier,
-        context_given=bool(args.context),
+        context_given=bool(args.contexts or args.all_contexts),
     )
     status = tray.run()
     report_leftover_threads()

@@ -14,12 +14,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from fluxmon.core.cluster import ClusterTarget
 from fluxmon.core.config import Config, load_config, parse_duration
 from fluxmon.core.engine import Engine
 from fluxmon.core.errors import GitError, InputError
 from fluxmon.core.git import run_git
 from fluxmon.core.health import ClusterHealth, GiveUp
+from fluxmon.core.kubeconfig import resolve_targets
 from fluxmon.core.marks import WAITING
 from fluxmon.core.plan import check_remote_url
 from fluxmon.core.push import PushSnapshot
@@ -121,7 +121,9 @@ def _follow(args: argparse.Namespace, show: Callable[[PushSnapshot], None]) -> i
     except ValueError as exc:
         raise InputError(f"--timeout: {exc}") from exc
     spec = push_spec(args, config=config, timeout=timeout)
-    targets = follow_targets(args, config)
+    targets = resolve_targets(
+        flag_contexts=args.contexts or (), all_contexts=args.all_contexts, kubeconfig=args.kubeconfig, config=config
+    )
     engine = Engine(targets=targets, kinds=config.monitor_types)
     updates: queue.Queue[PushSnapshot | ClusterHealth] = queue.Queue()
     engine.subscribe(updates.put)
@@ -166,11 +168,6 @@ def _follow(args: argparse.Namespace, show: Callable[[PushSnapshot], None]) -> i
         print(display_line(f"{WAITING} timed out after {timeout:g}s: {message}"), file=sys.stderr)
         return EXIT_TIMED_OUT
     return FOLLOW_EXIT.get(push.state, EXIT_FAILED)
-
-
-def follow_targets(args: argparse.Namespace, config: Config) -> tuple[ClusterTarget, ...]:
-    """The clusters to follow the push on (the flags, else the config, else the current context)."""
-    return (ClusterTarget(context=args.context or config.context or None, kubeconfig=args.kubeconfig),)
 
 
 FULL_SHA_LENGTH = 40

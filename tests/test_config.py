@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -88,3 +89,73 @@ def test_durations(value: object, seconds: float) -> None:
 def test_bad_durations(value: object) -> None:
     with pytest.raises(ValueError, match="duration"):
         parse_duration(value)
+
+
+# --- which clusters ----------------------------------------------------------------------------------------------
+
+
+def user_config(env: dict[str, str]) -> Path:
+    return Path(env["XDG_CONFIG_HOME"]) / "fluxmon" / "config.toml"
+
+
+def test_contexts_and_the_kubeconfig_file_of_a_context(
+    tmp_path: Path, env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", env["HOME"])
+    write(
+        user_config(env),
+        'contexts = ["dev", "staging", "prod"]\n[kubeconfigs]\nprod = "~/.kube/prod.yaml"\n"eu.west" = "/srv/eu.kc"\n',
+    )
+    config = load_config(environ=env)
+    assert config.warnings == ()
+    assert (config.context, config.contexts) == ("", ("dev", "staging", "prod"))
+    assert config.kubeconfig_for("prod") == f"{env['HOME']}/.kube/prod.yaml"  # ~ expanded
+    assert config.kubeconfig_for("eu.west") == "/srv/eu.kc"
+    assert config.kubeconfig_for("dev") is None  # the usual, merged kubeconfig
+    record = json.loads(json.dumps(config.as_record()))
+    assert record["contexts"] == ["dev", "staging", "prod"]
+    assert record["kubeconfigs"] == {"prod": f"{env['HOME']}/.kube/prod.yaml", "eu.west": "/srv/eu.kc"}
+
+
+def test_context_and_contexts_are_one_setting_that_a_later_file_replaces(tmp_path: Path, env: dict[str, str]) -> None:
+    write(user_config(env), 'contexts = ["dev", "prod"]\n')
+    write(tmp_path / ".fluxmon.toml", 'context = "dev"\n')  # this repo deploys to dev only
+    config = load_config(repo=tmp_path, environ=env)
+    assert (config.context, config.contexts) == ("dev", ())
+    write(user_config(env), 'context = "dev"\n')
+    write(tmp_path / ".fluxmon.toml", 'contexts = ["dev", "prod"]\n')
+    config = load_config(repo=tmp_path, environ=env)
+    assert (config.context, config.contexts) == ("", ("dev", "prod"))
+
+
+def test_a_repository_may_not_choose_a_kubeconfig_file(tmp_path: Path, env: dict[str, str]) -> None:
+    """A kubeconfig can run commands (exec credential plugins): a cloned repo must not point fluxmon at its own."""
+    write(user_config(env), 'contexts = ["dev"]\n')
+    write(tmp_path / ".fluxmon.toml", 'contexts = ["prod"]\n[kubeconfigs]\nprod = "/tmp/repo-supplied.kc"\n')
+    config = load_config(repo=tmp_path, environ=env)
+    (warning,) = config.warnings
+    assert warning.startswith(f"{tmp_path / '.fluxmon.toml'}: kubeconfigs: only your own config.toml may name")
+    assert (config.contexts, config.kubeconfigs) == (("dev",), ())  # the repo's file is skipped as a whole
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ('contexts = "dev"\n', "contexts: expected a list of strings"),
+        ('contexts = ["dev", ""]\n', "contexts: a context name must not be empty"),
+        ('context = "dev"\ncontexts = ["prod"]\n', "set either context (one) or contexts (a list), not both"),
+        ('kubeconfigs = ["~/.kube/prod"]\n', 'kubeconfigs: expected a table of context = "kubeconfig file"'),
+        ("[kubeconfigs]\nprod = 1\n", "kubeconfigs: prod: expected the path of a kubeconfig file, got 1"),
+        ('[kubeconfigs]\nprod = "kube/prod"\n', "kubeconfigs: prod: expected an absolute path or one starting with ~"),
+    ],
+)
+def test_an_invalid_cluster_setting_is_one_line_and_the_file_skipped(
+    env: dict[str, str], text: str, problem: str
+) -> None:
+    write(user_config(env), text)
+    config = load_config(environ=env)
+    (warning,) = config.warnings
+    assert warning.startswith(f"{user_config(env)}: ")
+    assert problem in warning
+    assert "\n" not in warning
+    assert (config.context, config.contexts, config.kubeconfigs) == ("", (), ())
