@@ -55,6 +55,7 @@ from fluxmon.core.config import Config, file_stamp, reload_user_config
 from fluxmon.core.engine import Engine
 from fluxmon.core.errors import FluxmonError
 from fluxmon.core.health import ClusterHealth
+from fluxmon.core.kubeconfig import resolve_targets
 from fluxmon.core.objects import ObjectRef
 from fluxmon.core.overview import (
     Notification,
@@ -126,18 +127,19 @@ class TrayApp:
         icon: IconFactory,
         notifier: NotifierFactory,
         context_given: bool = False,
+        kubeconfig: str | None = None,
         observer: Callable[[PushSnapshot], None] | None = None,
     ) -> None:
         """`engine`: stopped, with a store. `context_given`: the contexts came from the command line, so a change
-        of the config file's does not move the tray. `observer` sees every snapshot after the tray has (on the UI
-        thread; `fluxmon demo` narrates with it)."""
+        of the config file's does not move the tray. `kubeconfig`: `--kubeconfig`, where the contexts a changed
+        config file names are looked up. `observer` sees every snapshot after the tray has (on the UI thread;
+        `fluxmon demo` narrates with it)."""
         if engine.store is None:
             raise ValueError("the tray keeps a history: give its engine a state_dir")
         self.engine = engine
         self.config = config
         self._make_icon = icon
         self._make_notifier = notifier
-        self._context_given = context_given
         self._observer = observer
         self.snapshots: dict[str, PushSnapshot] = {}
         """The pushes the tray knows, by id (the newest snapshot of each)."""
@@ -149,8 +151,9 @@ class TrayApp:
         self.config_problem = "; ".join(config.warnings)
         self.unfollowed: set[str] = set()
         """Pushes on a remote and branch that Flux no longer follows: their outcome no longer counts."""
-        self._kubeconfig = engine.targets[0].kubeconfig if engine.targets else None
-        """`--kubeconfig`, kept for the contexts a changed config file names."""
+        self._kubeconfig = kubeconfig
+        self._follows_config = not context_given and engine.targets == self._configured_targets(config)
+        """The clusters are the config file's (not the command line's, nor the demo's): they change with it."""
         self._config_stamp = file_stamp(user_config_path())
         self._sent: set[tuple[str, str]] = set()
         self._queue: queue.SimpleQueue[tuple[Message, Any]] = queue.SimpleQueue()
@@ -519,7 +522,7 @@ class TrayApp:
             return
         log.info("applied the settings in %s", user_config_path())
         engine = self.engine
-        targets = engine.targets if self._context_given else self._configured_targets(new)  # the command line's stay
+        targets = self._configured_targets(new) if self._follows_config else engine.targets  # the command line's stay
         if (targets, new.monitor_types) != (engine.targets, engine.kinds):
             was_running = engine.running
             engine.stop()
@@ -531,8 +534,9 @@ class TrayApp:
         engine.default_timeout = new.timeout_seconds
 
     def _configured_targets(self, config: Config) -> tuple[ClusterTarget, ...]:
-        """The clusters the config file names, in the kubeconfig the tray was started with."""
-        return (ClusterTarget(context=config.context or None, kubeconfig=self._kubeconfig),)
+        """The clusters the config file names (`contexts`, else `context`, else the current one), looked up in the
+        kubeconfig the tray was started with."""
+        return resolve_targets(flag_contexts=(), all_contexts=False, kubeconfig=self._kubeconfig, config=config)
 
     def _look_for_unfollowed(self) -> bool:
         """Whether the sessions Flux no longer follows changed (each such failure or timeout is said once)."""
@@ -553,9 +557,13 @@ class TrayApp:
         return True
 
     def _overview(self) -> Overview:
-        problems = cluster_problems(self.healths.values(), several=len(self.engine.contexts) > 1)
+        several = len(self.engine.targets) > 1
+        problems = cluster_problems(self.healths.values(), several=several)
+        for line in self.engine.unconnected:  # `<context>: <why>`, each left out while the others are followed
+            context, _, why = line.partition(": ")
+            problems[context if several else ""] = why
         if self.connect_problem:
-            problems = {"": self.connect_problem}  # no cluster is followed until every one can be
+            problems = {"": self.connect_problem}  # no cluster is followed: the engine could not start
         return overview(
             self.snapshots.values(),
             cluster_problems=problems,
