@@ -128,3 +128,14 @@ def test_the_contexts_of_the_config_file_apply_while_the_tray_runs(
         wait_until(lambda: len(notify_calls(monitor)) == 1, "the failure notified")
         assert f"✗ apps failed on production — main@{broken[:7]}" in notify_calls(monitor)[0]
         assert tray.stop() == 0
+
+
+def test_a_context_that_cannot_be_followed_is_named_and_the_others_are_followed(
+    sim_fleet: FleetUnderTest, start_tray: StartTray
+) -> None:
+    tray = start_tray("--context", "staging", "--context", "qa", state=TrayState.UNREACHABLE)
+    line = icon_line(tray, "cluster qa: ")
+    assert f"{sim_fleet.kubeconfig} has no context 'qa' (its contexts: staging, production)" in line
+    sha = sim_fleet.commit_and_push(SCALE_WEB, "scale web")
+    icon_line(tray, f"main@{sha[:7]} succeeded")  # staging is followed all the same
+    assert tray.stop() == 0
