@@ -16,7 +16,7 @@ from fluxmon.core.marks import TrayState
 from harness.desktop import Desktop, wait_until
 from harness.processes import children
 from harness.running import Running
-from harness.simfleet import SCALE_WEB, FleetUnderTest, break_settings
+from harness.simfleet import SCALE_WEB, FleetUnderTest, break_settings, fix_settings
 from tests.test_tray import FAILED_TEXT, Tray, _count_colour, _details_title, notify_calls
 
 StartTray = Callable[..., Tray]
@@ -63,7 +63,7 @@ def icon_line(tray: Tray, text: str) -> str:
     return tray.running.expect(lambda _name, line: line.startswith("fluxmon: icon: ") and text in line, text)
 
 
-def test_one_push_on_two_clusters_deployed_then_broken_on_one_names_it_once(
+def test_one_push_on_two_clusters_deployed_then_broken_on_one_named_once_then_fixed_there(
     desktop: Desktop, sim_fleet: FleetUnderTest, start_tray: StartTray
 ) -> None:
     with desktop.notification_daemon() as dunst, desktop.bus_monitor() as monitor:
@@ -101,6 +101,13 @@ def test_one_push_on_two_clusters_deployed_then_broken_on_one_names_it_once(
         asked = [tray.running.expect_stderr("requested a reconcile of") for _ in range(2)]
         assert sorted(line.rsplit(" on ", 1)[1] for line in asked) == ["production", "staging"]
         assert all("GitRepository/flux-system" in line for line in asked)
+
+        fixed = sim_fleet.commit_and_push(fix_settings("production"), "fix production's settings")
+        tray.wait_state(TrayState.DEPLOYED)
+        wait_until(lambda: len(notify_calls(monitor)) == 3, "the fix notified")
+        assert f"fixed on production — main@{fixed[:7]}" in notify_calls(monitor)[2]  # where the failure was
+        closed = wait_until(dunst.history, "the failure's notification closed")
+        assert [entry["summary"] for entry in closed] == [f"✗ apps failed on production — main@{broken[:7]}"]
         assert tray.stop() == 0
     assert "Traceback" not in "\n".join(tray.running.stderr)
 
