@@ -131,7 +131,9 @@ class PushSnapshot:
         """The object that failed first, on the cluster that failed first."""
         if self.state is not SessionState.FAILED:
             return None
-        failing = next((c for c in self.clusters if c.state is SessionState.FAILED and c.context == self.failed_on), None)
+        failing = next(
+            (c for c in self.clusters if c.state is SessionState.FAILED and c.context == self.failed_on), None
+        )
         return failing.failed if failing is not None else None
 
     @property
