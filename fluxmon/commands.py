@@ -303,6 +303,7 @@ def run_tray(args: argparse.Namespace) -> int:
         icon_dir=paths.runtime_dir() / "icons",
         notifier=notifier,
         context_given=bool(args.contexts or args.all_contexts),
+        kubeconfig=args.kubeconfig,
     )
     status = tray.run()
     report_leftover_threads()

@@ -178,3 +178,9 @@ def test_a_push_is_made_of_one_cluster_at_least() -> None:
     with pytest.raises(ValueError, match="one cluster at least"):
         combine([])
     assert isinstance(combine([on("dev", S.SUCCEEDED)]), PushSnapshot)
+
+
+def test_the_failed_object_is_known_on_a_cluster_without_a_context_name() -> None:
+    """In-cluster, or a kubeconfig context named "": the failure must still name its object."""
+    assert combine([on("", S.FAILED)]).failed == APPS
+    assert combine([on("", S.SUCCEEDED)]).failed is None
