@@ -390,7 +390,8 @@ def test_the_demo_runs_the_tray_through_three_pushes_and_leaves_nothing(desktop:
         assert any(line.startswith("fluxmon: details window opened") for line in demo.stderr)  # on the failure
         failures = [call for call in notify_calls(monitor) if "byte 2" in call]
         assert len(failures) == 1
-        assert "✗ apps failed" in failures[0]
+        assert "✗ apps failed on production — main@" in failures[0]  # the demo's two clusters: one broke
+        assert any("✔ fleet deployed to staging, production — main@" in call for call in notify_calls(monitor))
         wait_until(lambda: dunst.displayed() >= 1, "the demo's notifications")
         demo.process.send_signal(signal.SIGTERM)
         assert demo.finish(timeout=60) == 0
