@@ -73,6 +73,7 @@ from fluxmon.follow import FOLLOW_GRACE_SECONDS, push_spec
 log = logging.getLogger("fluxmon.mcp")
 
 SESSION_URI = "fluxmon://sessions/{id}"
+_FLAG = re.compile(r"--(commit|remote|branch|timeout)\b")
 REACH_SECONDS = 30.0
 """How long `reconcile` waits for a cluster just connected to be read before it says it cannot reach it."""
 SESSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,200}$")
@@ -459,6 +460,10 @@ class Agent:
                     each.send_nowait(update)
                 continue
             self.pushes[update.id] = update
+            if len(self.pushes) > HISTORY_LIMIT:  # the oldest settled one goes; the history keeps its outcome
+                oldest = next((key for key, push in self.pushes.items() if push.settled), None)
+                if oldest is not None:
+                    del self.pushes[oldest]
             if (waiter := self._waiters.get(update.id)) is not None:
                 waiter.send_nowait(update)
             await self._resource_updated(SESSION_URI.format(id=update.id))
@@ -522,7 +527,8 @@ class Agent:
         try:
             spec = await anyio.to_thread.run_sync(lambda: push_spec(spec_args, config=config, timeout=seconds))
         except FluxmonError as error:
-            raise ToolError(_one_line(error)) from None
+            # push_spec speaks to the command line: its flags are this tool's arguments.
+            raise ToolError(_FLAG.sub(r"\1", _one_line(error))) from None
         spec = replace(spec, id=f"mcp-{os.getpid()}-{next(self._numbers)}-{spec.commit[:8]}", reconcile=reconcile)
         engine = await self.engine()
         send, receive = anyio.create_memory_object_stream[Update](math.inf)

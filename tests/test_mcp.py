@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -41,6 +42,8 @@ class Server:
         self.errlog = errlog
         self.updated: list[str] = []
         self.update_seen = anyio.Event()
+        self.not_protocol: list[Exception] = []
+        """What the client could not read on the server's stdout: must stay empty (nothing but protocol there)."""
 
     @property
     def stderr(self) -> str:
@@ -78,6 +81,8 @@ async def serving(tmp_path: Path, env: dict[str, str], *extra: str, mode: str = 
     server: Server | None = None
 
     async def on_message(message: IncomingMessage) -> None:
+        if isinstance(message, Exception) and server is not None:
+            server.not_protocol.append(message)
         if isinstance(message, types.ResourceUpdatedNotification) and server is not None:
             server.updated.append(str(message.params.uri))
             server.update_seen.set()
@@ -87,6 +92,7 @@ async def serving(tmp_path: Path, env: dict[str, str], *extra: str, mode: str = 
         async with client:
             server = Server(client, errlog)
             yield server
+    assert server.not_protocol == []
 
 
 def run(test: Callable[[], Awaitable[None]]) -> None:
@@ -131,12 +137,30 @@ def test_lists_the_tools_with_typed_input_and_output_schemas(tmp_path: Path, mod
     run(test)
 
 
+def git_repo(path: Path, env: dict[str, str]) -> Path:
+    """A clone with one commit and no upstream."""
+    init = ["init", "-q", "-b", "main", str(path)]
+    for command in (init, ["-C", str(path), "commit", "-q", "--allow-empty", "-m", "x"]):
+        subprocess.run(["git", *command], env=env, check=True, timeout=30)
+    return path
+
+
 def test_bad_arguments_are_tool_errors_with_one_clear_line(tmp_path: Path) -> None:
     plain = tmp_path / "plain"
     plain.mkdir()
+    env = isolated_env(tmp_path)
+    repo = git_repo(tmp_path / "repo", env)
 
     async def test() -> None:
-        async with serving(tmp_path, isolated_env(tmp_path)) as server:
+        async with serving(tmp_path, env) as server:
+            text = await server.refused("wait_for_deployment", {"repo": str(repo), "commit": "not-a-sha"})
+            assert "commit 'not-a-sha':" in text
+            arguments = {"repo": str(repo), "commit": "abcdef1", "remote": "https://example.com/f.git"}
+            text = await server.refused("wait_for_deployment", arguments)
+            assert f"commit abcdef1: not found in {repo}; give the full 40-hex sha" in text
+            assert "--commit" not in text  # the tool's argument, not the command line's flag
+            text = await server.refused("wait_for_deployment", {"repo": str(repo), "timeout": "soon"})
+            assert "timeout: expected a duration" in text
             text = await server.refused("wait_for_deployment", {"repo": str(plain)})
             assert f"repo {str(plain)!r} is not a git repository" in text
             text = await server.refused("wait_for_deployment", {"repo": str(tmp_path / "nowhere")})
@@ -324,7 +348,7 @@ def test_reconcile_needs_the_flag_and_then_asks_flux(fleet: Fleet, tmp_path: Pat
 def test_a_cluster_that_cannot_be_reached_is_one_clear_tool_error(tmp_path: Path) -> None:
     """A kubeconfig that points at a closed port: the wait ends with the cluster's error, not a timeout."""
     env = isolated_env(tmp_path)
-    repo = tmp_path / "repo"
+    repo = git_repo(tmp_path / "repo", env)
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(
         "apiVersion: v1\nkind: Config\ncurrent-context: gone\n"
@@ -332,13 +356,6 @@ def test_a_cluster_that_cannot_be_reached_is_one_clear_tool_error(tmp_path: Path
         "users: [{name: gone, user: {token: t}}]\n"
         "contexts: [{name: gone, context: {cluster: gone, user: gone}}]\n"
     )
-    import subprocess
-
-    for command in (
-        ["init", "-q", "-b", "main", str(repo)],
-        ["-C", str(repo), "commit", "-q", "--allow-empty", "-m", "x"],
-    ):
-        subprocess.run(["git", *command], env=env, check=True, timeout=30)
 
     async def test() -> None:
         async with serving(tmp_path, env, "--kubeconfig", str(kubeconfig)) as server:
