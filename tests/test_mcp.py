@@ -11,6 +11,7 @@ import itertools
 import json
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -25,8 +26,11 @@ from mcp.client.stdio import stdio_client
 from mcp.shared.dispatcher import ProgressFnT
 
 from fluxmon.agent import Outcome
+from fluxmon.core import paths
 from fluxmon.core.session import SessionState
+from fluxmon.core.store import SessionStore
 from harness.gitrepos import isolated_env
+from harness.snapshots import APPS, BUILD_ERROR, failed_push, failed_snapshot, on_clusters, pushed, snapshot
 from tests.fleet import BROKEN_YAML, SCALE_WEB, Fleet
 
 TOOLS = {"list_sessions", "get_session", "wait_for_deployment", "assess_objects", "reconcile"}
@@ -365,5 +369,53 @@ def test_a_cluster_that_cannot_be_reached_is_one_clear_tool_error(tmp_path: Path
             )
             assert "127.0.0.1:9" in text
         assert "Traceback" not in server.stderr
+
+    run(test)
+
+
+def test_the_trays_history_is_listed_filtered_and_reported(tmp_path: Path) -> None:
+    """Sessions the tray kept: list_sessions filters them, get_session and the resource report one (without any
+    cluster: the engine is not started for them)."""
+    env = isolated_env(tmp_path)
+    now = time.time()
+
+    def at(seconds_ago: float) -> dict[str, float]:
+        return {
+            "started_at": now - seconds_ago,
+            "updated_at": now - seconds_ago + 40,
+            "ended_at": now - seconds_ago + 40,
+        }
+
+    store = SessionStore(paths.state_dir(env))
+    store.finish(pushed(id="old", **at(10 * 86400)))
+    store.finish(failed_push(id="broken", **at(3600)))
+    store.finish(on_clusters(dev=snapshot(id="multi", **at(60)), prod=failed_snapshot(id="multi", **at(60))))
+
+    async def test() -> None:
+        async with serving(tmp_path, env) as server:
+
+            async def ids(**filters: Any) -> list[str]:
+                return [entry["id"] for entry in (await server.ok("list_sessions", filters))["sessions"]]
+
+            assert await ids() == ["multi", "broken", "old"]
+            assert await ids(outcome="failed") == ["multi", "broken"]
+            assert await ids(since="7d") == ["multi", "broken"]
+            assert await ids(since="30m") == ["multi"]
+            assert await ids(cluster="prod") == ["multi"]
+            assert await ids(repo="https://git.example.com/acme/fleet") == ["multi", "broken", "old"]
+            assert await ids(repo="git@git.example.com:acme/fleet.git", limit=1) == ["multi"]
+            assert await ids(repo="https://git.example.com/acme/other") == []
+            assert await ids(branch="main", outcome="succeeded") == ["old"]
+
+            report = await server.ok("get_session", {"id": "broken"})
+            assert (report["state"], report["failed"], report["active"]) == ("failed", str(APPS), False)
+            assert report["errors"] == [f"{APPS}: BuildFailed: {BUILD_ERROR}"]
+            assert report["command"] == "flux events --for Kustomization/apps -n flux-system"
+            multi = await server.ok("get_session", {"id": "multi"})
+            assert (multi["failed_on"], [c["state"] for c in multi["clusters"]]) == ("prod", ["succeeded", "failed"])
+            assert multi["errors"] == [f"{APPS} on prod: BuildFailed: {BUILD_ERROR}"]
+            content = (await server.client.read_resource("fluxmon://sessions/broken")).contents[0]
+            assert isinstance(content, types.TextResourceContents)
+            assert json.loads(content.text)["failed"] == str(APPS)
 
     run(test)
