@@ -379,7 +379,7 @@ def test_the_trays_history_is_listed_filtered_and_reported(tmp_path: Path) -> No
     env = isolated_env(tmp_path)
     now = time.time()
 
-    def at(seconds_ago: float) -> dict[str, float]:
+    def at(seconds_ago: float) -> dict[str, Any]:
         return {
             "started_at": now - seconds_ago,
             "updated_at": now - seconds_ago + 40,
