@@ -284,14 +284,16 @@ def test_a_broken_push_fails_naming_the_object_and_its_error(fleet: Fleet, tmp_p
 
 
 @pytest.mark.filterwarnings("ignore:resources/subscribe is removed as of 2026-07-28")
-def test_the_session_resource_is_updated_while_the_push_is_followed(fleet: Fleet, tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+def test_the_session_resource_is_updated_while_the_push_is_followed(fleet: Fleet, tmp_path: Path, mode: str) -> None:
     """The push is not fetched until the test asks Flux to (the source's interval is a minute): the test subscribes
-    to the session's resource first, so the updates that follow are certain to be sent. `resources/subscribe` is
-    how the handshake era (the IDEs' agents today) subscribes; the SDK warns that 2026-07-28 replaced it."""
+    to the session's resource first, so the updates that follow are certain to be sent. The handshake era (the IDEs'
+    agents today) subscribes with `resources/subscribe`, which the SDK warns 2026-07-28 replaced; `auto` negotiates
+    2026-07-28 here, and listens with `subscriptions/listen`."""
     sha = fleet.commit_and_push(SCALE_WEB, "web: three replicas")
 
     async def test() -> None:
-        async with serving(tmp_path, fleet.env, *cluster_args(fleet)) as server:
+        async with serving(tmp_path, fleet.env, *cluster_args(fleet), mode=mode) as server:
             subscribed = anyio.Event()
             uris: list[str] = []
 
@@ -301,18 +303,27 @@ def test_the_session_resource_is_updated_while_the_push_is_followed(fleet: Fleet
                     tasks.start_soon(subscribe)
 
             async def subscribe() -> None:
-                await server.client.subscribe_resource(uris[0])
-                await anyio.to_thread.run_sync(fleet.reconcile_source)
-                subscribed.set()
+                if mode == "legacy":
+                    await server.client.subscribe_resource(uris[0])
+                    await anyio.to_thread.run_sync(fleet.reconcile_source)
+                    subscribed.set()
+                    return
+                async with server.client.listen(resource_subscriptions=uris) as stream:
+                    await anyio.to_thread.run_sync(fleet.reconcile_source)
+                    subscribed.set()
+                    async for event in stream:
+                        server.updated.append(str(getattr(event, "uri", event)))
+                        server.update_seen.set()
+                        break
 
-            async with anyio.create_task_group() as tasks:
-                arguments = {"repo": str(fleet.work), "timeout": "60s"}
-                report = await server.ok("wait_for_deployment", arguments, progress=on_progress)
+            with anyio.fail_after(CALL_SECONDS):
+                async with anyio.create_task_group() as tasks:
+                    arguments = {"repo": str(fleet.work), "timeout": "60s"}
+                    report = await server.ok("wait_for_deployment", arguments, progress=on_progress)
+                    await server.update_seen.wait()
             assert subscribed.is_set()
             assert report["state"] == "succeeded"
             assert report["commit"] == sha
-            with anyio.fail_after(CALL_SECONDS):
-                await server.update_seen.wait()
             assert set(server.updated) == {report["uri"]}
 
     run(test)
