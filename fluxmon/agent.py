@@ -821,6 +821,12 @@ def run_mcp(args: argparse.Namespace) -> int:
     logging.basicConfig(
         stream=sys.stderr, level=logging.WARNING, format="fluxmon mcp: %(levelname)s %(name)s: %(message)s"
     )
+    if sys.stdin.isatty():  # a person ran it: say what it waits for (stderr; stdout is the protocol's)
+        print(
+            "fluxmon mcp: serving MCP on stdin/stdout for an agent to start; see the README's Agents (MCP) for the "
+            "configuration. Ctrl-D ends it.",
+            file=sys.stderr,
+        )
     agent = Agent(
         allow_reconcile=args.allow_reconcile,
         contexts=args.contexts or (),
