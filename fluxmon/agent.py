@@ -708,7 +708,8 @@ def build_server(agent: Agent) -> MCPServer:
 
     @server.tool(
         title="Wait until Flux has deployed a commit",
-        annotations=types.ToolAnnotations(read_only_hint=True, open_world_hint=True),
+        # Read-only unless this server may ask Flux to reconcile (its `reconcile` argument).
+        annotations=types.ToolAnnotations(read_only_hint=not agent.allow_reconcile, open_world_hint=True),
     )
     async def wait_for_deployment(
         repo: Annotated[str, Field(description="absolute path of the git repository the push came from")],
