@@ -185,12 +185,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     init_repo.set_defaults(command=run_sim_init_repo)
 
+    mcp = verbs.add_parser(
+        "mcp",
+        help="serve coding agents (Kiro, Claude Code, VS Code...) over MCP on stdio: did my push deploy?",
+        description=(
+            "A Model Context Protocol server on stdin/stdout, for an agent to start: tools to wait for a push's "
+            "deployment, list and read past sessions, and judge Flux objects. Read-only unless --allow-reconcile."
+        ),
+    )
+    mcp.add_argument(
+        "--allow-reconcile",
+        action="store_true",
+        help="let agents ask Flux to reconcile now (patches Flux objects; needs RBAC patch on the Flux kinds)",
+    )
+    add_cluster_arguments(mcp)
+    mcp.set_defaults(command=run_mcp_command)
+
     # Run by the pre-push hook in the background; not for people.
     confirm = hook_verbs.add_parser("confirm")
     confirm.add_argument("record", type=Path)
     confirm.add_argument("--git-pid", type=int, required=True)
     confirm.set_defaults(command=run_hook_confirm)
     return parser
+
+
+def run_mcp_command(args: argparse.Namespace) -> int:
+    """`fluxmon mcp`, imported here: only this verb loads the MCP SDK."""
+    from fluxmon.agent import run_mcp
+
+    return run_mcp(args)
 
 
 def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
