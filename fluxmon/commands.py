@@ -18,7 +18,9 @@ from fluxmon.core.config import load_config
 from fluxmon.core.documents import iter_located_objects
 from fluxmon.core.engine import Engine
 from fluxmon.core.errors import InputError
+from fluxmon.core.feed import start_feed
 from fluxmon.core.gitpush import confirm_push, spool_for_repo
+from fluxmon.core.integrations import Integrations
 from fluxmon.core.kubeconfig import resolve_targets
 from fluxmon.core.objects import FluxObject, is_flux_body, parse_flux_object
 from fluxmon.core.redact import redact_text
@@ -208,6 +210,8 @@ def run_tray(args: argparse.Namespace) -> int:
         state_dir=paths.state_dir(),
         spool_dir=paths.spool_dir(),
     )
+    integrations = Integrations(config, paths.state_dir())
+    engine.subscribe(integrations.on_push)
     tray = build_tray(
         engine,
         config=config,
@@ -216,7 +220,14 @@ def run_tray(args: argparse.Namespace) -> int:
         notifier=notifier,
         context_given=bool(args.contexts or args.all_contexts),
     )
-    status = tray.run()
+    feed = start_feed(config, paths.state_dir(), os.environ)
+    integrations.start()
+    try:
+        status = tray.run()
+    finally:
+        integrations.stop()
+        if feed is not None:
+            feed.stop()
     report_leftover_threads()
     return status
 
