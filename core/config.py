@@ -234,6 +234,12 @@ def apply_settings(config: Config, values: Mapping[str, Any], *, source: str, us
             changes[name], left_out = _integrations(name, value, source=f"{source}: {key}")
             problems += left_out
             continue
+        if name == "feed_listen":
+            try:
+                changes[name] = _validated(name, value, source=f"{source}: {key}")
+            except ConfigError as error:  # the tray carries on without its feed, the rest of the file applies
+                problems.append(f"{error.message}; not serving the feed")
+            continue
         changes[name] = _validated(name, value, source=f"{source}: {key}")
     # `context` and `contexts` are one setting: the file that sets either sets both.
     if "context" in changes and "contexts" in changes:
@@ -336,6 +342,8 @@ def _integrations(name: str, value: Any, *, source: str) -> tuple[tuple[Any, ...
 
 
 def _webhook(table: Mapping[str, Any]) -> Webhook:
+    if "secret" in table:
+        raise ValueError("secret: never the secret itself in the file; secret_env or secret_file names where it is")
     _only_keys(table, ("url", "format", "secret_env", "secret_file", "on", "timeout"))
     url = table.get("url")
     if not isinstance(url, str) or not url:
@@ -351,8 +359,6 @@ def _webhook(table: Mapping[str, Any]) -> Webhook:
     fmt = table.get("format", "json")
     if fmt not in WEBHOOK_FORMATS:
         raise ValueError(f"format: expected one of {', '.join(WEBHOOK_FORMATS)}, got {str(fmt)[:40]!r}")
-    if "secret" in table:
-        raise ValueError("secret: never the secret itself in the file; secret_env or secret_file names where it is")
     secret_env, secret_file = table.get("secret_env", ""), table.get("secret_file", "")
     if not isinstance(secret_env, str) or not isinstance(secret_file, str):
         raise ValueError("secret_env, secret_file: expected a string")
