@@ -51,7 +51,7 @@ _WORDS = {
     SessionState.CANCELLED: "cancelled",
 }
 _SLACK_MARKS = {SessionState.SUCCEEDED: ":white_check_mark:", SessionState.FAILED: ":x:"}
-_TEAMS_COLOURS = {SessionState.SUCCEEDED: "good", SessionState.FAILED: "attention", SessionState.TIMED_OUT: "warning"}
+_TEAMS_COLOURS = {SessionState.SUCCEEDED: "Good", SessionState.FAILED: "Attention", SessionState.TIMED_OUT: "Warning"}
 
 
 def session_key(push: PushSnapshot) -> str:
@@ -163,10 +163,8 @@ def slack_payload(push: PushSnapshot) -> dict[str, Any]:
         if r.hint is not None:
             lines.append(f"{r.hint.cause}\n{r.hint.docs}\n{r.hint.command}")
         blocks.append({"type": "section", "text": _mrkdwn("\n".join(lines), SLACK_SECTION_CHARS)})
-    return {
-        "text": _cut(display_line(f"{headline(push)}: {redact_text(push.message)}"), SLACK_SECTION_CHARS),
-        "blocks": blocks,
-    }
+    fallback = _mrkdwn(display_line(f"{headline(push)}: {redact_text(push.message)}"), SLACK_SECTION_CHARS)
+    return {"text": fallback["text"], "blocks": blocks}  # Slack reads the fallback as mrkdwn too: escaped alike
 
 
 def _mrkdwn(text: str, limit: int) -> dict[str, str]:
@@ -197,7 +195,7 @@ def teams_payload(push: PushSnapshot) -> dict[str, Any]:
             "type": "TextBlock",
             "text": redact_text(push.message),
             "wrap": True,
-            "color": _TEAMS_COLOURS.get(push.state, "default"),
+            "color": _TEAMS_COLOURS.get(push.state, "Default"),
         },
         {"type": "FactSet", "facts": facts},
     ]
