@@ -317,10 +317,11 @@ def _validated(name: str, value: Any, *, source: str) -> Any:
 
 
 def parse_listen(text: str) -> tuple[str, int]:
-    """`host:port` (`[::1]:8765` for IPv6) -> (host, port); raises ValueError saying what is expected."""
+    """`host:port` (`[::1]:8765` for IPv6; port 0: any free one) -> (host, port); raises ValueError saying what is
+    expected."""
     host, sep, port = text.strip().rpartition(":")
     host = host.removeprefix("[").removesuffix("]")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
         raise ValueError(f"expected host:port such as 127.0.0.1:8765, got {text!r}")
     return host, int(port)
 
