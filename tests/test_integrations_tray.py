@@ -58,7 +58,7 @@ def test_the_tray_signs_a_failure_to_the_webhook_and_serves_it_in_its_feed(
         sha = fleet.commit_and_push(BROKEN_YAML, "break web")
         tray.wait_state(TrayState.FAILED)
         [request] = receiver.wait_for(1)
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/cctray.xml", timeout=10) as response:  # noqa: S310
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/cctray.xml", timeout=10) as response:
             feed = response.read()
         assert tray.stop() == 0
     expected = "sha256=" + hmac.new(SECRET.encode(), request.body, hashlib.sha256).hexdigest()
