@@ -280,7 +280,9 @@ class Integrations:
             if self.outbox.claim(entry):
                 self._own.add(entry.name)
             else:
-                log.info("%s %s: %s already handed on by another fluxmon", entry.kind, entry.shown, key)
+                log.info(
+                    "%s %s: %s was claimed before (by another fluxmon, or an earlier run)", entry.kind, entry.shown, key
+                )
 
     def _deliver_due(self) -> None:
         now = time.time()
@@ -300,7 +302,9 @@ class Integrations:
         if result.status == SENT and result.kind == "webhook":
             log.info("%s: delivered", what)
         elif result.status == SENT:
-            log.info("%s: exit status %s", what, result.exit_status)
+            # A smoke test that failed is worth a look: said where `wait` shows it too (its result, not a retry).
+            log.log(logging.INFO if result.exit_status == 0 else logging.WARNING, "%s: exit status %s", what,
+                    result.exit_status)  # fmt: skip
         elif result.status == GIVEN_UP:
             log.error("%s: %s; given up after %d attempt(s)", what, result.last_error, result.attempts)
         else:
@@ -345,15 +349,22 @@ class Integrations:
         except OSError as exc:
             return Attempt(ok=False, error=f"cannot run {command.run[0]}: {exc.strerror}")
         ends = time.monotonic() + command.timeout_seconds
-        limit = min(ends, self._deadline) if self._deadline is not None else ends
-        try:
-            output, _ = process.communicate(entry.body.encode(), timeout=max(0.0, limit - time.monotonic()))
-        except subprocess.TimeoutExpired:
+        stdin: bytes | None = entry.body.encode()
+        while True:
+            # Its own timeout, or the deadline a stop() sets meanwhile (the tray quitting), whichever comes first.
+            limit = min(ends, self._deadline) if self._deadline is not None else ends
+            try:
+                output, _ = process.communicate(stdin, timeout=max(0.0, min(limit - time.monotonic(), 1.0)))
+                break
+            except subprocess.TimeoutExpired:
+                stdin = None  # sent once: communicate() goes on from where it was
+                if time.monotonic() < limit:
+                    continue
             _kill_group(process)
             output, _ = process.communicate()
             self._log_output(entry, output)
-            why = "timed out" if limit == ends else "cut short: fluxmon stopped"
-            return Attempt(ok=False, error=f"{why} after {command.timeout_seconds:g}s", exit_status=process.returncode)
+            why = f"timed out after {command.timeout_seconds:g}s" if limit == ends else "cut short: fluxmon stopped"
+            return Attempt(ok=False, error=why, exit_status=process.returncode)
         self._log_output(entry, output)
         return Attempt(ok=True, exit_status=process.returncode)
 
