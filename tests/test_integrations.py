@@ -337,3 +337,20 @@ def test_a_repository_may_not_set_integrations(tmp_path: Path) -> None:
     assert config.commands == ()
     [warning] = config.warnings
     assert "command: only your own config.toml may set integrations" in warning
+
+
+def test_a_command_still_running_when_fluxmon_stops_is_stopped_with_it(tmp_path: Path) -> None:
+    """The tray quitting must not wait out a five-minute smoke test, nor leave it running alone."""
+    with receiving() as receiver:
+        started = (
+            f"import time, urllib.request; urllib.request.urlopen(urllib.request.Request({receiver.url!r}, data=b'x'));"
+            " time.sleep(120)"
+        )
+        command = OutcomeCommand(run=(sys.executable, "-c", started), timeout_seconds=300)
+        integrations = Integrations(Config(commands=(command,)), tmp_path)
+        integrations.start()
+        integrations.on_push(failed_push())
+        receiver.wait_for(1)  # the command is running
+        integrations.stop(deadline=time.monotonic() + 0.5)
+    [entry] = Outbox(tmp_path).entries()
+    assert (entry.status, entry.last_error) == (GIVEN_UP, "cut short: fluxmon stopped")
