@@ -277,7 +277,12 @@ class Integrations:
                 created_at=now,
                 next_at=now,
             )
-            if self.outbox.claim(entry):
+            try:
+                claimed = self.outbox.claim(entry)
+            except (FluxmonError, OSError) as error:  # the other targets are still claimed
+                log.error("%s %s: could not keep it in %s: %s", entry.kind, entry.shown, self.outbox.directory, error)
+                continue
+            if claimed:
                 self._own.add(entry.name)
             else:
                 log.info(

@@ -24,7 +24,7 @@ import fcntl
 import json
 import logging
 import os
-import threading
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields, replace
@@ -111,28 +111,20 @@ class Outbox:
 
     def __init__(self, state_dir: Path) -> None:
         self.directory = state_dir / OUTBOX
-        self._temp_counter = 0
-        self._counter_lock = threading.Lock()
 
     def _ready(self) -> None:
         self.directory.parent.parent.mkdir(parents=True, exist_ok=True)
         ensure_private_dir(self.directory.parent)
         ensure_private_dir(self.directory)
 
-    def _temp(self, name: str) -> Path:
-        with self._counter_lock:
-            self._temp_counter += 1
-            count = self._temp_counter
-        return self.directory / f".{name}.{os.getpid()}.{count}.tmp"
-
     def _write_temp(self, entry: Entry) -> Path:
-        temp = self._temp(entry.name)
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        """The entry in a new private file of its own (mkstemp: unique across threads and processes)."""
+        fd, name = tempfile.mkstemp(dir=self.directory, prefix=f".{entry.name}.", suffix=".tmp")
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump(asdict(entry), handle)
             handle.flush()
             os.fsync(handle.fileno())
-        return temp
+        return Path(name)
 
     def claim(self, entry: Entry) -> bool:
         """Add `entry` unless any process claimed the same outcome for the same target before; True if this

@@ -19,7 +19,7 @@ import pytest
 
 from fluxmon.core.config import Config, OutcomeCommand, Webhook, load_config
 from fluxmon.core.integrations import Integrations
-from fluxmon.core.outbox import GIVEN_UP, PENDING, SENT, Backoff, Outbox
+from fluxmon.core.outbox import GIVEN_UP, PENDING, SENT, Backoff, Entry, Outbox
 from fluxmon.core.outcome import idempotency_key
 from fluxmon.core.push import PushSnapshot, combine
 from fluxmon.core.session import SessionState
@@ -354,3 +354,24 @@ def test_a_command_still_running_when_fluxmon_stops_is_stopped_with_it(tmp_path:
         integrations.stop(deadline=time.monotonic() + 0.5)
     [entry] = Outbox(tmp_path).entries()
     assert (entry.status, entry.last_error) == (GIVEN_UP, "cut short: fluxmon stopped")
+
+
+def test_claims_racing_at_the_same_moment_give_exactly_one_winner(tmp_path: Path) -> None:
+    entry = Entry(kind="webhook", target="t", shown="s", key="k:failed", push_id="p", outcome="failed", body="{}",
+                  variables={}, workdir=str(tmp_path), created_at=1.0)  # fmt: skip
+    outboxes = [Outbox(tmp_path) for _ in range(8)]  # as many processes' views of one folder
+    start = threading.Barrier(len(outboxes))
+    results: list[bool] = []
+
+    def claim(outbox: Outbox) -> None:
+        start.wait(timeout=10)
+        results.append(outbox.claim(entry))
+
+    threads = [threading.Thread(target=claim, args=(outbox,), name=f"test-claim-{i}") for i, outbox in
+               enumerate(outboxes)]  # fmt: skip
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+    assert sorted(results) == [False] * 7 + [True]
+    assert [path.name for path in (tmp_path / "outbox").iterdir()] == [entry.name]  # no temporary file left
