@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import logging
 import os
+import signal
 import subprocess
 import sys
 import urllib.error
@@ -26,6 +27,7 @@ from fluxmon.core.feed import FeedServer, Following, feed_projects, render_cctra
 from fluxmon.core.push import PushSnapshot, combine
 from fluxmon.core.session import SessionSpec, SessionState
 from fluxmon.core.store import SessionStore
+from harness.running import Running
 from harness.snapshots import COMMIT, failed_snapshot, snapshot
 
 TOKEN = "feed-token-5d41402abc4b2a76"
@@ -207,3 +209,29 @@ def test_fluxmon_feed_refuses_a_bad_listen_address_in_one_line(tmp_path: Path, l
     assert result.returncode == 2
     [line] = result.stderr.splitlines()
     assert said in line
+
+
+def test_fluxmon_feed_serves_until_interrupted(tmp_path: Path) -> None:
+    SessionStore(tmp_path / "state" / "fluxmon").finish(failed())
+    env = {
+        **os.environ,
+        "HOME": str(tmp_path / "home"),
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
+        "XDG_STATE_HOME": str(tmp_path / "state"),
+        "FEED_TOKEN": TOKEN,
+    }
+    command = [sys.executable, "-m", "fluxmon", "feed", "--listen", "127.0.0.1:0", "--token-env", "FEED_TOKEN"]
+    serving = Running(command, env=env)
+    try:
+        line = serving.expect(lambda name, text: name == "stdout" and "serving" in text, "the feed's address")
+        url = line.split()[3]
+        refused, _ = get(url)
+        status, body = get(url, {"Authorization": f"Bearer {TOKEN}"})
+        serving.process.send_signal(signal.SIGINT)
+        assert serving.finish(timeout=30) == 0
+    finally:
+        serving.kill()
+    assert (refused, status) == (401, 200)
+    [project] = parse(body, Server())
+    assert project.status is Status.FAILURE
+    assert TOKEN not in "\n".join(serving.stderr + serving.stdout)
