@@ -13,6 +13,7 @@ Microsoft publishes one as an installable package), each rule citing where it is
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -179,6 +180,14 @@ def test_teams_messages_are_adaptive_cards_that_workflows_accept() -> None:
         jsonschema.validate(teams_payload(push), TEAMS_MESSAGE)
     card = teams_payload(pushes()[0])["attachments"][0]["content"]
     assert card["body"][1]["color"] == "Attention"
+
+
+OUTCOME_SCHEMA = json.loads((Path(__file__).parents[1] / "docs" / "outcome.schema.json").read_text(encoding="utf-8"))
+
+
+def test_the_json_payload_follows_its_documented_schema() -> None:
+    for push in pushes():
+        jsonschema.validate(outcome_payload(push), OUTCOME_SCHEMA)
 
 
 def test_the_json_payload_names_every_cluster_and_object() -> None:
