@@ -31,7 +31,7 @@ from pathlib import Path
 from fluxmon import __version__
 from fluxmon.core.config import Config, OutcomeCommand, Webhook
 from fluxmon.core.errors import FluxmonError
-from fluxmon.core.outbox import GIVEN_UP, SENT, Attempt, Backoff, Entry, Outbox
+from fluxmon.core.outbox import GIVEN_UP, PENDING, SENT, Attempt, Backoff, Entry, Outbox
 from fluxmon.core.outcome import (
     IDEMPOTENCY_HEADER,
     PAYLOAD_TYPE,
@@ -54,6 +54,8 @@ timeout)."""
 OUTPUT_LINES_LOGGED = 200
 """A command's output lines written to the log; the rest is counted, not shown."""
 RESPONSE_BYTES_READ = 64 * 1024
+BUSY_RETRY_SECONDS = 1.0
+"""How soon to look again at an entry that another process is delivering."""
 
 
 def fingerprint(target: Webhook | OutcomeCommand) -> str:
@@ -159,6 +161,8 @@ class Integrations:
         self._seen: set[str] = set()
         self._seen_lock = threading.Lock()
         self._own: set[str] = set()
+        self._busy = False
+        """The last pass found an entry due and could not take it (another process was delivering it)."""
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -231,10 +235,14 @@ class Integrations:
             log.exception("integrations: unexpected error")
 
     def _idle_seconds(self) -> float | None:
-        due = self.outbox.next_due() if self._resume or self._own else None
+        """Until the next entry of ours is due (None: none is); an entry due now but held by another process is
+        looked at again after BUSY_RETRY_SECONDS, not at once (that would spin while the other one works)."""
+        if not self._resume and not self._own:
+            return None
+        due = self.outbox.next_due(None if self._resume else self._own)
         if due is None:
             return None
-        return max(0.0, due - time.time())
+        return max(BUSY_RETRY_SECONDS, due - time.time()) if self._busy else max(0.0, due - time.time())
 
     def _claim_queued(self) -> None:
         while True:
@@ -291,18 +299,20 @@ class Integrations:
 
     def _deliver_due(self) -> None:
         now = time.time()
+        self._busy = False
         for entry in self.outbox.entries():
             mine = self._resume or entry.name in self._own
-            if mine and entry.next_at <= now and self._time_left() > 0:
-                self._attempt(entry.name)
+            if mine and entry.status == PENDING and entry.next_at <= now and self._time_left() > 0:
+                self._busy |= not self._attempt(entry.name)
 
     def _time_left(self) -> float:
         return float("inf") if self._deadline is None else self._deadline - time.monotonic()
 
-    def _attempt(self, name: str) -> None:
+    def _attempt(self, name: str) -> bool:
+        """Deliver one entry; False when another process holds it (or did it meanwhile)."""
         result = self.outbox.attempt(name, time.time(), self._deliver, self.backoff)
         if result is None:
-            return
+            return False
         what = f"{result.kind} {result.shown} ({result.outcome} of {result.push_id})"
         if result.status == SENT and result.kind == "webhook":
             log.info("%s: delivered", what)
@@ -317,6 +327,7 @@ class Integrations:
                 "%s: %s; attempt %d, next in %.0fs", what, result.last_error, result.attempts,
                 max(0.0, result.next_at - time.time()),
             )  # fmt: skip
+        return True
 
     def _deliver(self, entry: Entry) -> Attempt:
         if entry.kind == "webhook":

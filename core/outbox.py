@@ -25,7 +25,7 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -211,9 +211,13 @@ class Outbox:
         temp = self._write_temp(entry)
         temp.replace(self.directory / entry.name)
 
-    def next_due(self) -> float | None:
-        """When the earliest pending entry is due (None: none is pending)."""
-        times = [entry.next_at for entry in self.entries() if entry.status == PENDING]
+    def next_due(self, names: Collection[str] | None = None) -> float | None:
+        """When the earliest pending entry (of `names`, if given) is due; None: none is pending."""
+        times = [
+            entry.next_at
+            for entry in self.entries()
+            if entry.status == PENDING and (names is None or entry.name in names)
+        ]
         return min(times) if times else None
 
     def trim(self, now: float) -> None:

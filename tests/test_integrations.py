@@ -13,6 +13,7 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Collection
 from pathlib import Path
 
 import pytest
@@ -375,3 +376,32 @@ def test_claims_racing_at_the_same_moment_give_exactly_one_winner(tmp_path: Path
         thread.join(timeout=10)
     assert sorted(results) == [False] * 7 + [True]
     assert [path.name for path in (tmp_path / "outbox").iterdir()] == [entry.name]  # no temporary file left
+
+
+def test_wait_does_not_spin_on_an_entry_another_process_left_due(tmp_path: Path) -> None:
+    """`wait` delivers its own outcomes only; one the tray left pending (and due) must not keep it busy."""
+    spinning = threading.Event()
+
+    class CountingOutbox(Outbox):
+        looks = 0
+
+        def next_due(self, names: Collection[str] | None = None) -> float | None:
+            CountingOutbox.looks += 1
+            if CountingOutbox.looks > 20:
+                spinning.set()
+            return super().next_due(names)
+
+    foreign = Entry(kind="webhook", target="elsewhere", shown="s", key="other:failed", push_id="tray-1",
+                    outcome="failed", body="{}", variables={}, workdir=str(tmp_path), created_at=1.0)  # fmt: skip
+    assert Outbox(tmp_path).claim(foreign)
+    with receiving() as receiver:
+        integrations = Integrations(Config(webhooks=(Webhook(url=receiver.url),)), tmp_path, resume=False)
+        integrations.outbox = CountingOutbox(tmp_path)
+        integrations.start()
+        integrations.on_push(failed_push())
+        receiver.wait_for(1)
+        try:
+            assert not spinning.wait(1.0), f"looked at the outbox {CountingOutbox.looks} times"
+        finally:
+            integrations.stop()
+    assert Outbox(tmp_path).for_push("tray-1")[0].status == PENDING  # not its to deliver
