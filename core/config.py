@@ -282,7 +282,11 @@ def _validated(name: str, value: Any, *, source: str) -> Any:
         if name in ("feed_token_env", "feed_token_file"):
             if not isinstance(value, str):
                 raise ValueError("expected a string")
-            return str(Path(value).expanduser()) if name == "feed_token_file" and value else value
+            if name == "feed_token_file" and value:
+                if not Path(value).expanduser().is_absolute():
+                    raise ValueError(f"expected an absolute path or one starting with ~, got {value!r}")
+                return str(Path(value).expanduser())
+            return value
         if name in ("enabled", "reconcile"):
             if not isinstance(value, bool):
                 raise ValueError("expected true or false")
@@ -365,6 +369,8 @@ def _webhook(table: Mapping[str, Any]) -> Webhook:
         raise ValueError("secret_env, secret_file: expected a string")
     if secret_env and secret_file:
         raise ValueError("set either secret_env or secret_file, not both")
+    if secret_file and not Path(secret_file).expanduser().is_absolute():
+        raise ValueError(f"secret_file: expected an absolute path or one starting with ~, got {secret_file!r}")
     return Webhook(
         url=url,
         format=fmt,

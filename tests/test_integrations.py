@@ -313,6 +313,9 @@ def test_a_bad_table_is_left_out_alone_in_one_line(tmp_path: Path) -> None:
             secret = "inline"
             [[command]]
             run = "./smoke.sh && deploy"
+            [[webhook]]
+            url = "https://hooks.example.com/z"
+            secret_file = "secret.txt"
             """
         ),
     )
@@ -321,13 +324,14 @@ def test_a_bad_table_is_left_out_alone_in_one_line(tmp_path: Path) -> None:
     assert [w.url for w in config.webhooks] == ["https://hooks.example.com/ok"]
     assert config.feed_listen == ""
     problems = config.integration_problems
-    assert len(problems) == 5, problems
+    assert len(problems) == 6, problems
     assert "feed_listen: expected host:port such as 127.0.0.1:8765, got 'localhost:http'" in problems[0]
     assert "webhook #2: format: expected one of json, slack, teams, got 'discord'" in problems[1]
     assert "webhook #3: url: expected an http:// or https:// URL" in problems[2]
     assert "secret-token" not in problems[2]
     assert "never the secret itself in the file" in problems[3]
-    assert "command #1: run: expected a list" in problems[4]
+    assert "command #1: run: expected a list" in problems[5]
+    assert "webhook #5: secret_file: expected an absolute path or one starting with ~" in problems[4]
     assert all("\n" not in line for line in problems)
 
 
