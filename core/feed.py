@@ -39,12 +39,14 @@ from fluxmon.core.push import PushSnapshot
 from fluxmon.core.redact import redact_url
 from fluxmon.core.revision import short_sha
 from fluxmon.core.session import SessionState
-from fluxmon.core.store import HISTORY_LIMIT, SessionStore
+from fluxmon.core.store import SessionStore
 
 log = logging.getLogger("fluxmon.feed")
 
 FEED_PATH = "/cctray.xml"
 DEFAULT_FEED_LISTEN = "127.0.0.1:8765"
+FEED_HISTORY_PUSHES = 500
+"""The newest pushes the feed reads from the history at each request: each project shows its latest outcome."""
 REQUEST_TIMEOUT_SECONDS = 10.0
 """A client that opens a connection and sends nothing is dropped after this long (it would hold a thread)."""
 
@@ -170,7 +172,7 @@ def store_feed(store: SessionStore) -> bytes:
                   started_at=spec.created_at)
         for spec in store.load_active()
     ]  # fmt: skip
-    return render_cctray(feed_projects(store.recent(HISTORY_LIMIT), following))
+    return render_cctray(feed_projects(store.recent(FEED_HISTORY_PUSHES), following))
 
 
 def render_cctray(projects: Sequence[Project]) -> bytes:
