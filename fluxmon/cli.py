@@ -30,6 +30,7 @@ from fluxmon.core.config import VERBOSITIES
 from fluxmon.core.errors import FluxmonError
 from fluxmon.core.text import display_line
 from fluxmon.exits import EXIT_OK, EXIT_USAGE
+from fluxmon.feed import run_feed
 from fluxmon.follow import run_wait, run_watch
 
 Command = Callable[[argparse.Namespace], int]
@@ -125,6 +126,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_cluster_arguments(tray)
     tray.set_defaults(command=run_tray)
+
+    feed = verbs.add_parser(
+        "feed",
+        help="serve the pushes' outcomes as a CCTray feed (cctray.xml), for CCMenu, BuildNotify, CatLight...",
+        description=(
+            "Serve /cctray.xml: one project per remote and branch (and per cluster when there are several), "
+            "Building while a push is followed, with the last outcome labelled by its short sha. Loopback only "
+            "unless a token is given (clients send it as a Bearer token or a Basic password)."
+        ),
+    )
+    feed.add_argument("--listen", metavar="HOST:PORT", help="default: feed_listen from config, else 127.0.0.1:8765")
+    feed.add_argument("--print", action="store_true", help="print the feed once on stdout and exit")
+    feed.add_argument("--token-env", metavar="VAR", help="the environment variable that holds the token")
+    feed.set_defaults(command=run_feed)
 
     autostart = verbs.add_parser("autostart", help="start the tray at login (an XDG autostart entry)")
     autostart.add_argument("action", choices=("enable", "disable"))

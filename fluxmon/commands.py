@@ -17,7 +17,9 @@ from fluxmon.core.config import load_config
 from fluxmon.core.documents import assess_text
 from fluxmon.core.engine import Engine
 from fluxmon.core.errors import InputError
+from fluxmon.core.feed import start_feed
 from fluxmon.core.gitpush import confirm_push, spool_for_repo
+from fluxmon.core.integrations import Integrations
 from fluxmon.core.kubeconfig import resolve_targets
 from fluxmon.core.objects import FluxObject
 from fluxmon.core.render import json_lines, table
@@ -278,6 +280,8 @@ def run_tray(args: argparse.Namespace) -> int:
         state_dir=paths.state_dir(),
         spool_dir=paths.spool_dir(),
     )
+    integrations = Integrations(config, paths.state_dir())
+    engine.subscribe(integrations.on_push)
     tray = build_tray(
         engine,
         config=config,
@@ -287,7 +291,14 @@ def run_tray(args: argparse.Namespace) -> int:
         context_given=bool(args.contexts or args.all_contexts),
         kubeconfig=args.kubeconfig,
     )
-    status = tray.run()
+    feed = start_feed(config, paths.state_dir(), os.environ)
+    integrations.start()
+    try:
+        status = tray.run()
+    finally:
+        integrations.stop()
+        if feed is not None:
+            feed.stop()
     report_leftover_threads()
     return status
 
