@@ -239,8 +239,10 @@ class KubeClient:
                     return
                 if line.strip():
                     yield json.loads(line)
-        except OSError:
-            return  # cut by close_watches(), or the server went away: the caller lists and watches again
+        except (OSError, http.client.HTTPException):
+            # Cut by close_watches(), or the server went away (mid-chunk: IncompleteRead): the caller lists and
+            # watches again.
+            return
         finally:
             with self._watches_lock:
                 self._watches.discard(sock)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -14,7 +15,7 @@ from typing import Any
 import pytest
 
 from fluxmon.sim.apiserver import SimApiServer
-from fluxmon.sim.client import ApiStatusError, KubeClient
+from fluxmon.sim.client import ApiStatusError, KubeClient, Resource
 from fluxmon.sim.cluster import install_crds
 from fluxmon.sim.kubeconfig import write_kubeconfig
 from fluxmon.sim.tables import human_age, json_path
@@ -280,3 +281,35 @@ def test_printer_columns_follow_json_paths_and_ages_read_as_kubectl_shows_them()
         "3d",
     ]
     assert human_age("yesterday") == "<invalid>"
+
+
+def test_a_watch_cut_in_the_middle_of_a_chunk_ends_like_any_cut_watch() -> None:
+    """A server going away mid-chunk (the real kube-apiserver stopping under a watch) raised IncompleteRead, an
+    HTTPException and not an OSError, and killed the simulated controllers' informer thread."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def serve_half_a_chunk() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            connection.recv(65536)
+            connection.sendall(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+                b'40\r\n{"type": "ADDED"'
+            )
+
+    server = threading.Thread(target=serve_half_a_chunk, name="half-a-chunk")
+    server.start()
+    try:
+        client = KubeClient(f"http://127.0.0.1:{port}")
+        resource = Resource(
+            group="kustomize.toolkit.fluxcd.io",
+            version="v1",
+            plural="kustomizations",
+            kind="Kustomization",
+            namespaced=True,
+        )
+        assert list(client.watch(resource, resource_version="1", timeout_seconds=5)) == []
+    finally:
+        server.join(10)
+        listener.close()

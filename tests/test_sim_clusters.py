@@ -319,3 +319,20 @@ def test_sim_on_a_port_in_use_says_so_in_one_line(tmp_path: Path) -> None:
             result.stderr
         )
         assert len(result.stderr.splitlines()) == 1, result.stderr
+
+
+def test_wait_with_one_cluster_down_reports_the_other_and_times_out_naming_the_unreachable_one(
+    sim_fleet: FleetUnderTest,
+) -> None:
+    """An unreachable cluster holds back no verdict and counts as timed out: exit 3, with a per-cluster report."""
+    sim_fleet.down("production")
+    good = sim_fleet.push(SCALE_WEB, "Scale web")
+    waited = subprocess.run(
+        [sys.executable, "-m", "fluxmon", "wait", "--all-contexts", "--timeout", "8s"],
+        cwd=sim_fleet.work, env={**sim_fleet.env, "KUBECONFIG": str(sim_fleet.kubeconfig)},
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert waited.returncode == 3, waited.stderr
+    assert f"✔ staging: {good[:7]} deployed" in waited.stderr
+    assert waited.stderr.splitlines()[-1].startswith(f"◎ main@{good[:7]} deployed to staging · production unreachable")
+    assert "Traceback" not in waited.stderr
