@@ -6,7 +6,7 @@ reported as an InputError that names the input and the document, never as a pars
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -33,20 +33,31 @@ class Assessed:
     """One line per object skipped (not a Flux object) and per field read as empty, in input order."""
 
 
-def assess_text(text: str, *, source: str, target: str | None) -> Assessed:
+def assess_text(
+    text: str, *, source: str, target: str | None, on_note: Callable[[str], None] | None = None
+) -> Assessed:
     """Judge each Flux object in `text` (relative to the pushed commit `target`, if given): what `fluxmon assess`
-    and the MCP server's `assess_objects` answer. Messages are redacted (CI logs and agents keep no token)."""
+    and the MCP server's `assess_objects` answer. Messages are redacted (CI logs and agents keep no token).
+
+    `on_note`: told each note as it is made, so that what was said before an unreadable object is not lost."""
     rows: list[tuple[FluxObject, Verdict]] = []
     notes: list[str] = []
+
+    def note(text: str) -> None:
+        notes.append(text)
+        if on_note is not None:
+            on_note(text)
+
     for where, body in iter_located_objects(text, source=source):
         if not is_flux_body(body):
-            notes.append(f"skipped {_describe(body)}: not a Flux object")
+            note(f"skipped {_describe(body)}: not a Flux object")
             continue
         try:
             obj = parse_flux_object(body)
         except ValueError as exc:
             raise InputError(f"{where}: {exc}") from exc
-        notes.extend(f"{where}: {obj.ref}: {problem}; read as empty" for problem in obj.problems)
+        for problem in obj.problems:
+            note(f"{where}: {obj.ref}: {problem}; read as empty")
         result = verdict(obj, target)
         rows.append((obj, replace(result, message=redact_text(result.message))))
     return Assessed(rows=tuple(rows), notes=tuple(notes))

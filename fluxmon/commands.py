@@ -44,9 +44,12 @@ def run_assess(args: argparse.Namespace) -> int:
             raise InputError(f"--commit: {exc}") from exc
     rows: list[tuple[FluxObject, Verdict]] = []
     for name, text in _read_inputs(args.files or ["-"]):
-        assessed = assess_text(text, source=name, target=target)
-        for note in assessed.notes:
-            print(display_line(f"fluxmon: {note}"), file=sys.stderr)
+        assessed = assess_text(
+            text,
+            source=name,
+            target=target,
+            on_note=lambda note: print(display_line(f"fluxmon: {note}"), file=sys.stderr),
+        )
         rows.extend(assessed.rows)
     sys.stdout.write(table(rows) if args.output == "table" else json_lines(rows))
     sys.stdout.flush()
