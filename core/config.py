@@ -15,6 +15,9 @@ both is invalid. `[kubeconfigs]` (`prod = "~/.kube/prod.yaml"`) names the kubeco
 it is not in the usual one; only the user's own config.toml may set it, since a kubeconfig can run commands
 (exec credential plugins) and a cloned repository must not choose them.
 
+How much history is kept: `history_limit` (pushes, default 5000) and `history_max_age` (a duration, default "180d";
+`d` for days is accepted wherever a duration is).
+
 The tray reads the user's file again whenever it changes (`file_stamp`, `reload_user_config`). A file that turns
 invalid then leaves the settings in force as they were, and says why, rather than falling back to the defaults.
 """
@@ -48,8 +51,20 @@ DEFAULT_VERBOSITY = "normal"
 NOTIFY_OUTCOMES = ("succeeded", "failed", "timed-out")
 """The final outcomes a user acts on, notified by default (config `notify_on`)."""
 MAX_CONFIG_BYTES = 256 * 1024
+DEFAULT_HISTORY_LIMIT = 5000
+"""How many pushes the history keeps (config `history_limit`): a year of a busy developer's pushes, ~15 MB."""
+DEFAULT_HISTORY_MAX_AGE = 180 * 86400.0
+"""How long the history keeps a push (config `history_max_age`, a duration such as "90d"): two quarters."""
 
-_DURATION = re.compile(r"^(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+(?:\.\d+)?)s)?$")
+_DURATION = re.compile(r"^(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+(?:\.\d+)?)s)?$")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Retention:
+    """How much history is kept: at most `limit` pushes, none older than `max_age` seconds (core.store trims)."""
+
+    limit: int = DEFAULT_HISTORY_LIMIT
+    max_age: float = DEFAULT_HISTORY_MAX_AGE
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -73,6 +88,10 @@ class Config:
     """Glob patterns over redacted remote URLs (`*github.com/acme/scratch*`) whose pushes are ignored."""
     ignore_branches: tuple[str, ...] = ()
     """Glob patterns over branch names (`wip/*`) whose pushes are ignored."""
+    history_limit: int = DEFAULT_HISTORY_LIMIT
+    """The most pushes the history keeps (the oldest go first)."""
+    history_max_age: float = DEFAULT_HISTORY_MAX_AGE
+    """Seconds a push stays in the history (`history_max_age = "90d"` in the file)."""
     warnings: tuple[str, ...] = field(default=(), compare=False)
     """Problems found while loading, one line each; the files they name were skipped."""
 
@@ -85,6 +104,10 @@ class Config:
     def kubeconfig_for(self, context: str) -> str | None:
         """The kubeconfig file [kubeconfigs] names for this context, or None: the usual (merged) kubeconfig."""
         return dict(self.kubeconfigs).get(context)
+
+    @property
+    def retention(self) -> Retention:
+        return Retention(limit=self.history_limit, max_age=self.history_max_age)
 
     def as_record(self) -> dict[str, Any]:
         """The settings as plain JSON values, for the session file."""
@@ -164,17 +187,18 @@ def apply_settings(config: Config, values: Mapping[str, Any], *, source: str, us
 
 
 def parse_duration(value: Any) -> float:
-    """Seconds from `300`, `"90s"`, `"5m"` or `"1h30m"`; raises ValueError otherwise."""
+    """Seconds from `300`, `"90s"`, `"5m"`, `"1h30m"` or `"7d"`; raises ValueError otherwise."""
     if isinstance(value, bool):
         raise ValueError("expected a duration")
     if isinstance(value, (int, float)):
         seconds = float(value)
     elif isinstance(value, str) and (match := _DURATION.match(value.strip())) and value.strip():
-        seconds = int(match["h"] or 0) * 3600 + int(match["m"] or 0) * 60 + float(match["s"] or 0)
+        days, hours, minutes = int(match["d"] or 0), int(match["h"] or 0), int(match["m"] or 0)
+        seconds = days * 86400 + hours * 3600 + minutes * 60 + float(match["s"] or 0)
     elif isinstance(value, str) and value.strip().isdigit():
         seconds = float(value)
     else:
-        raise ValueError(f"expected a duration such as 300, '90s', '5m' or '1h30m', got {value!r}")
+        raise ValueError(f"expected a duration such as 300, '90s', '5m', '1h30m' or '7d', got {value!r}")
     if seconds <= 0:
         raise ValueError("a duration must be positive")
     return seconds
@@ -182,8 +206,12 @@ def parse_duration(value: Any) -> float:
 
 def _validated(name: str, value: Any, *, source: str) -> Any:
     try:
-        if name == "timeout_seconds":
+        if name in ("timeout_seconds", "history_max_age"):
             return parse_duration(value)
+        if name == "history_limit":
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError("expected a whole number of pushes, 1 or more")
+            return value
         if name in ("enabled", "reconcile"):
             if not isinstance(value, bool):
                 raise ValueError("expected true or false")
