@@ -355,8 +355,11 @@ class History:
                 data = self.path.read_bytes()
             except FileNotFoundError:
                 data = b""
-            readable, _ = read_lines(data)
-            if not is_new(record, [r for _, r in readable]):
+            # Only lines that name the commit or the id can be the same push: parse those alone (a year of history
+            # is tens of MB), and the rest only when retention has something to let go.
+            needles = [json.dumps(str(record.get(k, ""))).encode() for k in ("commit", "id")]
+            candidates = b"\n".join(line for line in data.split(b"\n") if any(n in line for n in needles))
+            if not is_new(record, [r for _, r in read_lines(candidates)[0]]):
                 return None
             torn = bool(data) and not data.endswith(b"\n")
             created = not data
@@ -368,20 +371,21 @@ class History:
                 os.close(fd)
             if created:
                 _fsync_dir(self.directory)
-            readable.append((line.rstrip(b"\n"), dict(record)))
+            lines = [line for line in data.split(b"\n") if line.strip()]
+            oldest = next((r for _, r in read_lines(b"\n".join(lines[:10]))[0]), record)
+            limit, max_age = self.retention.limit, self.retention.max_age
+            if len(lines) + 1 <= limit + max(1, limit // 10) and _recorded_at(oldest) >= now - max_age * 1.1:
+                return set()
+            readable = read_lines(data)[0] + [(line.rstrip(b"\n"), dict(record))]
             return self._trim(readable, now=now)
 
     def _retained(self, records: list[dict[str, Any]], *, now: float) -> list[Mapping[str, Any]]:
         young = [r for r in records if _recorded_at(r) >= now - self.retention.max_age]
         return one_per_push(young)[-self.retention.limit :]
 
-    def _trim(self, readable: list[tuple[bytes, dict[str, Any]]], *, now: float) -> set[str] | None:
-        """Rewrite the file without what retention lets go, once there is a tenth too much; the caller holds the
-        lock. Returns the ids kept (or an empty set: nothing to trim yet)."""
-        limit, max_age = self.retention.limit, self.retention.max_age
-        oldest = min((_recorded_at(r) for _, r in readable), default=now)
-        if len(readable) <= limit + max(1, limit // 10) and oldest >= now - max_age * 1.1:
-            return set()
+    def _trim(self, readable: list[tuple[bytes, dict[str, Any]]], *, now: float) -> set[str]:
+        """Rewrite the file without what retention lets go (once there is a tenth too much, so that not every
+        append rewrites it); the caller holds the lock. Returns the ids kept."""
         kept_records = {id(r) for r in self._retained([r for _, r in readable], now=now)}
         kept = [(line, r) for line, r in readable if id(r) in kept_records]
         temp = self.path.with_name(f".{self.path.name}.tmp")
