@@ -198,7 +198,7 @@ def _trend_chart(report: Report) -> str:
     rate.set_ylabel("success rate (%)")
     rate.spines[["top"]].set_visible(False)
     handles = axes.get_legend_handles_labels()[0] + rate.get_legend_handles_labels()[0]
-    axes.legend(handles=handles, loc="lower left", ncols=5, fontsize="small", frameon=False)
+    axes.legend(handles=handles, loc="lower left", bbox_to_anchor=(0, 1), ncols=5, fontsize="small", frameon=False)
     figure.autofmt_xdate()
     return _svg(figure)
 
@@ -253,7 +253,8 @@ def report_png(report: Report, path: str) -> None:
     ):
         trend.bar(days, values, bottom=bottom, color=colour, label=label)
         bottom = [b + v for b, v in zip(bottom, values, strict=True)]
-    trend.legend(ncols=4, fontsize="small", frameon=False, loc="lower left")
+    trend.legend(ncols=4, fontsize="small", frameon=False, loc="lower left", bbox_to_anchor=(0, 1))
+    trend.tick_params(axis="x", labelrotation=30)
     trend.set_ylabel("pushes per day")
     for axes, timings in ((clusters, report.clusters), (slowest, report.objects[:TOP])):
         shown = list(reversed(timings))
