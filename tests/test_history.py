@@ -32,7 +32,7 @@ from fluxmon.core.store import (
     push_from_record,
     push_record,
 )
-from fluxmon.reportpage import CHART_IDS, report_html
+from fluxmon.reportpage import CHART_IDS, report_html, report_png
 from harness.histories import generate_history, write_history
 from harness.snapshots import APPS, COMMIT, failed_snapshot, snapshot
 
@@ -438,3 +438,18 @@ def test_an_empty_history_says_so(tmp_path: Path) -> None:
     env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "XDG_STATE_HOME": str(tmp_path / "s")}
     assert fluxmon(env, "history").stdout == "No pushes in the history.\n"
     assert fluxmon(env, "report").stdout == "No pushes in the history.\n"
+
+
+def test_the_report_as_a_picture(generated: tuple[dict[str, Any], ...], tmp_path: Path) -> None:
+    """No browser here to take a screenshot of the page: the same charts in one PNG (kept as docs/report.png when
+    FLUXMON_SCREENSHOT_DIR=docs), checked for the colours of its bars."""
+    from PIL import Image
+
+    folder = Path(os.environ.get("FLUXMON_SCREENSHOT_DIR") or tmp_path)
+    path = folder / "report.png"
+    report_png(build_report(generated), str(path))
+    with Image.open(path) as image:
+        assert image.size[0] > 800
+        colours = {colour for _, colour in image.convert("RGB").getcolors(maxcolors=1 << 20) or []}
+    for bar in ("#1e7b34", "#b3141f", "#1d5fb4"):  # succeeded, failed, p50
+        assert tuple(int(bar[i : i + 2], 16) for i in (1, 3, 5)) in colours, bar
