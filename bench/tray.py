@@ -2,7 +2,9 @@
 
 Figures, not assertions:
 - start-up: from starting `fluxmon tray` to its icon's pixels on the panel (median of several starts);
-- idle CPU over BENCH_IDLE_SECONDS (default 60) with 10 sessions in the history, and the RSS then;
+- idle CPU over BENCH_IDLE_SECONDS (default 60) with 10 pushes in the history, and the RSS then, following one
+  cluster, then CLUSTERS simulated clusters at once (`--all-contexts`), measured once a watch per kind is open on
+  each;
 - latency from a session snapshot posted to the UI queue to the icon and tooltip applied on pystray's GLib loop
   (in this process, so both ends are on one clock; target p95 under 100 ms).
 Run: .venv/bin/python -m bench.tray
@@ -22,7 +24,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from fluxmon.core.config import Config
+from fluxmon.core.config import DEFAULT_MONITOR_TYPES, Config
 from fluxmon.core.engine import Engine
 from fluxmon.core.overview import overview
 from fluxmon.core.push import combine
@@ -31,7 +33,7 @@ from fluxmon.core.store import SessionStore
 from fluxmon.sim.apiserver import SimApiServer
 from fluxmon.sim.client import KubeClient
 from fluxmon.sim.cluster import install_crds
-from fluxmon.sim.kubeconfig import write_kubeconfig
+from fluxmon.sim.kubeconfig import KubeconfigContext, write_contexts, write_kubeconfig
 from harness.desktop import Desktop, wait_until
 from harness.snapshots import failed_snapshot, snapshot
 
@@ -40,6 +42,7 @@ LATENCY_SAMPLES = 200
 HISTORY_SESSIONS = 10
 DEPLOYED_GREEN = (40, 160, 70)
 IDLE_SECONDS = float(os.environ.get("BENCH_IDLE_SECONDS", "60"))
+CLUSTERS = 5
 
 
 def icon_docked(desktop: Desktop) -> bool:
@@ -62,22 +65,41 @@ def rss_mib(pid: int) -> float:
     return 0.0
 
 
+def measure_idle(desktop: Desktop, env: dict[str, str], kubeconfig: Path, *, servers: list[SimApiServer]) -> None:
+    """Idle CPU and RSS of a tray following every context of `kubeconfig`, one per server."""
+    clusters = len(servers)
+    command = [sys.executable, "-m", "fluxmon", "tray", "--kubeconfig", str(kubeconfig), "--all-contexts"]
+    tray = subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: icon_docked(desktop), "the icon")
+        for server in servers:  # every cluster followed, and settled: a watch per kind open on each
+            if not server.wait_for_watches(len(DEFAULT_MONITOR_TYPES), 30):
+                raise RuntimeError(f"the tray did not watch every kind on {server.url}")
+        before, idle_from = cpu_seconds(tray.pid), time.perf_counter()
+        time.sleep(IDLE_SECONDS)  # the quantity measured is idleness itself
+        used = cpu_seconds(tray.pid) - before
+        elapsed = time.perf_counter() - idle_from
+        print(
+            f"{clusters} cluster(s): idle CPU over {elapsed:.0f} s: {used:.2f} s of CPU = "
+            f"{100 * used / elapsed:.2f} % of one core; RSS with {HISTORY_SESSIONS} pushes in history "
+            f"{rss_mib(tray.pid):.1f} MiB "
+            f"({sum(server.open_watches for server in servers)} watches open)"
+        )
+    finally:
+        tray.terminate()
+        tray.wait(30)
+    wait_until(lambda: not icon_docked(desktop), "the icon to go")
+
+
 def measure_process(desktop: Desktop, env: dict[str, str], kubeconfig: Path) -> None:
     command = [sys.executable, "-m", "fluxmon", "tray", "--kubeconfig", str(kubeconfig)]
     startups = []
-    for start in range(STARTS):
+    for _ in range(STARTS):
         begun = time.perf_counter()
         tray = subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL)
         try:
             wait_until(lambda: icon_docked(desktop), "the icon")
             startups.append(time.perf_counter() - begun)
-            if start == STARTS - 1:
-                before, idle_from = cpu_seconds(tray.pid), time.perf_counter()
-                time.sleep(IDLE_SECONDS)  # the quantity measured is idleness itself
-                used = cpu_seconds(tray.pid) - before
-                elapsed = time.perf_counter() - idle_from
-                print(f"idle CPU over {elapsed:.0f} s: {used:.2f} s of CPU = {100 * used / elapsed:.2f} % of one core")
-                print(f"RSS with {HISTORY_SESSIONS} sessions in history: {rss_mib(tray.pid):.1f} MiB")
         finally:
             tray.terminate()
             tray.wait(30)
@@ -137,7 +159,7 @@ def measure_latency(desktop: Desktop, root: Path, kubeconfig: Path) -> None:
             raise RuntimeError("the tray did not start")
         for sample in range(LATENCY_SAMPLES):
             state = SessionState.RECONCILING if sample % 2 else SessionState.SUCCEEDED
-            update = replace(snapshot(state), id=f"latency-{sample}", started_at=float(sample))
+            update = combine([replace(snapshot(state), id=f"latency-{sample}", started_at=float(sample))])
             tooltip = overview([*app.snapshots.values(), update], paused_until=None).tooltip
             applied.clear()
             posted[tooltip] = time.perf_counter()
@@ -161,12 +183,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="fluxmon-bench-tray-") as scratch:
         root = Path(scratch)
         desktop = Desktop(root / "desktop")
-        server = SimApiServer()
-        server.start()
+        servers = [SimApiServer() for _ in range(CLUSTERS)]
+        server = servers[0]
+        for each in servers:
+            each.start()
         desktop.start()
         try:
-            install_crds(KubeClient(server.url))
+            for each in servers:
+                install_crds(KubeClient(each.url))
             kubeconfig = write_kubeconfig(root / "kubeconfig", server=server.url)
+            contexts = [KubeconfigContext(name=f"cluster-{n}", server=each.url) for n, each in enumerate(servers, 1)]
+            one = write_contexts(root / "kubeconfig-one", contexts[:1])
+            several = write_contexts(root / "kubeconfig-several", contexts)
             state = root / "state"
             store = SessionStore(state / "fluxmon")
             for number in range(HISTORY_SESSIONS):
@@ -182,10 +210,13 @@ def main() -> None:
                 "PYSTRAY_BACKEND": "gtk",  # trayer hosts XEmbed icons
             }
             measure_process(desktop, env, kubeconfig)
+            measure_idle(desktop, env, one, servers=servers[:1])
+            measure_idle(desktop, env, several, servers=servers)
             measure_latency(desktop, root, kubeconfig)
         finally:
             desktop.stop()
-            server.stop()
+            for each in servers:
+                each.stop()
 
 
 if __name__ == "__main__":

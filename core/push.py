@@ -129,7 +129,11 @@ class PushSnapshot:
     @property
     def failed(self) -> ObjectRef | None:
         """The object that failed first, on the cluster that failed first."""
-        failing = self.cluster(self.failed_on) if self.failed_on else None
+        if self.state is not SessionState.FAILED:
+            return None
+        failing = next(
+            (c for c in self.clusters if c.state is SessionState.FAILED and c.context == self.failed_on), None
+        )
         return failing.failed if failing is not None else None
 
     @property

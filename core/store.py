@@ -498,6 +498,8 @@ class SessionStore:
 
     def untell(self, push_id: str) -> None:
         """The push has its outcome, and nobody has told the user yet (see `told`)."""
+        if "/" in push_id or push_id.startswith("."):
+            return
         self._ready()
         (self.directory / UNTOLD / push_id).touch(mode=0o600)
 

@@ -88,11 +88,14 @@ def push_progress_lines(previous: PushSnapshot | None, current: PushSnapshot, *,
 
 
 def push_final_line(push: PushSnapshot, *, colour: bool = False) -> str:
-    """The push's outcome in one line; with several clusters it names them ("✗ failed on prod: …")."""
+    """The push's outcome in one line; with several clusters, where it stands on each ("✗ main@1a2b3c4 failed on
+    prod · deployed to dev (12.0s)")."""
     if not push.several:
         return final_line(push.first, colour=colour)
     mark = {SessionState.SUCCEEDED: SUCCESS, SessionState.FAILED: FAILURE}.get(push.state, WAITING)
-    return paint(mark, f"{mark} {push.message} ({push.elapsed:.1f}s)", colour)
+    # Each cluster's own line (above) carries its error: this one says where the push stands, once.
+    text = f"{mark} {push.branch}@{push.short_commit} {push.summary()} ({push.elapsed:.1f}s)"
+    return paint(mark, text, colour)
 
 
 def final_line(snapshot: SessionSnapshot, *, colour: bool = False, shown_above: bool = False) -> str:

@@ -157,13 +157,33 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--repo", type=Path, metavar="BARE_REPO", help="the bare repository the cluster follows")
     sim.add_argument("--kubeconfig", type=Path, metavar="OUT", help="where to write the kubeconfig")
     sim.add_argument("--port", type=int, default=0, help="API server port (default: any free one)")
-    sim.add_argument("--path", default="clusters/local", help="the path flux-system applies (default: %(default)s)")
+    sim.add_argument("--path", help="the path flux-system applies (default: clusters/local)")
+    sim.add_argument(
+        "--cluster",
+        dest="clusters",
+        action="append",
+        default=[],
+        metavar="NAME[=PATH]",
+        help="serve a cluster of this name (its context too), following PATH (default: clusters/NAME); repeat it "
+        "for several clusters, each on its own port (with --port, the ports from there on)",
+    )
+    sim.add_argument(
+        "--kubeconfig-dir", type=Path, metavar="DIR", help="with --cluster: also write DIR/NAME.kubeconfig per cluster"
+    )
     sim.add_argument("--attach", type=Path, metavar="KUBECONFIG", help="run only the controllers, on that cluster")
     sim.add_argument("--fast", action="store_true", help="test timings: every step takes milliseconds")
     sim.set_defaults(command=run_sim)
     sim_verbs = sim.add_subparsers(title="sim commands", metavar="ACTION")
     init_repo = sim_verbs.add_parser("init-repo", help="create a sample GitOps fleet repository")
     init_repo.add_argument("directory", type=Path, metavar="DIR")
+    init_repo.add_argument(
+        "--cluster",
+        dest="clusters",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="lay it out for several clusters, each at clusters/NAME with its own overlay apps/NAME",
+    )
     init_repo.set_defaults(command=run_sim_init_repo)
 
     history = verbs.add_parser(

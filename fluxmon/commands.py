@@ -7,10 +7,10 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fluxmon.compose import build_tray, notifier_kind
 from fluxmon.core import hookinstall, paths
@@ -29,6 +29,9 @@ from fluxmon.core.text import display_line
 from fluxmon.core.verdict import Phase, Verdict, verdict
 from fluxmon.exits import EXIT_FAILED, EXIT_OK
 from fluxmon.signals import StopSignals
+
+if TYPE_CHECKING:
+    from fluxmon.sim.reconciler import SimTimings
 
 
 def run_assess(args: argparse.Namespace) -> int:
@@ -125,6 +128,9 @@ def run_hook_confirm(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+PORT_MAX = 65535
+
+
 def run_sim(args: argparse.Namespace) -> int:
     """`fluxmon sim`: serve until SIGINT or SIGTERM, then stop everything it started."""
     from fluxmon.sim.client import KubeClient
@@ -136,11 +142,18 @@ def run_sim(args: argparse.Namespace) -> int:
     if not (args.repo / "HEAD").exists():
         raise InputError(f"--repo {args.repo}: not a bare git repository")
     timings = TEST_TIMINGS if args.fast else DEMO_TIMINGS
+    last_port = args.port + max(len(args.clusters) - 1, 0) if args.port else 0
+    if not 0 <= args.port <= PORT_MAX or last_port > PORT_MAX:
+        raise InputError(f"--port {args.port}: give a port from 1 to {PORT_MAX} (0: any free one) for every cluster")
+    if args.clusters:
+        return _run_sim_fleet(args, timings)
+    if args.kubeconfig_dir is not None:
+        raise InputError("--kubeconfig-dir writes one file per --cluster; name the clusters, or use --kubeconfig")
     with StopSignals() as stop:
         if args.attach is not None:
             client = KubeClient.from_kubeconfig(args.attach)
             install_crds(client)
-            bootstrap(client, repo=args.repo, path=args.path)
+            bootstrap(client, repo=args.repo, path=args.path or "clusters/local")
             controllers = FluxControllers(client, timings=timings)
             controllers.start()
             print(f"fluxmon sim: Flux controllers running against {args.attach}; Ctrl-C stops them", flush=True)
@@ -150,9 +163,16 @@ def run_sim(args: argparse.Namespace) -> int:
         if args.kubeconfig is None:
             raise InputError("--kubeconfig OUT is required (or --attach KUBECONFIG)")
         cluster = SimCluster(
-            repo=args.repo, kubeconfig=args.kubeconfig, path=args.path, port=args.port, timings=timings
+            repo=args.repo,
+            kubeconfig=args.kubeconfig,
+            path=args.path or "clusters/local",
+            port=args.port,
+            timings=timings,
         )
-        cluster.start()
+        try:
+            cluster.start()
+        except OSError as exc:
+            raise InputError(_not_served(exc)) from exc
         print(
             f"fluxmon sim: cluster ready at {cluster.server.url}, following {args.repo}; "
             f"export KUBECONFIG={args.kubeconfig}",
@@ -163,15 +183,83 @@ def run_sim(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def run_sim_init_repo(args: argparse.Namespace) -> int:
-    from fluxmon.sim.samplerepo import init_repo
+def _run_sim_fleet(args: argparse.Namespace, timings: SimTimings) -> int:
+    """`fluxmon sim --cluster staging --cluster production`: a simulated cluster per name, each on its own port with
+    its own controllers, following the repo at `clusters/<name>` (or NAME=PATH), one kubeconfig context each."""
+    from fluxmon.sim.cluster import SimFleet
+    from fluxmon.sim.samplerepo import check_cluster_names, cluster_path
 
+    if args.attach is not None:
+        raise InputError("--attach runs controllers on one existing cluster; it does not take --cluster")
+    if args.path is not None:
+        raise InputError("--path is for one cluster; give each cluster its path as --cluster NAME=PATH")
+    if args.kubeconfig is None and args.kubeconfig_dir is None:
+        raise InputError("--kubeconfig OUT (one file, a context per cluster) or --kubeconfig-dir DIR is required")
+    clusters = [_cluster_argument(text, cluster_path) for text in args.clusters]
     try:
-        remote = init_repo(args.directory)
-    except FileExistsError as exc:
+        check_cluster_names([name for name, _ in clusters])
+    except ValueError as exc:
+        raise InputError(f"--cluster: {exc}") from exc
+    fleet = SimFleet(
+        repo=args.repo,
+        clusters=clusters,
+        kubeconfig=args.kubeconfig,
+        kubeconfig_dir=args.kubeconfig_dir,
+        port=args.port,
+        timings=timings,
+    )
+    with StopSignals() as stop:
+        try:
+            fleet.start()
+        except OSError as exc:
+            raise InputError(_not_served(exc)) from exc
+        for cluster in fleet.clusters:
+            print(
+                f"fluxmon sim: cluster {cluster.context} ready at {cluster.server.url}, "
+                f"following {args.repo} at {cluster.path}",
+                flush=True,
+            )
+        files = [str(args.kubeconfig)] if args.kubeconfig is not None else []
+        files += [str(cluster.kubeconfig) for cluster in fleet.clusters if args.kubeconfig is None]
+        print(f"fluxmon sim: export KUBECONFIG={':'.join(files)}", flush=True)
+        stop.wait()
+        fleet.stop()
+    return EXIT_OK
+
+
+def _not_served(error: OSError) -> str:
+    """One line for a simulator that could not start: a port in use, or a kubeconfig it cannot write."""
+    if error.filename:
+        return f"cannot write {error.filename}: {error.strerror}"
+    return error.strerror or str(error)
+
+
+def _cluster_argument(text: str, default_path: Callable[[str], str]) -> tuple[str, str]:
+    """`staging` -> (staging, clusters/staging); `prod=clusters/production` -> (prod, clusters/production)."""
+    name, _, path = text.partition("=")
+    path = path.strip().strip("/")
+    if "=" in text and not path:
+        raise InputError(f"--cluster {text}: the path after '=' is empty")
+    return name.strip(), path or default_path(name.strip())
+
+
+def run_sim_init_repo(args: argparse.Namespace) -> int:
+    from fluxmon.sim.samplerepo import cluster_path, init_repo
+
+    clusters = tuple(args.clusters or ())
+    try:
+        remote = init_repo(args.directory, clusters=clusters)
+    except (FileExistsError, ValueError) as exc:
         raise InputError(str(exc)) from exc
     print(f"created the sample fleet in {args.directory}, pushed to {remote}")
-    print(f"next: fluxmon sim --repo {remote} --kubeconfig {args.directory.parent / 'kubeconfig'}")
+    if clusters:
+        print(
+            f"its clusters follow {', '.join(cluster_path(name) for name in clusters)}; next: fluxmon sim --repo "
+            f"{remote} {' '.join(f'--cluster {name}' for name in clusters)} "
+            f"--kubeconfig {args.directory.parent / 'kubeconfig'}"
+        )
+    else:
+        print(f"next: fluxmon sim --repo {remote} --kubeconfig {args.directory.parent / 'kubeconfig'}")
     return EXIT_OK
 
 
@@ -216,6 +304,7 @@ def run_tray(args: argparse.Namespace) -> int:
         icon_dir=paths.runtime_dir() / "icons",
         notifier=notifier,
         context_given=bool(args.contexts or args.all_contexts),
+        kubeconfig=args.kubeconfig,
     )
     status = tray.run()
     report_leftover_threads()

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from fluxmon.core.config import Config
 from fluxmon.core.engine import Engine
 from fluxmon.core.errors import InputError
-from fluxmon.core.session import SessionSnapshot
+from fluxmon.core.push import PushSnapshot
 
 if TYPE_CHECKING:
     from fluxmon.tray.app import TrayApp
@@ -38,10 +38,12 @@ def build_tray(
     icon_dir: Path,
     notifier: str = "",
     context_given: bool = False,
-    observer: Callable[[SessionSnapshot], None] | None = None,
+    kubeconfig: str | None = None,
+    observer: Callable[[PushSnapshot], None] | None = None,
 ) -> TrayApp:
     """The tray, given its engine, its icon (on `backend`) and its notifier (of kind `notifier`): the one place
-    that builds them (`fluxmon tray` and `fluxmon demo` alike)."""
+    that builds them (`fluxmon tray` and `fluxmon demo` alike). `context_given` and `kubeconfig`: the command
+    line's `--context`/`--all-contexts` and `--kubeconfig` (see TrayApp)."""
     from fluxmon.tray.app import TrayApp
     from fluxmon.tray.icon import TrayIcon
     from fluxmon.tray.menu import Action
@@ -54,5 +56,11 @@ def build_tray(
         return make_notifier(notifier, on_details=on_details, on_delivered=on_delivered)
 
     return TrayApp(
-        engine, config=config, icon=icon, notifier=notifications, context_given=context_given, observer=observer
+        engine,
+        config=config,
+        icon=icon,
+        notifier=notifications,
+        context_given=context_given,
+        kubeconfig=kubeconfig,
+        observer=observer,
     )

@@ -1,11 +1,14 @@
 """`fluxmon demo`: the whole product on this machine, with no cluster.
 
-It creates the sample fleet and its bare remote in a temporary folder, installs the git hooks there, starts the
-simulated cluster, and runs the real pipeline: git push -> hooks -> spool -> spool reader -> session manager ->
-terminal view. Then it makes three real pushes: a good change (deployed), a broken manifest (failed), and the fix
-(deployed). With --keep it goes on following your own pushes to that repo until Ctrl-C, and leaves it on disk.
-Everything it started is stopped on exit. With a display it shows the tray (the pushes then run on a thread of
-their own while Tk owns the main thread); `--headless`, or no display, prints the terminal view instead.
+It creates the sample fleet and its bare remote in a temporary folder, installs the git hooks there, starts two
+simulated clusters, staging and production (each its own API server and Flux, following its own path of the
+repository, as fluxcd/flux2-kustomize-helm-example lays out two clusters), and runs the real pipeline: git push ->
+hooks -> spool -> spool reader -> the engine, which follows each push on both clusters -> terminal view. Then it
+makes three real pushes: a good change (deployed to both), a broken manifest that only production applies (failed
+on production, deployed to staging), and the fix (deployed to both). With --keep it goes on following your own
+pushes to that repo until Ctrl-C, and leaves it on disk. Everything it started is stopped on exit. With a display
+it shows the tray (the pushes then run on a thread of their own while Tk owns the main thread); `--headless`, or
+no display, prints the terminal view instead.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from pathlib import Path
 from typing import TextIO
 
 from fluxmon.core import hookinstall
+from fluxmon.core.cluster import ClusterTarget
 from fluxmon.core.config import DEFAULT_MONITOR_TYPES, load_config
 from fluxmon.core.engine import Engine
 from fluxmon.core.push import PushSnapshot
@@ -34,13 +38,17 @@ from fluxmon.core.spool import SessionRequest
 from fluxmon.core.terminal import push_progress_lines, push_tree, use_colour
 from fluxmon.core.text import display_line
 from fluxmon.signals import StopSignals
-from fluxmon.sim.cluster import SimCluster
+from fluxmon.sim.cluster import SimFleet
 from fluxmon.sim.controllers import DEMO_TIMINGS, TEST_TIMINGS
-from fluxmon.sim.samplerepo import init_repo
+from fluxmon.sim.samplerepo import cluster_path, init_repo
 
 DEMO_PACE = replace(DEMO_TIMINGS, health_timeout_seconds=4.0, retry_seconds=5.0)
 """Steps slow enough to watch, failures quick enough not to bore."""
 SESSION_TIMEOUT_SECONDS = 120.0
+
+
+CLUSTERS = ("staging", "production")
+"""The demo's clusters, in the order they are shown; each follows `clusters/<name>` of the sample repository."""
 
 
 @dataclass(frozen=True)
@@ -50,27 +58,43 @@ class Step:
     old: str
     new: str
     expected: SessionState
+    failing_on: tuple[str, ...] = ()
+    """The clusters this push breaks; every other one deploys it."""
 
 
+BROKEN_SETTINGS = "  logLevel: info\n    oops: [unclosed"
 SCRIPT = (
     Step(
-        "a good change: scale web to 3 replicas", "apps/web.yaml", "replicas: 2", "replicas: 3", SessionState.SUCCEEDED
+        "a good change: scale web to 3 replicas, on both clusters",
+        "apps/base/web.yaml",
+        "replicas: 2",
+        "replicas: 3",
+        SessionState.SUCCEEDED,
     ),
     Step(
-        "a broken manifest: bad indentation in apps/web.yaml",
-        "apps/web.yaml",
-        "  replicas: 3",
-        "  replicas: 3\n    oops: [unclosed",
+        "a broken manifest only production applies: bad indentation in apps/production/web-settings.yaml",
+        "apps/production/web-settings.yaml",
+        "  logLevel: info",
+        BROKEN_SETTINGS,
         SessionState.FAILED,
+        failing_on=("production",),
     ),
     Step(
         "the fix: revert the broken line",
-        "apps/web.yaml",
-        "  replicas: 3\n    oops: [unclosed",
-        "  replicas: 3",
+        "apps/production/web-settings.yaml",
+        BROKEN_SETTINGS,
+        "  logLevel: info",
         SessionState.SUCCEEDED,
     ),
 )
+
+
+def ended_as_expected(push: PushSnapshot, step: Step) -> bool:
+    """The push's outcome is the step's, and each cluster's too: failed where the step breaks it, else deployed."""
+    return push.state is step.expected and all(
+        cluster.state is (SessionState.FAILED if cluster.context in step.failing_on else SessionState.SUCCEEDED)
+        for cluster in push.clusters
+    )
 
 
 def run_demo(*, keep: bool, fast: bool, headless: bool, out: TextIO = sys.stdout) -> int:
@@ -86,28 +110,33 @@ def run_demo(*, keep: bool, fast: bool, headless: bool, out: TextIO = sys.stdout
         os.environ.setdefault(key, value)
     say = _printer(out)
     narrator = _Narrator(colour=use_colour(out), say=say)
-    cluster_sim: SimCluster | None = None
+    fleet: SimFleet | None = None
     backend = ""
     try:
         backend = "" if headless else _tray_backend(say)
-        bare = init_repo(workdir / "fleet")
+        bare = init_repo(workdir / "fleet", clusters=CLUSTERS)
         work = workdir / "fleet"
         # The repo's own spool setting, not only this process's environment: the user's pushes from another
         # shell (with --keep) must reach this demo too.
         hookinstall.install(repo=work, spool_dir=workdir / "spool")
         say(f"► sample fleet in {work} (pushing to {bare}), git hooks installed")
-        cluster_sim = SimCluster(
-            repo=bare, kubeconfig=workdir / "kubeconfig", timings=TEST_TIMINGS if fast else DEMO_PACE
+        fleet = SimFleet(
+            repo=bare,
+            clusters=[(name, cluster_path(name)) for name in CLUSTERS],
+            kubeconfig=workdir / "kubeconfig",
+            timings=TEST_TIMINGS if fast else DEMO_PACE,
         )
-        cluster_sim.start()
-        say(f"► simulated cluster at {cluster_sim.server.url} (KUBECONFIG={workdir / 'kubeconfig'})")
+        fleet.start()
+        for cluster in fleet.clusters:
+            say(f"► simulated cluster {cluster.context} at {cluster.server.url}, following {cluster.path}")
+        say(f"► KUBECONFIG={workdir / 'kubeconfig'} (contexts {' and '.join(CLUSTERS)})")
         script = _Script(work=work, bare=bare, narrator=narrator, say=say)
         if not backend:
             return _run_headless(workdir, script, narrator, keep=keep)
         return _run_with_tray(workdir, script, narrator, backend=backend)
     finally:
-        if cluster_sim is not None:
-            cluster_sim.stop()
+        if fleet is not None:
+            fleet.stop()
         if backend:
             from fluxmon.tray.app import report_leftover_threads
 
@@ -136,9 +165,9 @@ def _engine(
     kinds: tuple[str, ...] = DEFAULT_MONITOR_TYPES,
     on_spooled: Callable[[SessionRequest], None] | None = None,
 ) -> Engine:
-    """The same engine as the tray's, on the demo's cluster, spool and state folders."""
+    """The same engine as the tray's, on the demo's clusters, spool and state folders."""
     return Engine(
-        kubeconfig=str(workdir / "kubeconfig"),
+        targets=[ClusterTarget(context=name, kubeconfig=str(workdir / "kubeconfig")) for name in CLUSTERS],
         kinds=kinds,
         default_timeout=default_timeout,
         state_dir=workdir / "state",
@@ -229,8 +258,7 @@ class _Script:
         first = self.narrator.next_final(stop)
         if first is None:
             return False
-        outcome = "deployed" if first.state is SessionState.SUCCEEDED else first.state.value
-        self.say(f"► the cluster has {outcome} the initial fleet: {first.message}")
+        self.say(f"► the initial fleet: {first.message}")
         outcomes = []
         for number, step in enumerate(SCRIPT, start=1):
             self.say(f"\n► push {number} of {len(SCRIPT)}: {step.title}")
@@ -241,7 +269,7 @@ class _Script:
             if snapshot is None:
                 return False
             self.say(push_tree(snapshot, colour=self.narrator.colour).rstrip())
-            outcomes.append(snapshot.state is step.expected)
+            outcomes.append(ended_as_expected(snapshot, step))
             if show_details is not None and snapshot.state is SessionState.FAILED:
                 show_details(snapshot.id)
                 self.say("► opened its details window (later: click the notification, or the tray's menu)")
@@ -264,8 +292,10 @@ class _Narrator:
         for line in push_progress_lines(previous, push, colour=self.colour):
             self.say(f"  {line}")
         self._previous[push.id] = push
-        ended = push.state.final and (previous is None or not previous.state.final)
-        if ended and push.state is not SessionState.SUPERSEDED:
+        # Handed over once every cluster has ended, not at the push's outcome: a push fails as soon as production
+        # does, and the demo's report shows staging deploying it all the same.
+        settled = push.settled and (previous is None or not previous.settled)
+        if settled and push.state is not SessionState.SUPERSEDED:
             self._finals.put(push)
 
     def next_final(self, stop: threading.Event) -> PushSnapshot | None:

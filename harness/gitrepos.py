@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,18 @@ def isolated_env(root: Path) -> dict[str, str]:
         "GIT_COMMITTER_EMAIL": "ada@example.com",
         "LC_ALL": "C",
     }
+
+
+def edit(path: str, old: str, new: str) -> Callable[[Path], None]:
+    """A change to one file of a work tree: replace `old` (which must be there) with `new`."""
+
+    def change(work: Path) -> None:
+        file = work / path
+        text = file.read_text()
+        assert old in text, f"{old!r} not in {path}"
+        file.write_text(text.replace(old, new, 1))
+
+    return change
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Session snapshots built by hand, for the pure tests of what the desktop shows."""
+"""Session and push snapshots built by hand, for the pure tests of what the desktop shows."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from dataclasses import replace
 from fluxmon.core.cluster import FluxEvent
 from fluxmon.core.hints import hint_for
 from fluxmon.core.objects import ObjectRef
+from fluxmon.core.push import PushSnapshot, combine
 from fluxmon.core.session import ResourceStatus, Role, SessionSnapshot, SessionState
 from fluxmon.core.verdict import Phase
 
@@ -15,6 +16,8 @@ INFRA = ObjectRef(kind="Kustomization", namespace="flux-system", name="infrastru
 APPS = ObjectRef(kind="Kustomization", namespace="flux-system", name="apps")
 PODINFO = ObjectRef(kind="HelmRelease", namespace="apps", name="podinfo")
 COMMIT = "1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d"
+CONTEXT = "fluxmon-sim"
+"""The context a session is on, as the simulator's kubeconfig names it."""
 BUILD_ERROR = "kustomize build failed: yaml: line 10: mapping values are not allowed <here> & there"
 
 
@@ -53,6 +56,7 @@ def snapshot(state: SessionState = SessionState.SUCCEEDED, **changes: object) ->
             resource(APPS, Phase.READY if ready else Phase.PENDING, parent=SOURCE, depends_on=((INFRA, Phase.READY),)),
             resource(PODINFO, Phase.READY if ready else Phase.PENDING, parent=APPS),
         ),
+        context=CONTEXT,
     )
     return replace(base, **changes)  # type: ignore[arg-type]
 
@@ -81,3 +85,25 @@ def failed_snapshot(**changes: object) -> SessionSnapshot:
     base = snapshot(SessionState.FAILED, failed=APPS, message="Kustomization flux-system/apps failed")
     resources = tuple(failed_apps if r.ref == APPS else r for r in base.resources)
     return replace(base, resources=resources, **changes)  # type: ignore[arg-type]
+
+
+def pushed(state: SessionState = SessionState.SUCCEEDED, **changes: object) -> PushSnapshot:
+    """A push followed on one cluster (the default), whose session is `snapshot(state, **changes)`."""
+    return combine([snapshot(state, **changes)])
+
+
+def failed_push(**changes: object) -> PushSnapshot:
+    """A push whose one cluster's session is `failed_snapshot(**changes)`."""
+    return combine([failed_snapshot(**changes)])
+
+
+def push_of(*sessions: SessionSnapshot) -> PushSnapshot:
+    """The push these sessions are (one per cluster, each naming its context when there are several), as the
+    engine combines them."""
+    return combine(sessions)
+
+
+def on_clusters(**by_context: SessionSnapshot) -> PushSnapshot:
+    """One push followed on several clusters: `on_clusters(dev=snapshot(), prod=failed_snapshot())`, each keyword a
+    cluster's session (its context is the keyword), in that order."""
+    return combine([replace(session, context=context) for context, session in by_context.items()])

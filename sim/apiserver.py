@@ -216,6 +216,11 @@ class SimApiServer:
             raise RuntimeError("the API server is not started")
         return f"http://127.0.0.1:{self._httpd.server_port}"
 
+    @property
+    def serving(self) -> bool:
+        """Started and not stopped: a cluster that `stop()` took down answers no request until `start()`."""
+        return self._httpd is not None
+
     def start(self) -> None:
         self._stopping.clear()
         self._httpd = _Server(("127.0.0.1", self._port), _Handler, self)
@@ -257,6 +262,12 @@ class SimApiServer:
         """Wait until at least `count` watches are open (tests use it before cutting or expiring them)."""
         with self.store.lock:
             return self.store.lock.wait_for(lambda: self.open_watches >= count, timeout)
+
+    def wait_until(self, predicate: Callable[[], bool], timeout: float) -> bool:
+        """Wait until `predicate` (which may read this server's objects) holds, woken by every change to the store:
+        how an in-process harness waits on the cluster's state without polling. False after `timeout` seconds."""
+        with self.store.lock:
+            return self.store.lock.wait_for(predicate, timeout)
 
     def expire_watches(self) -> None:
         """End every open watch with ERROR 410 Expired, as a real server does to watchers it can no longer serve."""

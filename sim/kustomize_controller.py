@@ -165,8 +165,11 @@ class KustomizeController(Reconciler):
         sha = step.revision.rpartition(":")[2]
         repo = gitsource.repo_path((source.get("spec") or {}).get("url", ""))
         path = posixpath.normpath(str(spec.get("path") or "./")).lstrip("./") or ""
-        files = gitsource.read_tree(repo, sha, path)
-        if files is None:
+        # The whole artifact, as kustomize-controller extracts it and builds spec.path inside it (fluxcd/
+        # kustomize-controller@00ed4876 internal/controller/kustomization_controller.go: `generator.SecureBuild(
+        # tmpDir, dirPath, ...)`, rooted at the artifact): an overlay's `resources: [../base]` is found there too.
+        files = gitsource.read_tree(repo, sha, "") or {}
+        if path and not any(name == path or name.startswith(f"{path}/") for name in files):
             raise Failed(
                 "ArtifactFailed",
                 f"kustomization path not found: stat /tmp/kustomization-{uuid.uuid4().hex[:10]}/{path}: "

@@ -1,17 +1,29 @@
 """`fluxmon sim init-repo`: a small but realistic GitOps fleet repository, and a bare remote for it.
 
-Layout (as `flux bootstrap` and the Flux example repos arrange it):
+Layout for one cluster (as `flux bootstrap` and the Flux example repos arrange it):
     clusters/local/infrastructure.yaml   Kustomization infrastructure (wait: true)
     clusters/local/apps.yaml             Kustomization apps, dependsOn infrastructure (wait: true)
     infrastructure/                      namespaces and a HelmRepository
     apps/                                a Deployment and Service, a HelmRelease from the HelmRepository, and a
                                          HelmRelease whose chart is built from this repo (reconcileStrategy: Revision)
     charts/podinfo/                      that chart
+
+Layout for several clusters (`clusters=("staging", "production")`), as fluxcd/flux2-kustomize-helm-example lays
+out its staging and production (its README.md "Repository structure" at 011977a5, clusters/staging/apps.yaml at
+04f955ca and clusters/production/apps.yaml at 25c85ac1): one `clusters/<name>/` per cluster, each `apps`
+Kustomization on its own overlay `./apps/<name>`, the overlays sharing `apps/base/`:
+    clusters/<name>/infrastructure.yaml  Kustomization infrastructure on ./infrastructure (shared)
+    clusters/<name>/apps.yaml            Kustomization apps on ./apps/<name>, dependsOn infrastructure
+    apps/base/                           what every cluster runs (the one-cluster `apps/`)
+    apps/<name>/                         the overlay: apps/base, plus this cluster's own settings ConfigMap
+A change under apps/base/ lands on every cluster; a change under apps/<name>/ on that cluster alone.
 """
 
 from __future__ import annotations
 
+import re
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 CLUSTER_PATH = "clusters/local"
@@ -204,15 +216,96 @@ appVersion: 6.5.0
 }
 
 
-def init_repo(directory: Path, *, remote: Path | None = None) -> Path:
+CLUSTER_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+"""A cluster's name is a kubeconfig context and a folder of the repo: a DNS label (RFC 1123), as Kubernetes names."""
+
+FLEET_README = """# Sample fleet for Flux Push Monitor: {count} clusters
+
+This repository is followed by {count} simulated clusters of `fluxmon sim --cluster ...` and `fluxmon demo`:
+{clusters}. Each runs its own Flux, whose flux-system Kustomization applies `clusters/<cluster>/`. That folder
+holds two Kustomizations: `infrastructure` on `./infrastructure`, and `apps` on the cluster's own overlay
+`./apps/<cluster>`, which `dependsOn` infrastructure. Every overlay takes `apps/base/` and adds the cluster's
+own `web-settings` ConfigMap. (The layout of fluxcd/flux2-kustomize-helm-example.)
+
+## Break things on purpose
+
+| change | what Flux reports |
+|---|---|
+| Break the YAML in `apps/base/web.yaml` | `apps` fails on every cluster: `BuildFailed` |
+| Break the YAML in `apps/{last}/web-settings.yaml` | `apps` fails on {last} only; the others deploy |
+| Annotate the Deployment in `apps/base/web.yaml`: `sim.fluxmon.dev/simulate: unhealthy` | `apps`: `HealthCheckFailed` |
+| Annotate the HelmRelease in `apps/base/redis.yaml`: `sim.fluxmon.dev/simulate: fail` | `redis`: `UpgradeFailed` |
+
+Revert the change and push again to see the fix deployed everywhere.
+"""
+
+
+OVERLAY_KUSTOMIZATION = """\
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+  - ../base
+  - web-settings.yaml
+"""
+
+WEB_SETTINGS = """\
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: web-settings
+  namespace: apps
+data:
+  environment: {cluster}
+  logLevel: info
+"""
+
+
+def check_cluster_names(names: Sequence[str]) -> None:
+    """Raise ValueError, saying what to do, for a name that cannot be a context and a folder, or that repeats."""
+    for name in names:
+        if not CLUSTER_NAME.fullmatch(name) or name == "base":
+            raise ValueError(
+                f"cluster name {name!r}: use lower-case letters, digits and '-' (like staging), and not 'base'"
+            )
+    if len(set(names)) != len(names):
+        raise ValueError(f"cluster names repeat: {', '.join(names)}")
+
+
+def cluster_path(name: str) -> str:
+    """The folder a cluster's flux-system Kustomization applies (`flux bootstrap --path=clusters/<name>`)."""
+    return f"clusters/{name}"
+
+
+def fleet_files(clusters: Sequence[str] = ()) -> dict[str, str]:
+    """The sample repository's files: the one-cluster layout, or with `clusters`, one path and overlay per cluster."""
+    if not clusters:
+        return dict(FILES)
+    files = {name: text for name, text in FILES.items() if not name.startswith(("apps/", "clusters/", "README"))}
+    files["README.md"] = FLEET_README.format(count=len(clusters), clusters=", ".join(clusters), last=clusters[-1])
+    for name, text in FILES.items():
+        if name.startswith("apps/"):
+            files[f"apps/base/{name.removeprefix('apps/')}"] = text
+    for cluster in clusters:
+        files[f"{cluster_path(cluster)}/infrastructure.yaml"] = FILES[f"{CLUSTER_PATH}/infrastructure.yaml"]
+        files[f"{cluster_path(cluster)}/apps.yaml"] = FILES[f"{CLUSTER_PATH}/apps.yaml"].replace(
+            "path: ./apps\n", f"path: ./apps/{cluster}\n"
+        )
+        files[f"apps/{cluster}/kustomization.yaml"] = OVERLAY_KUSTOMIZATION
+        files[f"apps/{cluster}/web-settings.yaml"] = WEB_SETTINGS.format(cluster=cluster)
+    return files
+
+
+def init_repo(directory: Path, *, remote: Path | None = None, clusters: Sequence[str] = ()) -> Path:
     """Create the sample repo in `directory` (a work tree on `main`, one commit) and a bare `remote` it pushes to.
 
-    Returns the bare remote, which is what the simulated cluster follows.
+    `clusters`: names of the clusters that follow it, each at `clusters/<name>` (see the module's docstring);
+    none gives the one-cluster layout at `clusters/local`. Returns the bare remote, which the clusters follow.
     """
+    check_cluster_names(clusters)
     if directory.exists() and any(directory.iterdir()):
         raise FileExistsError(f"{directory} exists and is not empty")
     remote = remote or directory.with_name(f"{directory.name}.git")
-    for name, content in FILES.items():
+    for name, content in fleet_files(clusters).items():
         path = directory / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(content, encoding="utf-8")

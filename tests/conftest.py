@@ -10,8 +10,9 @@ import pytest
 from harness.processes import become_subreaper, children, wait_for_children
 
 # `cluster`: the simulated and the real API server; `fleet`: the sample fleet with Flux controllers on it;
-# `desktop`: Xvfb, a private session bus and a tray host.
-pytest_plugins = ["tests.clusters", "tests.fleet", "harness.desktop"]
+# `desktop`: Xvfb, a private session bus and a tray host; `sim_fleet`: simulated staging and production clusters
+# following one repository at two paths.
+pytest_plugins = ["tests.clusters", "tests.fleet", "harness.desktop", "harness.simfleet"]
 
 become_subreaper()
 

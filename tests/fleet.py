@@ -19,6 +19,7 @@ from fluxmon.core.verdict import Phase
 from fluxmon.sim.cluster import bootstrap, install_crds
 from fluxmon.sim.controllers import TEST_TIMINGS, FluxControllers
 from fluxmon.sim.samplerepo import init_repo
+from harness.gitrepos import edit as edit  # the tests take it from here, with the fleet's changes
 from harness.gitrepos import isolated_env
 from tests.clusters import Cluster, FluxWatcher
 
@@ -67,18 +68,6 @@ class Fleet:
             ),
             what=f"{expected} at {target[:8]}",
         )
-
-
-def edit(path: str, old: str, new: str) -> Callable[[Path], None]:
-    """A change to one file of the fleet: replace `old` (which must be there) with `new`."""
-
-    def change(work: Path) -> None:
-        file = work / path
-        text = file.read_text()
-        assert old in text, f"{old!r} not in {path}"
-        file.write_text(text.replace(old, new, 1))
-
-    return change
 
 
 BROKEN_YAML = edit("apps/web.yaml", "  replicas: 2", "  replicas: 2\n    oops: [unclosed")

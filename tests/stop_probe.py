@@ -13,7 +13,7 @@ from fluxmon.compose import build_tray, notifier_kind
 from fluxmon.core.config import Config
 from fluxmon.core.engine import Engine
 from fluxmon.tray.app import Message
-from harness.snapshots import failed_snapshot
+from harness.snapshots import failed_snapshot, push_of
 
 
 def main() -> int:
@@ -26,7 +26,7 @@ def main() -> int:
             if record.getMessage().startswith("tray started"):
                 app.quit()
             elif record.getMessage() == "tray stopping":
-                app.post(Message.SNAPSHOT, failed_snapshot(id="late"))
+                app.post(Message.SNAPSHOT, push_of(failed_snapshot(id="late")))
 
     logging.basicConfig(level=logging.INFO, format="fluxmon: %(message)s")
     logging.getLogger("fluxmon.tray").addHandler(Cue())

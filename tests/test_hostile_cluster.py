@@ -197,7 +197,7 @@ def test_every_malformed_field_is_read_as_itself_and_the_push_is_still_judged(ki
         json_lines([(obj, verdict(obj, SHA_NEW))])
         push_record(combine([snapshot]))
         failed = replace(snapshot, state=SessionState.FAILED, failed=obj.ref)
-        notice = notification_for(failed, sent=set(), now=datetime.now(), outcomes=("failed",))
+        notice = notification_for(combine([failed]), sent=set(), now=datetime.now(), outcomes=("failed",))
         assert notice is not None  # its text is made safe where it is sent: tests/test_hostile_display.py
 
 

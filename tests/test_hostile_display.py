@@ -24,7 +24,7 @@ from fluxmon.core.verdict import Phase, Verdict
 from fluxmon.tray.menu import build_menu, outline
 from fluxmon.tray.notify import DbusNotifier
 from harness.desktop import Desktop, wait_until
-from harness.snapshots import APPS, failed_snapshot
+from harness.snapshots import APPS, failed_snapshot, push_of
 from tests.flux_bodies import condition, git_repository, helm_release, kustomization, ready
 from tests.test_sessions import NEW, SPEC, SYNCED, objects
 
@@ -70,7 +70,7 @@ def test_a_malformed_url_in_a_failure_message_still_gives_a_redacted_notificatio
     failed = failed_snapshot()
     resources = tuple(replace(r, message=BAD_URL_MESSAGE, events=()) if r.ref == APPS else r for r in failed.resources)
     notice = notification_for(
-        replace(failed, resources=resources, message=BAD_URL_MESSAGE), sent=set(), now=datetime.now()
+        push_of(replace(failed, resources=resources, message=BAD_URL_MESSAGE)), sent=set(), now=datetime.now()
     )
     assert notice is not None
     assert "s3cret" not in notice.title + notice.body
@@ -89,7 +89,7 @@ def test_a_notification_carries_no_raw_control_characters(on_the_desktop: Deskto
     resources = tuple(
         replace(r, message=f"{HOSTILE} {BAD_URL_MESSAGE}", events=()) if r.ref == APPS else r for r in failed.resources
     )
-    notice = notification_for(replace(failed, resources=resources), sent=set(), now=datetime.now())
+    notice = notification_for(push_of(replace(failed, resources=resources)), sent=set(), now=datetime.now())
     assert notice is not None
     notifier = DbusNotifier(on_details=lambda _id: None)
     with on_the_desktop.notification_daemon() as dunst:
@@ -127,7 +127,7 @@ def test_the_details_window_shows_no_raw_control_characters(root: tkinter.Tk) ->
         replace(r, message=f"{HOSTILE}\n{BAD_URL_MESSAGE}", reason=f"Build{HOSTILE}", events=()) if r.ref == APPS else r
         for r in failed.resources
     )
-    window = DetailsWindow(root, replace(failed, resources=resources), on_closed=lambda _id: None)
+    window = DetailsWindow(root, push_of(replace(failed, resources=resources)), on_closed=lambda _id: None)
     try:
         window.select(APPS)
         root.update()
@@ -211,8 +211,10 @@ def test_the_tray_s_tooltip_and_menu_carry_no_raw_control_characters() -> None:
         hostile,
         resources=tuple(replace(r, reason=f"BuildFailed{HOSTILE}") if r.ref == APPS else r for r in hostile.resources),
     )
-    view = overview([hostile], cluster_problem=f"cannot reach {HOSTILE}")
-    menu = "\n".join(outline(build_menu(summary=view.summary, recent=[hostile], paused_until=None, can_reconcile=True)))
+    view = overview([push_of(hostile)], cluster_problems={"": f"cannot reach {HOSTILE}"})
+    menu = "\n".join(
+        outline(build_menu(summary=view.summary, recent=[push_of(hostile)], paused_until=None, can_reconcile=True))
+    )
     for shown in (view.tooltip, view.summary, menu):
         assert not RAW_CONTROLS.search(shown.replace("\n", "")), repr(shown)
     assert "main" in view.summary

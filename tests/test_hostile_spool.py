@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from fluxmon.core.overview import notification_for
+from fluxmon.core.push import combine
 from fluxmon.core.session import SessionSnapshot, SessionSpec, SessionState, evaluate, spec_from_request
 from fluxmon.core.spool import SpoolReader, ensure_private_dir, write_session
 from harness.spoolrecords import record
@@ -179,7 +180,7 @@ def test_a_thousand_files_for_one_commit_give_one_notification(fleet: Fleet, tmp
     with following(fleet) as (manager, _recorder):
 
         def notify(snapshot: SessionSnapshot) -> None:
-            notice = notification_for(snapshot, sent=sent, now=datetime.now())
+            notice = notification_for(combine([snapshot]), sent=sent, now=datetime.now())
             if notice is not None:
                 sent.add((notice.session_id, notice.outcome.value))
                 notifications.append(notice)

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from fluxmon.core.config import Config, reload_user_config
-from fluxmon.core.kube import Cluster
-from fluxmon.core.manager import SessionManager
+from fluxmon.core.engine import Engine
 from fluxmon.core.marks import TrayState
-from fluxmon.core.session import SessionSnapshot, SessionSpec, SessionState
+from fluxmon.core.push import PushSnapshot
+from fluxmon.core.session import SessionSpec, SessionState
 from fluxmon.core.store import SessionStore
 from fluxmon.tray.menu import Action, MenuAction, build_menu
 from harness.desktop import Desktop, wait_until
@@ -38,22 +38,21 @@ GROWTH_LIMIT_BYTES_PER_SESSION = 1024
 
 
 @ONLY_THE_SIMULATOR
-def test_five_hundred_failed_sessions_leave_the_managers_memory_flat(fleet: Fleet, tmp_path: Path) -> None:
+def test_five_hundred_failed_sessions_leave_the_engines_memory_flat(fleet: Fleet, tmp_path: Path) -> None:
     broken = fleet.push(BROKEN_YAML, "break web")
     fleet.watcher.wait_for(
         lambda objects: fleet.watcher.phase("Kustomization/apps", broken).value == "Failed", what="apps failed"
     )
-    fleet.controllers.stop()  # a quiet cluster: only the manager allocates from here on
+    fleet.controllers.stop()  # a quiet cluster: only the engine allocates from here on
     remote = fleet.git("remote", "get-url", "origin")
-    cluster = Cluster.connect(kubeconfig=str(fleet.cluster.kubeconfig))
-    finals: queue.Queue[SessionSnapshot] = queue.Queue()
-    manager = SessionManager(cluster, store=SessionStore(tmp_path / "state"))
-    manager.subscribe(lambda snapshot: finals.put(snapshot) if snapshot.state.final else None)
-    manager.start()
+    finals: queue.Queue[PushSnapshot] = queue.Queue()
+    engine = Engine(kubeconfig=str(fleet.cluster.kubeconfig), state_dir=tmp_path / "state")
+    engine.subscribe(lambda push: finals.put(push) if push.settled else None)
+    engine.start()
 
     def follow(count: int, start: int) -> None:
         for number in range(start, start + count):
-            manager.add(
+            engine.add(
                 SessionSpec(id=f"s{number}", remote_url=remote, branch="main", commit=broken, repo=str(fleet.work))
             )
             final = finals.get(timeout=FINAL_TIMEOUT_SECONDS)
@@ -69,8 +68,7 @@ def test_five_hundred_failed_sessions_leave_the_managers_memory_flat(fleet: Flee
         after = tracemalloc.get_traced_memory()[0]
     finally:
         tracemalloc.stop()
-        manager.stop()
-        cluster.close()
+        engine.close()
     growth = after - before
     assert growth < MEASURED_SESSIONS * GROWTH_LIMIT_BYTES_PER_SESSION, f"{growth} bytes more"
     assert len(SessionStore(tmp_path / "state").history(limit=1000)) >= 200  # the outcomes live on in the store

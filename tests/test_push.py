@@ -167,7 +167,9 @@ def test_several_clusters_in_a_terminal_each_under_its_name() -> None:
     assert lines[0].startswith("► following ")
     assert lines[0].endswith(" main in dev, prod")
     assert any(line.startswith("✔ dev: Kustomization/flux-system/apps ready") for line in lines)
-    assert lines[-1].startswith("✗ failed on prod: apps BuildFailed")
+    assert any(line.startswith("✗ prod: apps BuildFailed") for line in lines), "the failed cluster's own line"
+    assert lines[-1].startswith("✗ main@7d1f6c2 deployed to dev · failed on prod (")
+    assert sum("apps BuildFailed" in line for line in lines) == 1, "the error is said once"
     shown = push_tree(then)
     assert "dev: succeeded" in shown
     assert "prod: failed" in shown
@@ -178,3 +180,9 @@ def test_a_push_is_made_of_one_cluster_at_least() -> None:
     with pytest.raises(ValueError, match="one cluster at least"):
         combine([])
     assert isinstance(combine([on("dev", S.SUCCEEDED)]), PushSnapshot)
+
+
+def test_the_failed_object_is_known_on_a_cluster_without_a_context_name() -> None:
+    """In-cluster, or a kubeconfig context named "": the failure must still name its object."""
+    assert combine([on("", S.FAILED)]).failed == APPS
+    assert combine([on("", S.SUCCEEDED)]).failed is None

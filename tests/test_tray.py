@@ -29,9 +29,6 @@ from harness.running import Running
 from tests.fleet import BROKEN_YAML, SCALE_WEB, Fleet, edit
 from tests.sni import StatusNotifierWatcher, labels
 
-SCREENSHOT_DIR = os.environ.get("FLUXMON_SCREENSHOT_DIR", "")
-"""Set it to refresh the README's screenshot (docs/tray-failed.png) from the failure test."""
-
 STATE_COLOURS = {
     TrayState.IDLE: (120, 128, 138),
     TrayState.DEPLOYING: (33, 118, 214),
@@ -217,10 +214,8 @@ def test_a_failed_push_turns_red_notifies_critically_once_and_view_details_opens
         tray.running.expect_stderr("details window opened")
         title = _details_title(sha)
         wait_until(lambda: desktop.find_window(name=title), "the details window")
-        if SCREENSHOT_DIR:
-            # Drawn once its failed row's red shows (the selected failed row and the outcome line use it).
-            wait_until(lambda: _count_colour(desktop.grab(), FAILED_TEXT) > 100, "the details window drawn")
-            desktop.grab().crop((0, 0, 1366, 680)).save(Path(SCREENSHOT_DIR) / "tray-failed.png")
+        # Drawn once its failed row's red shows (the selected failed row and the outcome line use it).
+        wait_until(lambda: _count_colour(desktop.grab(), FAILED_TEXT) > 100, "the details window drawn")
         desktop.close_window(title)
         tray.running.expect_stderr("details window closed")
         # The failure stays one notification, also after the session's later snapshots.
@@ -395,7 +390,8 @@ def test_the_demo_runs_the_tray_through_three_pushes_and_leaves_nothing(desktop:
         assert any(line.startswith("fluxmon: details window opened") for line in demo.stderr)  # on the failure
         failures = [call for call in notify_calls(monitor) if "byte 2" in call]
         assert len(failures) == 1
-        assert "✗ apps failed" in failures[0]
+        assert "✗ apps failed on production — main@" in failures[0]  # the demo's two clusters: one broke
+        assert any("✔ fleet deployed to staging, production — main@" in call for call in notify_calls(monitor))
         wait_until(lambda: dunst.displayed() >= 1, "the demo's notifications")
         demo.process.send_signal(signal.SIGTERM)
         assert demo.finish(timeout=60) == 0

@@ -20,8 +20,12 @@ says so in one line, and exits 2.
 The composition root (fluxmon/commands.py) builds the engine (core/engine.py), and chooses the icon's backend and
 the notifier; the tray is given all three (as udiskie's cli.py gives its tray) and builds none of them itself.
 
+The engine follows each push on every configured cluster and hands the tray pushes (core.push): the icon, the
+tooltip, the menu and the notifications show the push's outcome across them (naming the clusters when there are
+several), the details window has a tab per cluster, and "Reconcile now" asks each cluster for its own objects.
+
 The tray reads the user's config file again whenever it changes (looked at every tick): new settings apply at
-once (a new context or list of kinds restarts the engine; active sessions resume), and an invalid file is shown
+once (other contexts or kinds restart the engine on them; active pushes resume), and an invalid file is shown
 in the tooltip and the menu, with the settings in force left as they were. A pause is kept in the state folder, so
 that "until tomorrow" survives a restart.
 
@@ -46,21 +50,27 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
+from fluxmon.core.cluster import ClusterTarget
 from fluxmon.core.config import Config, file_stamp, reload_user_config
 from fluxmon.core.engine import Engine
 from fluxmon.core.errors import FluxmonError
 from fluxmon.core.health import ClusterHealth
+from fluxmon.core.kubeconfig import resolve_targets
+from fluxmon.core.objects import ObjectRef
 from fluxmon.core.overview import (
     Notification,
     Overview,
+    cluster_problems,
     failures_fixed_by,
     notification_for,
     overview,
     pause_until,
 )
 from fluxmon.core.paths import user_config_path
-from fluxmon.core.session import Role, SessionSnapshot, SessionSpec, SessionState
+from fluxmon.core.push import PushSnapshot
+from fluxmon.core.session import Role, SessionSpec, SessionState
 from fluxmon.core.store import SessionStore
+from fluxmon.core.text import display_line
 from fluxmon.tray.icon import TrayIcon, TrayUnavailable
 from fluxmon.tray.menu import RECENT_SESSIONS, Action, Entry, MenuAction, build_menu, outline
 from fluxmon.tray.notify import Delivered, Notifier
@@ -85,10 +95,10 @@ CONFIG_TEMPLATE = """# Flux Push Monitor settings (see the README, "Configuratio
 class Message(StrEnum):
     """What crosses to the UI thread (`post`), with its payload's type."""
 
-    SNAPSHOT = "snapshot"  # SessionSnapshot
-    HEALTH = "health"  # ClusterHealth
+    SNAPSHOT = "snapshot"  # PushSnapshot
+    HEALTH = "health"  # ClusterHealth (of one cluster: it names its context)
     FOLLOW = "follow"  # SessionSpec
-    DETAILS = "details"  # a session id
+    DETAILS = "details"  # a push id
     ACTION = "action"  # a menu Action
     RECONCILED = "reconciled"  # what a reconcile request did, in a line
     QUIT = "quit"  # None
@@ -117,25 +127,33 @@ class TrayApp:
         icon: IconFactory,
         notifier: NotifierFactory,
         context_given: bool = False,
-        observer: Callable[[SessionSnapshot], None] | None = None,
+        kubeconfig: str | None = None,
+        observer: Callable[[PushSnapshot], None] | None = None,
     ) -> None:
-        """`engine`: stopped, with a store. `context_given`: the context came from the command line, so a change
-        of the config file's does not move the tray. `observer` sees every snapshot after the tray has (on the UI
-        thread; `fluxmon demo` narrates with it)."""
+        """`engine`: stopped, with a store. `context_given`: the contexts came from the command line, so a change
+        of the config file's does not move the tray. `kubeconfig`: `--kubeconfig`, where the contexts a changed
+        config file names are looked up. `observer` sees every snapshot after the tray has (on the UI thread;
+        `fluxmon demo` narrates with it)."""
         if engine.store is None:
             raise ValueError("the tray keeps a history: give its engine a state_dir")
         self.engine = engine
         self.config = config
         self._make_icon = icon
         self._make_notifier = notifier
-        self._context_given = context_given
         self._observer = observer
-        self.snapshots: dict[str, SessionSnapshot] = {}
+        self.snapshots: dict[str, PushSnapshot] = {}
+        """The pushes the tray knows, by id (the newest snapshot of each)."""
         self.paused_until: datetime | None = None
-        self.cluster_problem = ""
+        self.connect_problem = ""
+        """Why the engine could not start (a kubeconfig or context that cannot be loaded; it names the context)."""
+        self.healths: dict[str, ClusterHealth] = {}
+        """Each followed cluster's health as last told, by context."""
         self.config_problem = "; ".join(config.warnings)
         self.unfollowed: set[str] = set()
-        """Sessions on a remote and branch that Flux no longer follows: their outcome no longer counts."""
+        """Pushes on a remote and branch that Flux no longer follows: their outcome no longer counts."""
+        self._kubeconfig = kubeconfig
+        self._follows_config = not context_given and engine.targets == self._configured_targets(config)
+        """The clusters are the config file's (not the command line's, nor the demo's): they change with it."""
         self._config_stamp = file_stamp(user_config_path())
         self._sent: set[tuple[str, str]] = set()
         self._queue: queue.SimpleQueue[tuple[Message, Any]] = queue.SimpleQueue()
@@ -243,12 +261,14 @@ class TrayApp:
         try:
             self.engine.start()
         except FluxmonError as error:
-            self.cluster_problem = f"{error.title}: {error.message}"
+            self.connect_problem = display_line(f"{error.title}: {error.message}")
             self._next_connect = time.monotonic() + RECONNECT_SECONDS
-            log.warning("%s (trying again every %.0fs)", self.cluster_problem, RECONNECT_SECONDS)
+            log.warning("%s (trying again every %.0fs)", self.connect_problem, RECONNECT_SECONDS)
             self._refresh()
             return
-        self.cluster_problem = ""
+        self.connect_problem = ""
+        followed = set(self.engine.contexts)
+        self.healths = {context: h for context, h in self.healths.items() if context in followed}
         self._refresh()
 
     def _shutdown(self) -> None:
@@ -341,7 +361,7 @@ class TrayApp:
             self._root.quit()
         return False
 
-    def _snapshot(self, snapshot: SessionSnapshot) -> None:
+    def _snapshot(self, snapshot: PushSnapshot) -> None:
         self.snapshots[snapshot.id] = snapshot
         self._trim()
         self._notify(snapshot)
@@ -352,12 +372,15 @@ class TrayApp:
             self._observer(snapshot)
 
     def _health(self, health: ClusterHealth) -> bool:
-        """The engine decided the cluster's health changed: show its problem, if any."""
-        changed = health.problem != self.cluster_problem
-        self.cluster_problem = health.problem
-        return changed
+        """The engine decided a cluster's health changed: show its problem, if any (a cluster the engine no longer
+        follows, told just before a restart on other contexts, is not shown)."""
+        if self.engine.running and health.context not in self.engine.contexts:
+            return False
+        previous = self.healths.get(health.context)
+        self.healths[health.context] = health
+        return previous is None or previous.problem != health.problem
 
-    def _notify(self, snapshot: SessionSnapshot) -> None:
+    def _notify(self, snapshot: PushSnapshot) -> None:
         """Tell a final outcome once: told at once when deliberately not sent, else once it went out."""
         if not snapshot.state.final or (snapshot.id, snapshot.state.value) in self._sent:
             return
@@ -395,7 +418,7 @@ class TrayApp:
             self._save_pause()
             return True
         elif action.name is MenuAction.RECONCILE:
-            self._reconcile(action.argument)
+            self._reconcile(action.argument, action.context)
         elif action.name is MenuAction.OPEN_CONFIG:
             self._open_config()
         elif action.name is MenuAction.QUIT:
@@ -403,6 +426,7 @@ class TrayApp:
         return False
 
     def open_details(self, session_id: str) -> None:
+        """The details window of a push (raised if it is open already)."""
         from fluxmon.tray.details import DetailsWindow
 
         if session_id in self._windows:
@@ -419,18 +443,27 @@ class TrayApp:
         self._windows.pop(session_id, None)
         log.info("details window closed for %s", session_id)
 
-    def _reconcile(self, session_id: str) -> None:
+    def _reconcile(self, session_id: str, context: str = "") -> None:
+        """`flux reconcile --with-source` for a push, on the cluster `context` ("": on every cluster it is followed
+        on), each cluster asked for its own objects; one cluster that fails does not keep the others from it."""
         snapshot, engine = self.snapshots.get(session_id), self.engine
         if snapshot is None or not engine.running:
             return
-        refs = [r.ref for r in snapshot.resources if r.role in (Role.SOURCE, Role.KUSTOMIZATION)]
+        asks: list[tuple[str, list[ObjectRef]]] = [
+            (cluster.context, [r.ref for r in cluster.resources if r.role in (Role.SOURCE, Role.KUSTOMIZATION)])
+            for cluster in snapshot.clusters
+            if not context or cluster.context == context
+        ]
+        several = snapshot.several
 
         def request() -> None:
-            try:
-                done = engine.reconcile_now(refs)
-                self.post(Message.RECONCILED, f"requested a reconcile of {', '.join(done) or 'nothing'}")
-            except FluxmonError as error:
-                self.post(Message.RECONCILED, f"reconcile failed: {error.title}: {error.message}")
+            for where, refs in asks:
+                on = f" on {display_line(where)}" if several else ""
+                try:
+                    done = engine.reconcile_now(where, refs)
+                    self.post(Message.RECONCILED, f"requested a reconcile of {', '.join(done) or 'nothing'}{on}")
+                except FluxmonError as error:
+                    self.post(Message.RECONCILED, f"reconcile{on} failed: {error.title}: {error.message}")
 
         self._workers = [w for w in self._workers if w.is_alive()]
         worker = threading.Thread(target=request, name="fluxmon-reconcile", daemon=True)
@@ -489,15 +522,21 @@ class TrayApp:
             return
         log.info("applied the settings in %s", user_config_path())
         engine = self.engine
-        context = engine.context if self._context_given else new.context or None  # the command line's stays
-        if (context, new.monitor_types) != (engine.context, engine.kinds):
+        targets = self._configured_targets(new) if self._follows_config else engine.targets  # the command line's stay
+        if (targets, new.monitor_types) != (engine.targets, engine.kinds):
             was_running = engine.running
             engine.stop()
-            engine.context, engine.kinds, engine.default_timeout = context, new.monitor_types, new.timeout_seconds
+            engine.targets, engine.kinds, engine.default_timeout = targets, new.monitor_types, new.timeout_seconds
+            self.healths.clear()  # of the clusters as they were followed; the restarted engine tells them anew
             if was_running:
                 log.info("following the cluster again with the new settings (active sessions resume)")
                 self._connect()
         engine.default_timeout = new.timeout_seconds
+
+    def _configured_targets(self, config: Config) -> tuple[ClusterTarget, ...]:
+        """The clusters the config file names (`contexts`, else `context`, else the current one), looked up in the
+        kubeconfig the tray was started with."""
+        return resolve_targets(flag_contexts=(), all_contexts=False, kubeconfig=self._kubeconfig, config=config)
 
     def _look_for_unfollowed(self) -> bool:
         """Whether the sessions Flux no longer follows changed (each such failure or timeout is said once)."""
@@ -518,9 +557,16 @@ class TrayApp:
         return True
 
     def _overview(self) -> Overview:
+        several = len(self.engine.targets) > 1
+        problems = cluster_problems(self.healths.values(), several=several)
+        for line in self.engine.unconnected:  # `<context>: <why>`, each left out while the others are followed
+            context, _, why = line.partition(": ")
+            problems[context if several else ""] = why
+        if self.connect_problem:
+            problems = {"": self.connect_problem}  # no cluster is followed: the engine could not start
         return overview(
             self.snapshots.values(),
-            cluster_problem=self.cluster_problem,
+            cluster_problems=problems,
             paused_until=self.paused_until,
             unfollowed=self.unfollowed,
             config_problem=self.config_problem,

@@ -13,7 +13,8 @@ from enum import StrEnum
 from pathlib import PurePath
 
 from fluxmon.core.overview import session_line, shorten
-from fluxmon.core.session import SessionSnapshot
+from fluxmon.core.push import PushSnapshot
+from fluxmon.core.text import display_line
 
 RECENT_SESSIONS = 10
 PROBLEM_CHARS = 90
@@ -30,10 +31,12 @@ class MenuAction(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Action:
-    """What a click asks the app to do, and to what (a session id, or how long to pause)."""
+    """What a click asks the app to do, and to what (a push id, or how long to pause), and where (a reconcile's
+    cluster: "" for every cluster the push is followed on)."""
 
     name: MenuAction
     argument: str = ""
+    context: str = ""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -52,14 +55,15 @@ SEPARATOR = Entry(text="-", enabled=False)
 def build_menu(
     *,
     summary: str,
-    recent: Sequence[SessionSnapshot],
+    recent: Sequence[PushSnapshot],
     paused_until: datetime | None,
     can_reconcile: bool,
     config_problem: str = "",
 ) -> tuple[Entry, ...]:
     """The whole menu; `recent` is newest first, and its first entry is the "last session".
 
-    A config file that could not be applied comes first, and opens the file.
+    A config file that could not be applied comes first, and opens the file. "Reconcile now" acts on the last
+    push's cluster; when it is followed on several, it opens a submenu: every cluster at once, or one of them.
     """
     last = recent[0] if recent else None
     sessions = tuple(
@@ -82,9 +86,7 @@ def build_menu(
             submenu=sessions[:RECENT_SESSIONS] or (Entry(text="No sessions yet", enabled=False),),
         ),
         SEPARATOR,
-        Entry(
-            text="Reconcile now", action=Action(MenuAction.RECONCILE, last.id if last else ""), enabled=can_reconcile
-        ),
+        _reconcile_entry(last, enabled=can_reconcile),
         Entry(
             text="Pause notifications",
             submenu=(
@@ -98,6 +100,24 @@ def build_menu(
         SEPARATOR,
         Entry(text="Quit", action=Action(MenuAction.QUIT)),
     )
+
+
+def _reconcile_entry(last: PushSnapshot | None, *, enabled: bool) -> Entry:
+    """`flux reconcile --with-source` for the last push: on its one cluster, or (a submenu) on every cluster or
+    on the one chosen, each cluster with its own request for its own objects."""
+    push_id = last.id if last else ""
+    if last is None or not last.several:
+        return Entry(text="Reconcile now", action=Action(MenuAction.RECONCILE, push_id), enabled=enabled)
+    one_each = tuple(
+        Entry(
+            text=f"On {display_line(cluster.context)}",
+            action=Action(MenuAction.RECONCILE, push_id, cluster.context),
+            enabled=enabled,
+        )
+        for cluster in last.clusters
+    )
+    every = Entry(text="On every cluster", action=Action(MenuAction.RECONCILE, push_id), enabled=enabled)
+    return Entry(text="Reconcile now", submenu=(every, *one_each))
 
 
 def outline(entries: Sequence[Entry], depth: int = 0) -> list[str]:
