@@ -10,7 +10,6 @@ import argparse
 import csv
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -24,6 +23,7 @@ from fluxmon.core.report import (
     CSV_COLUMNS,
     HISTORY_COLUMNS,
     HistoryFilter,
+    Report,
     build_report,
     check_outcome,
     csv_row,
@@ -87,19 +87,12 @@ def run_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def write_page(report: Any, path: Path) -> None:
-    """The page, written whole or not at all (a temp file renamed over it), as one clear error if it cannot be."""
-    from fluxmon.reportpage import report_html
+def write_page(report: Report, path: Path) -> None:
+    """The page, written whole or not at all, or one clear error."""
+    from fluxmon.reportpage import write_page as write
 
-    page = report_html(report)
-    target = path.expanduser()
     try:
-        with tempfile.NamedTemporaryFile(
-            "w", encoding="utf-8", dir=target.parent, prefix=f".{target.name}.", delete=False
-        ) as handle:
-            handle.write(page)
-        Path(handle.name).chmod(0o644)
-        Path(handle.name).replace(target)
+        write(report, path.expanduser())
     except OSError as exc:
         raise InputError(f"--html {path}: cannot write it: {exc.strerror or exc}") from None
 

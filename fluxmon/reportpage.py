@@ -13,11 +13,17 @@ from __future__ import annotations
 import html
 import io
 import re
+import tempfile
+import time
 from collections.abc import Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fluxmon.core.report import TOP, Report, Timing, percent, took, when
+from fluxmon.core.config import Retention
+from fluxmon.core.report import TOP, HistoryFilter, Report, Timing, build_report, percent, select, took, when
+from fluxmon.core.spool import ensure_private_dir
+from fluxmon.core.store import History
 from fluxmon.core.text import display_line
 
 if TYPE_CHECKING:
@@ -40,6 +46,36 @@ table { border-collapse: collapse; margin: .5em 0; } td, th { padding: .25em .8e
 th { border-bottom: 1px solid #d1d9e0; } td.n { text-align: right; font-variant-numeric: tabular-nums; }
 tr:nth-child(even) td { background: #f6f8fa; }
 """
+
+
+TRAY_REPORT_DAYS = 30
+"""The period of the tray's *Report…*: the last 30 days (`fluxmon report` chooses any)."""
+
+
+def write_page(report: Report, path: Path) -> None:
+    """The page written whole or not at all: a temp file beside it, renamed over it. Raises OSError."""
+    page = report_html(report)
+    with tempfile.NamedTemporaryFile(
+        "w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", delete=False
+    ) as handle:
+        handle.write(page)
+    try:
+        Path(handle.name).chmod(0o644)
+        Path(handle.name).replace(path)
+    except OSError:
+        Path(handle.name).unlink(missing_ok=True)
+        raise
+
+
+def tray_report(state_dir: Path, retention: Retention, folder: Path, *, now: float | None = None) -> Path:
+    """The tray's *Report…*: the last TRAY_REPORT_DAYS of the history as a page in `folder` (private, the
+    runtime folder); returns its path. Raises OSError or a FluxmonError."""
+    now = time.time() if now is None else now
+    records = select(History(state_dir, retention).read(now=now), HistoryFilter(since=now - TRAY_REPORT_DAYS * 86400))
+    report = build_report(records, scope=f"the last {TRAY_REPORT_DAYS} days")
+    path = ensure_private_dir(folder) / "report.html"
+    write_page(report, path)
+    return path
 
 
 def report_html(report: Report, *, generated: datetime | None = None) -> str:

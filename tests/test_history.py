@@ -32,7 +32,7 @@ from fluxmon.core.store import (
     push_from_record,
     push_record,
 )
-from fluxmon.reportpage import CHART_IDS, report_html, report_png
+from fluxmon.reportpage import CHART_IDS, report_html, report_png, tray_report
 from harness.histories import generate_history, write_history
 from harness.snapshots import APPS, COMMIT, failed_snapshot, snapshot
 
@@ -450,6 +450,19 @@ def test_the_report_as_a_picture(generated: tuple[dict[str, Any], ...], tmp_path
     report_png(build_report(generated), str(path))
     with Image.open(path) as image:
         assert image.size[0] > 800
-        colours = {colour for _, colour in image.convert("RGB").getcolors(maxcolors=1 << 20) or []}
+        colours: set[object] = {colour for _, colour in image.convert("RGB").getcolors(maxcolors=1 << 20) or []}
     for bar in ("#1e7b34", "#b3141f", "#1d5fb4"):  # succeeded, failed, p50
         assert tuple(int(bar[i : i + 2], 16) for i in (1, 3, 5)) in colours, bar
+
+
+def test_the_trays_report_is_the_last_30_days_in_a_private_folder(tmp_path: Path) -> None:
+    now = time.time()
+    write_history(tmp_path / "state", list(generate_history(400, days=60, end=now).records))
+    path = tray_report(tmp_path / "state", Retention(), tmp_path / "run" / "reports", now=now)
+    assert path == tmp_path / "run" / "reports" / "report.html"
+    assert (path.parent.stat().st_mode & 0o777) == 0o700
+    page = path.read_text(encoding="utf-8")
+    assert "the last 30 days" in page
+    pushes = int(re.search(r'<div class="value">(\d+)</div><div class="label">pushes</div>', page).group(1))  # type: ignore[union-attr]
+    assert 150 < pushes < 250  # about half of the 60 days' 400
+    assert page.count("<svg") == len(CHART_IDS)

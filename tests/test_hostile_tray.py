@@ -219,7 +219,7 @@ def test_the_icon_clears_within_seconds_once_the_api_server_is_back(fleet: Fleet
 @ONLY_THE_SIMULATOR
 def test_pause_until_tomorrow_survives_a_restart(fleet: Fleet, start_tray: StartTray) -> None:
     tray = start_tray()
-    tray.open_menu_item("Up", "Up", "Up", "Right", "Down", "Return")  # Quit, Open config, Pause ▸ Until tomorrow
+    tray.open_menu_item("Up", "Up", "Up", "Up", "Right", "Down", "Return")  # Quit, Report…, Open config, Pause ▸ …
     line = tray.running.expect_stderr("notifications paused until")
     tray.wait_state(TrayState.PAUSED)
     assert tray.stop() == 0
