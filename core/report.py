@@ -207,9 +207,9 @@ _FORMULA = ("=", "+", "-", "@", "\t", "\r")
 
 
 def csv_cell(value: Any) -> str:
-    """A cell a spreadsheet shows as text: anyone's text (a commit subject) starting with `=`, `+`, `-` or `@`
-    would be a formula there, so it gets a leading `'` (OWASP's advice for CSV injection)."""
-    text = "" if value is None else str(value)
+    """A cell a spreadsheet shows as text, on one line: anyone's text (a commit subject) starting with `=`, `+`, `-`
+    or `@` would be a formula there, so it gets a leading `'` (OWASP's advice for CSV injection)."""
+    text = "" if value is None else display_line(str(value))  # printed to a terminal too: no escape codes
     return f"'{text}" if text.startswith(_FORMULA) else text
 
 

@@ -511,8 +511,8 @@ class SessionStore:
     def record(self, push: PushSnapshot, *, follower: str) -> bool:
         """Append the push's outcome to the history, as `follower` (OWNER, "wait", "watch") followed it; False when
         the history has it already (see `is_new`). Safe while other processes append. Raises HistoryError."""
-        self._ready()
         try:
+            self._ready()
             kept = self.history_file.append({**push_record(push), "follower": follower, "recorded_at": time.time()})
         except OSError as exc:
             raise HistoryError(f"cannot write {self.history_file.path}: {exc.strerror or exc}") from exc

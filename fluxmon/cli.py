@@ -199,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     output = history.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="one JSON record per line, as the history keeps it")
     output.add_argument("--csv", action="store_true", help="CSV with a header row")
-    history.add_argument("--limit", type=int, metavar="N", help="at most N pushes (the table: 50 by default)")
+    history.add_argument("--limit", type=positive, metavar="N", help="at most N pushes (the table: 50 by default)")
     history.set_defaults(command=run_history)
 
     report = verbs.add_parser(
@@ -221,6 +221,17 @@ def build_parser() -> argparse.ArgumentParser:
     confirm.add_argument("--git-pid", type=int, required=True)
     confirm.set_defaults(command=run_hook_confirm)
     return parser
+
+
+def positive(text: str) -> int:
+    """A whole number, 1 or more (argparse says which argument is wrong, and exits 2)."""
+    try:
+        number = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected 1 or more, got {number}")
+    return number
 
 
 def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from fluxmon.core.config import Retention, load_config
+from fluxmon.core.config import Config, Retention, load_config
 from fluxmon.core.push import combine
 from fluxmon.core.report import HistoryFilter, build_report, history_row, percentile, report_lines, select
 from fluxmon.core.session import SessionState
@@ -32,6 +32,7 @@ from fluxmon.core.store import (
     push_from_record,
     push_record,
 )
+from fluxmon.follow import record_outcome
 from fluxmon.reportpage import CHART_IDS, report_html, report_png, tray_report
 from harness.histories import generate_history, write_history
 from harness.snapshots import APPS, COMMIT, failed_snapshot, snapshot
@@ -415,6 +416,7 @@ def test_fluxmon_history_table_json_and_csv(home: dict[str, str]) -> None:
         (["history", "--since", "last tuesday"], "fluxmon: Cannot read input: 'last tuesday' is neither a duration"),
         (["history", "--outcome", "green"], "fluxmon: Cannot read input: unknown outcome 'green'; known: succeeded"),
         (["report", "--html", "/nonexistent/dir/r.html"], "fluxmon: Cannot read input: --html /nonexistent/dir/r.html"),
+        (["history", "--limit", "0"], "fluxmon history: error: argument --limit: expected 1 or more, got 0"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(home: dict[str, str], args: list[str], expected: str) -> None:
@@ -432,6 +434,17 @@ def test_fluxmon_report_prints_and_writes_the_page(home: dict[str, str], tmp_pat
     assert f"wrote {page}" in result.stderr
     text = page.read_text(encoding="utf-8")
     assert text.count("<svg") == len(CHART_IDS)
+
+
+def test_a_history_that_cannot_be_written_never_changes_what_wait_says(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "not-a-folder").write_text("")
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "not-a-folder"))
+    record_outcome(combine([snapshot()]), config=Config(), follower="wait")  # raises nothing
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("fluxmon: the outcome is not in the history: ")
+    assert "not-a-folder" in line
 
 
 def test_an_empty_history_says_so(tmp_path: Path) -> None:
