@@ -454,8 +454,8 @@ def test_an_empty_history_says_so(tmp_path: Path) -> None:
 
 
 def test_the_report_as_a_picture(generated: tuple[dict[str, Any], ...], tmp_path: Path) -> None:
-    """No browser here to take a screenshot of the page: the same charts in one PNG (kept as docs/report.png when
-    FLUXMON_SCREENSHOT_DIR=docs), checked for the colours of its bars."""
+    """The page's charts in one PNG through matplotlib (a picture of a report without a browser; kept in
+    $FLUXMON_SCREENSHOT_DIR when set), checked for the colours of its bars."""
     from PIL import Image
 
     folder = Path(os.environ.get("FLUXMON_SCREENSHOT_DIR") or tmp_path)
