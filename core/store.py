@@ -38,7 +38,7 @@ import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, fields
+from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -351,33 +351,27 @@ class History:
         now = time.time() if now is None else now
         line = json.dumps(record).encode("utf-8") + b"\n"
         with self._locked():
-            try:
-                data = self.path.read_bytes()
-            except FileNotFoundError:
-                data = b""
-            # Only lines that name the commit or the id can be the same push: parse those alone (a year of history
-            # is tens of MB), and the rest only when retention has something to let go.
-            needles = [json.dumps(str(record.get(k, ""))).encode() for k in ("commit", "id")]
-            candidates = b"\n".join(line for line in data.split(b"\n") if any(n in line for n in needles))
-            if not is_new(record, [r for _, r in read_lines(candidates)[0]]):
+            # Only lines that name the id (the owner's) or the commit (another follower's) can be the same push
+            # (`is_new`): those alone are parsed, read a line at a time (a year of history is tens of MB), and the
+            # rest only when retention has something to let go.
+            field = "id" if record.get("follower") == OWNER else "commit"
+            needles = [json.dumps(str(record.get(field, ""))).encode()]
+            scan = _scan(self.path, needles)
+            if not is_new(record, [r for _, r in read_lines(b"\n".join(scan.matching))[0]]):
                 return None
-            torn = bool(data) and not data.endswith(b"\n")
-            created = not data
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
             try:
-                _write_all(fd, (b"\n" if torn else b"") + line)
+                _write_all(fd, (b"\n" if scan.torn else b"") + line)
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            if created:
-                _fsync_dir(self.directory)
-            lines = [line for line in data.split(b"\n") if line.strip()]
-            oldest = next((r for _, r in read_lines(b"\n".join(lines[:10]))[0]), record)
+            if not scan.lines:
+                _fsync_dir(self.directory)  # a new file: its name is on disk too
+            oldest = next((r for _, r in read_lines(b"\n".join(scan.first))[0]), record)
             limit, max_age = self.retention.limit, self.retention.max_age
-            if len(lines) + 1 <= limit + max(1, limit // 10) and _recorded_at(oldest) >= now - max_age * 1.1:
+            if scan.lines + 1 <= limit + max(1, limit // 10) and _recorded_at(oldest) >= now - max_age * 1.1:
                 return set()
-            readable = read_lines(data)[0] + [(line.rstrip(b"\n"), dict(record))]
-            return self._trim(readable, now=now)
+            return self._trim(read_lines(self.path.read_bytes())[0], now=now)
 
     def _retained(self, records: list[dict[str, Any]], *, now: float) -> list[Mapping[str, Any]]:
         young = [r for r in records if _recorded_at(r) >= now - self.retention.max_age]
@@ -421,6 +415,40 @@ class History:
             yield
         finally:
             os.close(fd)  # closing releases the flock
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class _Scan:
+    """What an append needs to know of the file, read one line at a time."""
+
+    lines: int
+    """Lines that are not blank."""
+    matching: tuple[bytes, ...]
+    """The lines that hold any of the needles."""
+    first: tuple[bytes, ...]
+    """The first few lines: the oldest record is among them."""
+    torn: bool
+    """The file does not end with a newline: its last line was cut off."""
+
+
+def _scan(path: Path, needles: Sequence[bytes], *, first: int = 10) -> _Scan:
+    lines, last = 0, b"\n"
+    matching: list[bytes] = []
+    head: list[bytes] = []
+    try:
+        with path.open("rb") as handle:
+            for line in handle:
+                last = line
+                if not line.strip():
+                    continue
+                lines += 1
+                if len(head) < first:
+                    head.append(line)
+                if any(needle in line for needle in needles):
+                    matching.append(line)
+    except FileNotFoundError:
+        pass
+    return _Scan(lines=lines, matching=tuple(matching), first=tuple(head), torn=not last.endswith(b"\n"))
 
 
 def _recorded_at(record: Mapping[str, Any]) -> float:
