@@ -18,6 +18,11 @@ it is not in the usual one; only the user's own config.toml may set it, since a 
 How much history is kept: `history_limit` (pushes, default 5000) and `history_max_age` (a duration, default "180d";
 `d` for days is accepted wherever a duration is).
 
+Integrations (`[[webhook]]`, `[[command]]`, `feed_listen`, `feed_token_env`, `feed_token_file`) may be set only in
+the user's own config.toml: a cloned repository must not choose commands to run or where a push's details go.
+An invalid webhook or command table is left out alone, said in `Config.integration_problems`; the rest of the
+file, and the other integrations, still apply.
+
 The tray reads the user's file again whenever it changes (`file_stamp`, `reload_user_config`). A file that turns
 invalid then leaves the settings in force as they were, and says why, rather than falling back to the defaults.
 """
@@ -32,6 +37,7 @@ from dataclasses import dataclass, field, fields, replace
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -55,6 +61,15 @@ DEFAULT_HISTORY_LIMIT = 5000
 """How many pushes the history keeps (config `history_limit`): a year of a busy developer's pushes, ~15 MB."""
 DEFAULT_HISTORY_MAX_AGE = 180 * 86400.0
 """How long the history keeps a push (config `history_max_age`, a duration such as "90d"): two quarters."""
+OUTCOMES = ("succeeded", "failed", "timed-out", "superseded", "not-deployed")
+"""The final outcomes of a push that a webhook or a command may be run `on` (SessionState values)."""
+WEBHOOK_FORMATS = ("json", "slack", "teams")
+DEFAULT_WEBHOOK_TIMEOUT_SECONDS = 10.0
+"""How long one webhook request may take, connecting and answering, before it counts as failed (and is retried)."""
+DEFAULT_COMMAND_TIMEOUT_SECONDS = 300.0
+"""How long a command on an outcome may run before it is killed."""
+USERS_OWN_ONLY = ("kubeconfigs", "webhooks", "commands", "feed_listen", "feed_token_env", "feed_token_file")
+"""Keys only the user's own config.toml may set: each can run something, or send a push's details somewhere."""
 
 _DURATION = re.compile(r"^(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+(?:\.\d+)?)s)?$")
 
@@ -92,8 +107,18 @@ class Config:
     """The most pushes the history keeps (the oldest go first)."""
     history_max_age: float = DEFAULT_HISTORY_MAX_AGE
     """Seconds a push stays in the history (`history_max_age = "90d"` in the file)."""
+    webhooks: tuple[Webhook, ...] = ()
+    commands: tuple[OutcomeCommand, ...] = ()
+    feed_listen: str = ""
+    """`host:port` where the tray serves the CCTray feed (empty: it does not); loopback unless a token is set."""
+    feed_token_env: str = ""
+    feed_token_file: str = ""
+    """Where the feed's token is (an environment variable or a file): clients must send it, as a Bearer token or
+    a Basic password. Required to listen on anything but loopback."""
     warnings: tuple[str, ...] = field(default=(), compare=False)
     """Problems found while loading, one line each; the files they name were skipped."""
+    integration_problems: tuple[str, ...] = field(default=(), compare=False)
+    """Webhooks or commands left out as invalid, one line each; the rest of their file applies."""
 
     def ignores(self, *, remote_url: str, branch: str) -> bool:
         """Whether a push to this (redacted) remote and branch is to be left alone."""
@@ -111,9 +136,54 @@ class Config:
 
     def as_record(self) -> dict[str, Any]:
         """The settings as plain JSON values, for the session file."""
-        record = {f.name: _plain(getattr(self, f.name)) for f in fields(self) if f.name != "warnings"}
+        skipped = ("warnings", "integration_problems", "webhooks", "commands")  # a webhook URL may be a secret
+        record = {f.name: _plain(getattr(self, f.name)) for f in fields(self) if f.name not in skipped}
         record["kubeconfigs"] = dict(self.kubeconfigs)
         return record
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Webhook:
+    """One `[[webhook]]` table: where to POST a push's outcome, in which format, signed with which secret."""
+
+    url: str = field(repr=False)
+    """May carry a credential itself (a Slack or Teams webhook URL is one): never logged, shown as `shown`."""
+    format: str = "json"
+    secret_env: str = ""
+    """The environment variable that holds the HMAC secret (read at each delivery, kept in memory only)."""
+    secret_file: str = ""
+    """Or the file that holds it (its first line)."""
+    on: tuple[str, ...] = NOTIFY_OUTCOMES
+    timeout_seconds: float = DEFAULT_WEBHOOK_TIMEOUT_SECONDS
+
+    @property
+    def shown(self) -> str:
+        """The URL's scheme and host only, for logs: its path and query may be the secret."""
+        return url_origin(self.url)
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class OutcomeCommand:
+    """One `[[command]]` table: a program run (without a shell) when a push comes to one of the outcomes `on`."""
+
+    run: tuple[str, ...]
+    on: tuple[str, ...] = NOTIFY_OUTCOMES
+    timeout_seconds: float = DEFAULT_COMMAND_TIMEOUT_SECONDS
+
+    @property
+    def shown(self) -> str:
+        return Path(self.run[0]).name
+
+
+def url_origin(url: str) -> str:
+    """`https://hooks.slack.com/…`: the scheme and host of a URL, never its user, path or query."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or "?"
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "an unreadable URL"
+    return f"{parts.scheme}://{host}{port}/…"
 
 
 FileStamp = tuple[int, int, int] | None
@@ -159,22 +229,40 @@ def load_config(
     return replace(config, warnings=tuple(warnings))
 
 
+_TABLE_LISTS = {"webhook": "webhooks", "command": "commands"}
+"""`[[webhook]]` and `[[command]]`: TOML's array-of-tables names are singular, the settings plural."""
+
+
 def apply_settings(config: Config, values: Mapping[str, Any], *, source: str, users_own: bool = False) -> Config:
     """Apply a table of settings to `config`; raises ConfigError naming `source` and the key at fault.
     `users_own`: the user's own config.toml, the one file that may name kubeconfig files."""
     changes: dict[str, Any] = {}
-    known = {f.name for f in fields(Config)} - {"warnings"}
+    known = {f.name for f in fields(Config)} - {"warnings", "integration_problems"}
+    problems: list[str] = []
     for key, value in values.items():
         name = key.replace("-", "_")
         if name == "timeout":
             name = "timeout_seconds"
+        name = _TABLE_LISTS.get(name, name)
         if name not in known:
             raise ConfigError(f"{source}: unknown key {key!r}")
-        if name == "kubeconfigs" and not users_own:
-            raise ConfigError(
-                f"{source}: {key}: only your own config.toml may name kubeconfig files (a kubeconfig can run "
-                f"commands, so a repository must not choose one)"
+        if name in USERS_OWN_ONLY and not users_own:
+            what = (
+                "name kubeconfig files (a kubeconfig can run commands"
+                if name == "kubeconfigs"
+                else ("set integrations (they run commands and send a push's details out")
             )
+            raise ConfigError(f"{source}: {key}: only your own config.toml may {what}, so a repository must not)")
+        if name in ("webhooks", "commands"):
+            changes[name], left_out = _integrations(name, value, source=f"{source}: {key}")
+            problems += left_out
+            continue
+        if name == "feed_listen":
+            try:
+                changes[name] = _validated(name, value, source=f"{source}: {key}")
+            except ConfigError as error:  # the tray carries on without its feed, the rest of the file applies
+                problems.append(f"{error.message}; not serving the feed")
+            continue
         changes[name] = _validated(name, value, source=f"{source}: {key}")
     # `context` and `contexts` are one setting: the file that sets either sets both.
     if "context" in changes and "contexts" in changes:
@@ -183,6 +271,8 @@ def apply_settings(config: Config, values: Mapping[str, Any], *, source: str, us
         changes["contexts"] = ()
     elif "contexts" in changes:
         changes["context"] = ""
+    if problems:
+        changes["integration_problems"] = config.integration_problems + tuple(problems)
     return replace(config, **changes)
 
 
@@ -211,6 +301,19 @@ def _validated(name: str, value: Any, *, source: str) -> Any:
         if name == "history_limit":
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError("expected a whole number of pushes, 1 or more")
+            return value
+        if name == "feed_listen":
+            if not isinstance(value, str):
+                raise ValueError("expected a string such as '127.0.0.1:8765'")
+            parse_listen(value)
+            return value
+        if name in ("feed_token_env", "feed_token_file"):
+            if not isinstance(value, str):
+                raise ValueError("expected a string")
+            if name == "feed_token_file" and value:
+                if not Path(value).expanduser().is_absolute():
+                    raise ValueError(f"expected an absolute path or one starting with ~, got {value!r}")
+                return str(Path(value).expanduser())
             return value
         if name in ("enabled", "reconcile"):
             if not isinstance(value, bool):
@@ -243,6 +346,96 @@ def _validated(name: str, value: Any, *, source: str) -> Any:
         return items
     except ValueError as exc:
         raise ConfigError(f"{source}: {exc}") from exc
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """`host:port` (`[::1]:8765` for IPv6; port 0: any free one) -> (host, port); raises ValueError saying what is
+    expected."""
+    host, sep, port = text.strip().rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ValueError(f"expected host:port such as 127.0.0.1:8765, got {text!r}")
+    return host, int(port)
+
+
+def _integrations(name: str, value: Any, *, source: str) -> tuple[tuple[Any, ...], list[str]]:
+    """The valid `[[webhook]]` or `[[command]]` tables, and one line for each left out (the others still apply)."""
+    if not isinstance(value, list):
+        raise ConfigError(f"{source}: expected [[{source.rpartition(': ')[2]}]] tables")
+    kept: list[Any] = []
+    problems: list[str] = []
+    for number, table in enumerate(value, start=1):
+        try:
+            if not isinstance(table, Mapping):
+                raise ValueError("expected a table")
+            kept.append(_webhook(table) if name == "webhooks" else _command(table))
+        except ValueError as exc:
+            problems.append(f"{source} #{number}: {exc}; left out (the other integrations still run)")
+    return tuple(kept), problems
+
+
+def _webhook(table: Mapping[str, Any]) -> Webhook:
+    if "secret" in table:
+        raise ValueError("secret: never the secret itself in the file; secret_env or secret_file names where it is")
+    _only_keys(table, ("url", "format", "secret_env", "secret_file", "on", "timeout"))
+    url = table.get("url")
+    if not isinstance(url, str) or not url:
+        raise ValueError("url: expected the http(s) URL to POST to")
+    try:
+        parts = urlsplit(url)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError:
+        valid = False
+    if not valid or any(char.isspace() for char in url):
+        raise ValueError(f"url: expected an http:// or https:// URL, got {url_origin(url)}")
+    fmt = table.get("format", "json")
+    if fmt not in WEBHOOK_FORMATS:
+        raise ValueError(f"format: expected one of {', '.join(WEBHOOK_FORMATS)}, got {str(fmt)[:40]!r}")
+    secret_env, secret_file = table.get("secret_env", ""), table.get("secret_file", "")
+    if not isinstance(secret_env, str) or not isinstance(secret_file, str):
+        raise ValueError("secret_env, secret_file: expected a string")
+    if secret_env and secret_file:
+        raise ValueError("set either secret_env or secret_file, not both")
+    if secret_file and not Path(secret_file).expanduser().is_absolute():
+        raise ValueError(f"secret_file: expected an absolute path or one starting with ~, got {secret_file!r}")
+    return Webhook(
+        url=url,
+        format=fmt,
+        secret_env=secret_env,
+        secret_file=str(Path(secret_file).expanduser()) if secret_file else "",
+        on=_outcomes(table.get("on", list(NOTIFY_OUTCOMES))),
+        timeout_seconds=parse_duration(table.get("timeout", DEFAULT_WEBHOOK_TIMEOUT_SECONDS)),
+    )
+
+
+def _command(table: Mapping[str, Any]) -> OutcomeCommand:
+    _only_keys(table, ("run", "on", "timeout"))
+    run = table.get("run")
+    if isinstance(run, str):
+        raise ValueError("run: expected a list such as ['./scripts/smoke.sh', '--fast'] (no shell runs it)")
+    items = _string_list(run) if run is not None else ()
+    if not items or not items[0]:
+        raise ValueError("run: expected the program and its arguments, such as ['./scripts/smoke.sh']")
+    return OutcomeCommand(
+        run=items,
+        on=_outcomes(table.get("on", list(NOTIFY_OUTCOMES))),
+        timeout_seconds=parse_duration(table.get("timeout", DEFAULT_COMMAND_TIMEOUT_SECONDS)),
+    )
+
+
+def _only_keys(table: Mapping[str, Any], known: tuple[str, ...]) -> None:
+    unknown = [str(key) for key in table if key not in known]
+    if unknown:
+        raise ValueError(f"unknown key {unknown[0]!r}; known: {', '.join(known)}")
+
+
+def _outcomes(value: Any) -> tuple[str, ...]:
+    items = _string_list(value)
+    unknown = [item for item in items if item not in OUTCOMES]
+    if unknown:
+        raise ValueError(f"on: unknown outcomes {unknown}; known: {', '.join(OUTCOMES)}")
+    return items
 
 
 def _kubeconfig_files(value: Any) -> tuple[tuple[str, str], ...]:

@@ -7,17 +7,57 @@ reported as an InputError that names the input and the document, never as a pars
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
 import yaml
 
 from fluxmon.core.errors import InputError
+from fluxmon.core.objects import FluxObject, is_flux_body, parse_flux_object
+from fluxmon.core.redact import redact_text
+from fluxmon.core.verdict import Verdict, verdict
 
 _SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 """libyaml's loader when PyYAML was built with it: several times faster on a large `kubectl get -A`."""
 
 MAX_INPUT_BYTES = 64 * 1024 * 1024
 """Refuse inputs larger than this: `kubectl get -A` of a big fleet is a few MB, not hundreds."""
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Assessed:
+    """The verdicts on the Flux objects of one input, and what was said about the rest."""
+
+    rows: tuple[tuple[FluxObject, Verdict], ...]
+    notes: tuple[str, ...]
+    """One line per object skipped (not a Flux object) and per field read as empty, in input order."""
+
+
+def assess_text(text: str, *, source: str, target: str | None) -> Assessed:
+    """Judge each Flux object in `text` (relative to the pushed commit `target`, if given): what `fluxmon assess`
+    and the MCP server's `assess_objects` answer. Messages are redacted (CI logs and agents keep no token)."""
+    rows: list[tuple[FluxObject, Verdict]] = []
+    notes: list[str] = []
+    for where, body in iter_located_objects(text, source=source):
+        if not is_flux_body(body):
+            notes.append(f"skipped {_describe(body)}: not a Flux object")
+            continue
+        try:
+            obj = parse_flux_object(body)
+        except ValueError as exc:
+            raise InputError(f"{where}: {exc}") from exc
+        notes.extend(f"{where}: {obj.ref}: {problem}; read as empty" for problem in obj.problems)
+        result = verdict(obj, target)
+        rows.append((obj, replace(result, message=redact_text(result.message))))
+    return Assessed(rows=tuple(rows), notes=tuple(notes))
+
+
+def _describe(body: Mapping[str, Any]) -> str:
+    """`v1 ConfigMap apps/settings`, for the note on a skipped object."""
+    metadata = body.get("metadata")
+    metadata = metadata if isinstance(metadata, Mapping) else {}
+    name = "/".join(str(part) for part in (metadata.get("namespace"), metadata.get("name")) if part)
+    return f"{body.get('apiVersion')} {body.get('kind')} {name}".strip()
 
 
 def iter_objects(text: str, *, source: str) -> Iterator[Mapping[str, Any]]:

@@ -55,8 +55,9 @@ from fluxmon.core.verdict import Phase
 
 log = logging.getLogger("fluxmon.store")
 
-UNTOLD_LOOKBACK = 200
-"""How far back in the history untold outcomes are looked for at a start (older ones are too old to tell)."""
+HISTORY_LIMIT = 200
+"""The most of the newest pushes a front end reads at once: the untold ones at a start (older ones are too old to
+tell), the MCP server's list. The history itself keeps more (config `history_limit`)."""
 UNTOLD = "untold"
 PAUSE_FILE = "pause.json"
 HISTORY_FILE = "history.jsonl"
@@ -550,7 +551,7 @@ class SessionStore:
                     marker.unlink(missing_ok=True)
         return kept is not None
 
-    def untold(self, limit: int = UNTOLD_LOOKBACK) -> list[PushSnapshot]:
+    def untold(self, limit: int = HISTORY_LIMIT) -> list[PushSnapshot]:
         """Settled pushes whose outcome nobody has told the user yet, oldest first."""
         waiting = {path.name for path in (self.directory / UNTOLD).glob("*")}
         return [push for push in reversed(self.recent(limit)) if push.id in waiting]

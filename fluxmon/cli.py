@@ -30,6 +30,7 @@ from fluxmon.core.config import VERBOSITIES
 from fluxmon.core.errors import FluxmonError
 from fluxmon.core.text import display_line
 from fluxmon.exits import EXIT_OK, EXIT_USAGE
+from fluxmon.feed import run_feed
 from fluxmon.follow import run_wait, run_watch
 from fluxmon.history import add_filter_arguments, run_history, run_report
 
@@ -127,6 +128,20 @@ def build_parser() -> argparse.ArgumentParser:
     add_cluster_arguments(tray)
     tray.set_defaults(command=run_tray)
 
+    feed = verbs.add_parser(
+        "feed",
+        help="serve the pushes' outcomes as a CCTray feed (cctray.xml), for CCMenu, BuildNotify, CatLight...",
+        description=(
+            "Serve /cctray.xml: one project per remote and branch (and per cluster when there are several), "
+            "Building while a push is followed, with the last outcome labelled by its short sha. Loopback only "
+            "unless a token is given (clients send it as a Bearer token or a Basic password)."
+        ),
+    )
+    feed.add_argument("--listen", metavar="HOST:PORT", help="default: feed_listen from config, else 127.0.0.1:8765")
+    feed.add_argument("--print", action="store_true", help="print the feed once on stdout and exit")
+    feed.add_argument("--token-env", metavar="VAR", help="the environment variable that holds the token")
+    feed.set_defaults(command=run_feed)
+
     autostart = verbs.add_parser("autostart", help="start the tray at login (an XDG autostart entry)")
     autostart.add_argument("action", choices=("enable", "disable"))
     autostart.set_defaults(command=run_autostart)
@@ -215,6 +230,22 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--html", type=Path, metavar="FILE", help="write the report as an HTML page with charts")
     report.set_defaults(command=run_report)
 
+    mcp = verbs.add_parser(
+        "mcp",
+        help="serve coding agents (Kiro, Claude Code, VS Code...) over MCP on stdio: did my push deploy?",
+        description=(
+            "A Model Context Protocol server on stdin/stdout, for an agent to start: tools to wait for a push's "
+            "deployment, list and read past sessions, and judge Flux objects. Read-only unless --allow-reconcile."
+        ),
+    )
+    mcp.add_argument(
+        "--allow-reconcile",
+        action="store_true",
+        help="let agents ask Flux to reconcile now (patches Flux objects; needs RBAC patch on the Flux kinds)",
+    )
+    add_cluster_arguments(mcp)
+    mcp.set_defaults(command=run_mcp_command)
+
     # Run by the pre-push hook in the background; not for people.
     confirm = hook_verbs.add_parser("confirm")
     confirm.add_argument("record", type=Path)
@@ -232,6 +263,13 @@ def positive(text: str) -> int:
     if number < 1:
         raise argparse.ArgumentTypeError(f"expected 1 or more, got {number}")
     return number
+
+
+def run_mcp_command(args: argparse.Namespace) -> int:
+    """`fluxmon mcp`, imported here: only this verb loads the MCP SDK."""
+    from fluxmon.agent import run_mcp
+
+    return run_mcp(args)
 
 
 def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:

@@ -7,26 +7,26 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from fluxmon.compose import build_tray, notifier_kind
 from fluxmon.core import hookinstall, paths
 from fluxmon.core.config import load_config
-from fluxmon.core.documents import iter_located_objects
+from fluxmon.core.documents import assess_text
 from fluxmon.core.engine import Engine
 from fluxmon.core.errors import InputError
+from fluxmon.core.feed import start_feed
 from fluxmon.core.gitpush import confirm_push, spool_for_repo
+from fluxmon.core.integrations import Integrations
 from fluxmon.core.kubeconfig import resolve_targets
-from fluxmon.core.objects import FluxObject, is_flux_body, parse_flux_object
-from fluxmon.core.redact import redact_text
+from fluxmon.core.objects import FluxObject
 from fluxmon.core.render import json_lines, table
 from fluxmon.core.revision import normalize_commit
 from fluxmon.core.spool import lock_holder
 from fluxmon.core.text import display_line
-from fluxmon.core.verdict import Phase, Verdict, verdict
+from fluxmon.core.verdict import Phase, Verdict
 from fluxmon.exits import EXIT_FAILED, EXIT_OK
 from fluxmon.signals import StopSignals
 
@@ -44,18 +44,10 @@ def run_assess(args: argparse.Namespace) -> int:
             raise InputError(f"--commit: {exc}") from exc
     rows: list[tuple[FluxObject, Verdict]] = []
     for name, text in _read_inputs(args.files or ["-"]):
-        for where, body in iter_located_objects(text, source=name):
-            if not is_flux_body(body):
-                print(display_line(f"fluxmon: skipped {_describe(body)}: not a Flux object"), file=sys.stderr)
-                continue
-            try:
-                obj = parse_flux_object(body)
-            except ValueError as exc:
-                raise InputError(f"{where}: {exc}") from exc
-            for problem in obj.problems:
-                print(display_line(f"fluxmon: {where}: {obj.ref}: {problem}; read as empty"), file=sys.stderr)
-            result = verdict(obj, target)
-            rows.append((obj, replace(result, message=redact_text(result.message))))  # CI logs keep no token
+        assessed = assess_text(text, source=name, target=target)
+        for note in assessed.notes:
+            print(display_line(f"fluxmon: {note}"), file=sys.stderr)
+        rows.extend(assessed.rows)
     sys.stdout.write(table(rows) if args.output == "table" else json_lines(rows))
     sys.stdout.flush()
     return EXIT_FAILED if any(result.phase is Phase.FAILED for _, result in rows) else EXIT_OK
@@ -74,14 +66,6 @@ def _read_inputs(names: Sequence[str]) -> list[tuple[str, str]]:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             raise InputError(f"cannot read {shown}: {reason}") from exc
     return inputs
-
-
-def _describe(body: Mapping[str, Any]) -> str:
-    """`v1 ConfigMap apps/settings`, for the note on a skipped object."""
-    metadata = body.get("metadata")
-    metadata = metadata if isinstance(metadata, Mapping) else {}
-    name = "/".join(str(part) for part in (metadata.get("namespace"), metadata.get("name")) if part)
-    return f"{body.get('apiVersion')} {body.get('kind')} {name}".strip()
 
 
 def run_hook_install(args: argparse.Namespace) -> int:
@@ -297,6 +281,8 @@ def run_tray(args: argparse.Namespace) -> int:
         retention=config.retention,
         spool_dir=paths.spool_dir(),
     )
+    integrations = Integrations(config, paths.state_dir())
+    engine.subscribe(integrations.on_push)
     tray = build_tray(
         engine,
         config=config,
@@ -306,7 +292,14 @@ def run_tray(args: argparse.Namespace) -> int:
         context_given=bool(args.contexts or args.all_contexts),
         kubeconfig=args.kubeconfig,
     )
-    status = tray.run()
+    feed = start_feed(config, paths.state_dir(), os.environ)
+    integrations.start()
+    try:
+        status = tray.run()
+    finally:
+        integrations.stop()
+        if feed is not None:
+            feed.stop()
     report_leftover_threads()
     return status
 

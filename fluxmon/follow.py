@@ -27,6 +27,7 @@ from fluxmon.core.engine import Engine
 from fluxmon.core.errors import FluxmonError, GitError, InputError
 from fluxmon.core.git import run_git
 from fluxmon.core.health import ClusterHealth, GiveUp
+from fluxmon.core.integrations import Integrations
 from fluxmon.core.kubeconfig import resolve_targets
 from fluxmon.core.marks import WAITING
 from fluxmon.core.plan import check_remote_url
@@ -133,14 +134,22 @@ def _follow(args: argparse.Namespace, show: Callable[[PushSnapshot], None], *, f
         flag_contexts=args.contexts or (), all_contexts=args.all_contexts, kubeconfig=args.kubeconfig, config=config
     )
     engine = Engine(targets=targets, kinds=config.monitor_types)
+    # The session times out at its own deadline; the CLI keeps that deadline too, so that nothing (a server that
+    # accepts and never answers, a stuck worker, a webhook that hangs) can stretch --timeout by more than the grace
+    # below.
+    deadline = time.monotonic() + (spec.created_at + timeout - time.time()) + FOLLOW_GRACE_SECONDS
+    integrations = Integrations(config, paths.state_dir(), deadline=deadline, resume=False)
     updates: queue.Queue[PushSnapshot | ClusterHealth] = queue.Queue()
     engine.subscribe(updates.put)
+    engine.subscribe(integrations.on_push)
     engine.subscribe_health(updates.put)
-    engine.start()
+    integrations.start()
+    try:
+        engine.start()
+    except BaseException:
+        integrations.stop(deadline=deadline)
+        raise
     several = len(engine.contexts) > 1
-    # The session times out at its own deadline; the CLI keeps that deadline too, so that nothing (a server that
-    # accepts and never answers, a stuck worker) can stretch --timeout by more than the grace below.
-    deadline = time.monotonic() + (spec.created_at + timeout - time.time()) + FOLLOW_GRACE_SECONDS
     push: PushSnapshot | None = None
     healths = {health.context: health for health in engine.health()}
     try:
@@ -167,6 +176,7 @@ def _follow(args: argparse.Namespace, show: Callable[[PushSnapshot], None], *, f
                     raise error  # waiting on could only end in a timeout: say why now
     finally:
         engine.stop()
+        integrations.stop(deadline=deadline)  # hands the outcome on, within the deadline; the rest stays queued
     if not several:
         health = next(iter(healths.values()), ClusterHealth())
         if not health.reached and (push is None or not push.state.final or push.state is SessionState.TIMED_OUT):

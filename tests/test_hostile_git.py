@@ -659,9 +659,9 @@ def test_demo_keep_follows_the_users_own_pushes(tmp_path: Path) -> None:
             text=True,
             capture_output=True,
         ).stdout.strip()
-        final = output.until(lambda text: text.strip().startswith(("✔ deployed to", "✗ failed on")))
+        final = output.until(lambda text: text.strip().startswith((f"✔ main@{mine} ", f"✗ main@{mine} ")))
         assert f"► the hooks recorded the push of {mine} to main" in output.text
-        assert final.strip().startswith("✔ deployed to staging, production"), output.text
+        assert final.strip().startswith(f"✔ main@{mine} deployed to staging, production"), output.text
         assert f"✔ production: {mine} deployed" in output.text
     finally:
         demo.terminate()
