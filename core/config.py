@@ -15,6 +15,9 @@ both is invalid. `[kubeconfigs]` (`prod = "~/.kube/prod.yaml"`) names the kubeco
 it is not in the usual one; only the user's own config.toml may set it, since a kubeconfig can run commands
 (exec credential plugins) and a cloned repository must not choose them.
 
+How much history is kept: `history_limit` (pushes, default 5000) and `history_max_age` (a duration, default "180d";
+`d` for days is accepted wherever a duration is).
+
 Integrations (`[[webhook]]`, `[[command]]`, `feed_listen`, `feed_token_env`, `feed_token_file`) may be set only in
 the user's own config.toml: a cloned repository must not choose commands to run or where a push's details go.
 An invalid webhook or command table is left out alone, said in `Config.integration_problems`; the rest of the
@@ -54,6 +57,10 @@ DEFAULT_VERBOSITY = "normal"
 NOTIFY_OUTCOMES = ("succeeded", "failed", "timed-out")
 """The final outcomes a user acts on, notified by default (config `notify_on`)."""
 MAX_CONFIG_BYTES = 256 * 1024
+DEFAULT_HISTORY_LIMIT = 5000
+"""How many pushes the history keeps (config `history_limit`): a year of a busy developer's pushes, ~15 MB."""
+DEFAULT_HISTORY_MAX_AGE = 180 * 86400.0
+"""How long the history keeps a push (config `history_max_age`, a duration such as "90d"): two quarters."""
 OUTCOMES = ("succeeded", "failed", "timed-out", "superseded", "not-deployed")
 """The final outcomes of a push that a webhook or a command may be run `on` (SessionState values)."""
 WEBHOOK_FORMATS = ("json", "slack", "teams")
@@ -64,7 +71,15 @@ DEFAULT_COMMAND_TIMEOUT_SECONDS = 300.0
 USERS_OWN_ONLY = ("kubeconfigs", "webhooks", "commands", "feed_listen", "feed_token_env", "feed_token_file")
 """Keys only the user's own config.toml may set: each can run something, or send a push's details somewhere."""
 
-_DURATION = re.compile(r"^(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+(?:\.\d+)?)s)?$")
+_DURATION = re.compile(r"^(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+(?:\.\d+)?)s)?$")
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Retention:
+    """How much history is kept: at most `limit` pushes, none older than `max_age` seconds (core.store trims)."""
+
+    limit: int = DEFAULT_HISTORY_LIMIT
+    max_age: float = DEFAULT_HISTORY_MAX_AGE
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -88,6 +103,10 @@ class Config:
     """Glob patterns over redacted remote URLs (`*github.com/acme/scratch*`) whose pushes are ignored."""
     ignore_branches: tuple[str, ...] = ()
     """Glob patterns over branch names (`wip/*`) whose pushes are ignored."""
+    history_limit: int = DEFAULT_HISTORY_LIMIT
+    """The most pushes the history keeps (the oldest go first)."""
+    history_max_age: float = DEFAULT_HISTORY_MAX_AGE
+    """Seconds a push stays in the history (`history_max_age = "90d"` in the file)."""
     webhooks: tuple[Webhook, ...] = ()
     commands: tuple[OutcomeCommand, ...] = ()
     feed_listen: str = ""
@@ -110,6 +129,10 @@ class Config:
     def kubeconfig_for(self, context: str) -> str | None:
         """The kubeconfig file [kubeconfigs] names for this context, or None: the usual (merged) kubeconfig."""
         return dict(self.kubeconfigs).get(context)
+
+    @property
+    def retention(self) -> Retention:
+        return Retention(limit=self.history_limit, max_age=self.history_max_age)
 
     def as_record(self) -> dict[str, Any]:
         """The settings as plain JSON values, for the session file."""
@@ -254,17 +277,18 @@ def apply_settings(config: Config, values: Mapping[str, Any], *, source: str, us
 
 
 def parse_duration(value: Any) -> float:
-    """Seconds from `300`, `"90s"`, `"5m"` or `"1h30m"`; raises ValueError otherwise."""
+    """Seconds from `300`, `"90s"`, `"5m"`, `"1h30m"` or `"7d"`; raises ValueError otherwise."""
     if isinstance(value, bool):
         raise ValueError("expected a duration")
     if isinstance(value, (int, float)):
         seconds = float(value)
     elif isinstance(value, str) and (match := _DURATION.match(value.strip())) and value.strip():
-        seconds = int(match["h"] or 0) * 3600 + int(match["m"] or 0) * 60 + float(match["s"] or 0)
+        days, hours, minutes = int(match["d"] or 0), int(match["h"] or 0), int(match["m"] or 0)
+        seconds = days * 86400 + hours * 3600 + minutes * 60 + float(match["s"] or 0)
     elif isinstance(value, str) and value.strip().isdigit():
         seconds = float(value)
     else:
-        raise ValueError(f"expected a duration such as 300, '90s', '5m' or '1h30m', got {value!r}")
+        raise ValueError(f"expected a duration such as 300, '90s', '5m', '1h30m' or '7d', got {value!r}")
     if seconds <= 0:
         raise ValueError("a duration must be positive")
     return seconds
@@ -272,8 +296,12 @@ def parse_duration(value: Any) -> float:
 
 def _validated(name: str, value: Any, *, source: str) -> Any:
     try:
-        if name == "timeout_seconds":
+        if name in ("timeout_seconds", "history_max_age"):
             return parse_duration(value)
+        if name == "history_limit":
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError("expected a whole number of pushes, 1 or more")
+            return value
         if name == "feed_listen":
             if not isinstance(value, str):
                 raise ValueError("expected a string such as '127.0.0.1:8765'")

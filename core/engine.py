@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from fluxmon.core.cluster import ClusterApi, ClusterTarget
-from fluxmon.core.config import DEFAULT_MONITOR_TYPES, DEFAULT_TIMEOUT_SECONDS
+from fluxmon.core.config import DEFAULT_MONITOR_TYPES, DEFAULT_TIMEOUT_SECONDS, Retention
 from fluxmon.core.errors import FluxmonError
 from fluxmon.core.health import ClusterHealth
 from fluxmon.core.kube import Cluster
@@ -102,6 +102,7 @@ class Engine:
         kinds: tuple[str, ...] = DEFAULT_MONITOR_TYPES,
         default_timeout: float = DEFAULT_TIMEOUT_SECONDS,
         state_dir: Path | None = None,
+        retention: Retention | None = None,
         spool_dir: Path | None = None,
         on_spooled: Callable[[SessionRequest], None] | None = None,
         connect: Connect = _connect_kube,
@@ -110,12 +111,13 @@ class Engine:
         """`targets`: the clusters to follow each push on (none given: `context` in `kubeconfig`, one cluster).
         `require_all`: a target that cannot be connected fails the start (`wait`: the user named it); else it is
         left out and said in `unconnected` (the tray: one bad context in the config must not stop the others).
-        `state_dir`: the history and active pushes (None: nothing kept). `spool_dir`: the pushes the hooks capture
+        `state_dir`: the history and active pushes (None: nothing kept); `retention`: how much history it keeps
+        (config `history_limit`, `history_max_age`). `spool_dir`: the pushes the hooks capture
         (None: only pushes added with `add`). `on_spooled`: told of each captured push, for narration."""
         self.targets = tuple(targets) or (ClusterTarget(context=context, kubeconfig=kubeconfig),)
         self.kinds = kinds
         self.default_timeout = default_timeout
-        self.store = SessionStore(state_dir) if state_dir is not None else None
+        self.store = SessionStore(state_dir, retention=retention) if state_dir is not None else None
         self.spool_dir = spool_dir
         self._on_spooled = on_spooled
         self._connect = connect

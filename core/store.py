@@ -2,7 +2,8 @@
 
 Layout under `$XDG_STATE_HOME/fluxmon` (default ~/.local/state/fluxmon), private to the user:
     active/<id>.json     the spec of each push still being followed
-    history.jsonl        one record per settled push (every cluster's outcome), newest last, trimmed to HISTORY_LIMIT
+    history.jsonl        one record per push's outcome (every cluster's), newest last; see "The history" below
+    history.lock         flock'ed by whoever appends to or trims the history, for that moment only
     untold/<id>          a push whose outcome the user has not been told yet (made as the outcome is decided,
                          before anyone is told; removed once the notification went out or was deliberately
                          skipped), so that a tray killed in between tells it at its next start
@@ -11,21 +12,42 @@ Layout under `$XDG_STATE_HOME/fluxmon` (default ~/.local/state/fluxmon), private
 
 The folder is per user whatever the environment (the spool moves with XDG_RUNTIME_DIR, this does not), so its
 lock, not the spool's, is what keeps a user to one tray: two would resume the same sessions and notify twice.
+
+The history is one for all: the tray records every push it follows, and `wait`/`watch` record theirs too, while
+the tray runs, without its `.lock`. So that it can be relied on:
+- Append only, one record a line. Each append takes `history.lock`, opens the file O_APPEND, writes the whole
+  line in one write() and fsyncs it: two writers never interleave, and a record once appended survives a crash.
+- A torn last line (a writer killed mid-write, a full disk) is skipped by readers, and the next append starts on
+  a new line, so that it cannot glue a good record to the torn one.
+- Retention (config `history_limit`, `history_max_age`): readers never see more than the limit, nor older pushes;
+  the file is rewritten (atomically, under the lock) once it holds a tenth more, or pushes a tenth older.
+- Versioned records (`version`, RECORD_VERSION): `migrate` reads every older shape as the current one.
+- One push, one record. The tray (the store's owner) follows each push the hooks capture once, so its records
+  are each their own push, kept by id. Another follower (`wait`, `watch`) records its push unless a record of the
+  same push (`key`: remote, branch and commit) is already there with an outcome at least as final (`rank`), and
+  readers keep one record per push that several followers recorded (`one_per_push`).
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import logging
 import os
-from collections.abc import Mapping
-from dataclasses import asdict, fields
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from fluxmon.core.config import Retention
+from fluxmon.core.errors import FluxmonError
 from fluxmon.core.hints import Hint
 from fluxmon.core.objects import ObjectRef
+from fluxmon.core.plan import normalize_remote_url
 from fluxmon.core.push import PushSnapshot
 from fluxmon.core.session import ResourceStatus, Role, SessionSnapshot, SessionSpec, SessionState
 from fluxmon.core.spool import ensure_private_dir, hold_lock
@@ -34,8 +56,27 @@ from fluxmon.core.verdict import Phase
 log = logging.getLogger("fluxmon.store")
 
 HISTORY_LIMIT = 200
+"""The most of the newest pushes a front end reads at once: the untold ones at a start (older ones are too old to
+tell), the MCP server's list. The history itself keeps more (config `history_limit`)."""
 UNTOLD = "untold"
 PAUSE_FILE = "pause.json"
+HISTORY_FILE = "history.jsonl"
+HISTORY_LOCK = "history.lock"
+RECORD_VERSION = 2
+"""The history record's shape. 2 added `version`, `key`, `follower`, `recorded_at` and each resource's
+`ready_after_seconds`; 1 (no `version`) had `clusters` from #13 on, and none before it (one cluster's session)."""
+OWNER = "tray"
+"""The follower that owns the store (the engine given a state dir: the tray, or the demo's)."""
+DECISIVE = frozenset({"succeeded", "failed", "superseded", "not-deployed"})
+"""Outcomes that say what became of the push; timed-out and cancelled only say that the follower stopped."""
+LOCK_PATIENCE_SECONDS = 10.0
+"""How long an append waits for another writer (which holds the lock for one write) before giving up."""
+
+
+class HistoryError(FluxmonError):
+    """The history cannot be written (busy for too long, a disk error)."""
+
+    title = "History not recorded"
 
 
 def spec_record(spec: SessionSpec) -> dict[str, Any]:
@@ -55,11 +96,19 @@ def spec_from_record(record: Mapping[str, Any]) -> SessionSpec:
     return SessionSpec(**values)
 
 
+def push_key(*, remote: str, branch: str, commit: str, repo: str = "") -> str:
+    """What makes two records the same push, whoever followed it: the remote (every spelling of it alike), the
+    branch or tag, and the commit."""
+    return f"{normalize_remote_url(remote, base_dir=repo or None)} {branch} {commit}"
+
+
 def push_record(push: PushSnapshot) -> dict[str, Any]:
     """The stable JSON shape of a push (`fluxmon wait --json`, the history file): the push's outcome at the top,
     every followed object in `resources` (each naming its `context`), and each cluster's own outcome in
     `clusters`. With one cluster, the top level reads as that cluster's session always did."""
     return {
+        "version": RECORD_VERSION,
+        "key": push_key(remote=push.remote, branch=push.branch, commit=push.commit, repo=push.repo),
         "id": push.id,
         "state": push.state.value,
         "message": push.message,
@@ -74,7 +123,11 @@ def push_record(push: PushSnapshot) -> dict[str, Any]:
         "failed": str(push.failed) if push.failed else None,
         "failed_on": push.failed_on or None,
         "notes": [note for cluster in push.clusters for note in cluster.notes],
-        "resources": [_resource_record(r, cluster.context) for cluster in push.clusters for r in cluster.resources],
+        "resources": [
+            _resource_record(r, cluster.context, started_at=push.started_at)
+            for cluster in push.clusters
+            for r in cluster.resources
+        ],
         "clusters": [
             {
                 "context": cluster.context,
@@ -91,7 +144,7 @@ def push_record(push: PushSnapshot) -> dict[str, Any]:
     }
 
 
-def _resource_record(r: ResourceStatus, context: str) -> dict[str, Any]:
+def _resource_record(r: ResourceStatus, context: str, *, started_at: float) -> dict[str, Any]:
     return {
         "context": context,
         "kind": r.ref.kind,
@@ -103,6 +156,7 @@ def _resource_record(r: ResourceStatus, context: str) -> dict[str, Any]:
         "message": r.message,
         "revision": r.revision,
         "seconds_in_phase": {k: round(v, 3) for k, v in r.seconds_in_phase.items()},
+        "ready_after_seconds": round(r.since - started_at, 3) if r.phase is Phase.READY else None,
         "depends_on": [{"ref": str(ref), "phase": phase.value} for ref, phase in r.depends_on],
         "parent": str(r.parent) if r.parent else None,
         "applied_by": str(r.applied_by) if r.applied_by else None,
@@ -170,6 +224,266 @@ def _resource_from_record(r: Mapping[str, Any], *, started_at: float) -> Resourc
     )
 
 
+def migrate(record: Any) -> dict[str, Any]:
+    """Any record this or an older version wrote, in the current shape; raises ValueError for one it cannot read.
+
+    Version 1 records have no `key` (made here), no `follower` (only the tray kept a history then), and no
+    `ready_after_seconds`: the time an object spent in its phases before Ready stands in (its timeline started
+    when the session first saw it, at the push). Those from before #13 have no `clusters` either: the top level
+    is the one cluster's session. A newer version's record is read for the fields this version knows.
+    """
+    if not isinstance(record, Mapping):
+        raise ValueError("not a JSON object")
+    version = record.get("version", 1)
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise ValueError(f"version {version!r} is not a number")
+    migrated = dict(record)
+    for field in ("id", "state", "commit", "branch", "remote", "started_at"):
+        if field not in migrated:
+            raise ValueError(f"no {field!r}")
+    SessionState(migrated["state"])  # raises ValueError for a state this version does not know
+    if version >= RECORD_VERSION:
+        return migrated
+    if not isinstance(migrated.get("clusters"), list):
+        migrated["clusters"] = [
+            {
+                "context": "",
+                "state": migrated["state"],
+                "message": migrated.get("message", ""),
+                "ended_at": migrated.get("ended_at"),
+                "elapsed_seconds": migrated.get("elapsed_seconds"),
+                "failed": migrated.get("failed"),
+                "notes": migrated.get("notes", []),
+                "problem": None,
+            }
+        ]
+        migrated.setdefault("failed_on", "")  # its one cluster is the current context, ""
+    resources = []
+    for resource in migrated.get("resources", []):
+        if not isinstance(resource, Mapping):
+            raise ValueError("a resource is not a JSON object")
+        resource = {"context": "", **resource}
+        if "ready_after_seconds" not in resource:
+            seconds = resource.get("seconds_in_phase") or {}
+            before = sum(v for k, v in seconds.items() if k != Phase.READY.value)
+            resource["ready_after_seconds"] = round(before, 3) if resource.get("phase") == Phase.READY else None
+        resources.append(resource)
+    migrated["resources"] = resources
+    migrated["key"] = push_key(
+        remote=migrated["remote"], branch=migrated["branch"], commit=migrated["commit"], repo=migrated.get("repo", "")
+    )
+    migrated.setdefault("follower", OWNER)
+    migrated["version"] = RECORD_VERSION
+    return migrated
+
+
+def rank(record: Mapping[str, Any]) -> tuple[bool, bool]:
+    """How final a record of a push is: an outcome that says what became of the push (not a follower that stopped
+    waiting), then one whose every cluster is final (not a `wait` that failed fast while others went on)."""
+    final = {state.value for state in SessionState if state.final}
+    return (record["state"] in DECISIVE, all(c.get("state") in final for c in record.get("clusters", [])))
+
+
+def is_new(record: Mapping[str, Any], kept: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether `record` adds to the history `kept`: the owner's push unless its id is there (each capture is its
+    own push); another follower's unless a record of the same push is there with an outcome as final."""
+    if record.get("follower") == OWNER:
+        return not any(r["id"] == record["id"] and r.get("follower") == OWNER for r in kept)
+    return not any(r.get("key") == record["key"] and rank(r) >= rank(record) for r in kept)
+
+
+def one_per_push(records: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The history with one record per push, in order. Records of one key that the owner alone made are each their
+    own push (the same commit pushed again); where another follower recorded it too, the most final record stands
+    for it (the owner's, then the first, among equals)."""
+    groups: dict[str, list[int]] = {}
+    for index, record in enumerate(records):
+        groups.setdefault(str(record.get("key")), []).append(index)
+    kept: set[int] = set()
+    for indexes in groups.values():
+        if all(records[i].get("follower") == OWNER for i in indexes):
+            kept.update(indexes)
+        else:
+            kept.add(max(indexes, key=lambda i: (rank(records[i]), records[i].get("follower") == OWNER, -i)))
+    return [record for index, record in enumerate(records) if index in kept]
+
+
+def read_lines(data: bytes) -> tuple[list[tuple[bytes, dict[str, Any]]], int]:
+    """Each readable record of a history file's bytes (with its line as written), and how many lines were not:
+    a torn last line, or one no version of fluxmon wrote."""
+    readable, unreadable = [], 0
+    for line in data.split(b"\n"):
+        if not line.strip():
+            continue
+        try:
+            readable.append((line, migrate(json.loads(line))))
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+            unreadable += 1
+    return readable, unreadable
+
+
+class History:
+    """history.jsonl: appended under `history.lock` (any process, the tray's lock or not), read without it."""
+
+    def __init__(self, directory: Path, retention: Retention | None = None) -> None:
+        self.directory = directory
+        self.retention = retention or Retention()
+        self.path = directory / HISTORY_FILE
+        self.unreadable = 0
+        """Lines skipped by the last read (a torn last line, damage): `fluxmon history` says so."""
+
+    def read(self, *, now: float | None = None, tail: int | None = None) -> list[Mapping[str, Any]]:
+        """The pushes kept, oldest first: one record per push, none past the retention. `tail`: only look at that
+        many of the newest lines (the tray's recent list, without parsing a year of history)."""
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise HistoryError(f"cannot read {self.path}: {exc.strerror}") from exc
+        if tail is not None:
+            data = b"\n".join(data.split(b"\n")[-tail - 1 :])
+        readable, self.unreadable = read_lines(data)
+        return self._retained([record for _, record in readable], now=time.time() if now is None else now)
+
+    def append(self, record: Mapping[str, Any], *, now: float | None = None) -> set[str] | None:
+        """Append `record` unless the history has it (`is_new`); returns None when it was not appended, else the
+        ids the history keeps when this append trimmed it, or an empty set when it did not."""
+        now = time.time() if now is None else now
+        line = json.dumps(record).encode("utf-8") + b"\n"
+        with self._locked():
+            # Only lines that name the id (the owner's) or the commit (another follower's) can be the same push
+            # (`is_new`): those alone are parsed, read a line at a time (a year of history is tens of MB), and the
+            # rest only when retention has something to let go.
+            field = "id" if record.get("follower") == OWNER else "commit"
+            needles = [json.dumps(str(record.get(field, ""))).encode()]
+            scan = _scan(self.path, needles)
+            if not is_new(record, [r for _, r in read_lines(b"\n".join(scan.matching))[0]]):
+                return None
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+            try:
+                _write_all(fd, (b"\n" if scan.torn else b"") + line)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            if not scan.lines:
+                _fsync_dir(self.directory)  # a new file: its name is on disk too
+            oldest = next((r for _, r in read_lines(b"\n".join(scan.first))[0]), record)
+            limit, max_age = self.retention.limit, self.retention.max_age
+            if scan.lines + 1 <= limit + max(1, limit // 10) and _recorded_at(oldest) >= now - max_age * 1.1:
+                return set()
+            return self._trim(read_lines(self.path.read_bytes())[0], now=now)
+
+    def _retained(self, records: list[dict[str, Any]], *, now: float) -> list[Mapping[str, Any]]:
+        young = [r for r in records if _recorded_at(r) >= now - self.retention.max_age]
+        return one_per_push(young)[-self.retention.limit :]
+
+    def _trim(self, readable: list[tuple[bytes, dict[str, Any]]], *, now: float) -> set[str]:
+        """Rewrite the file without what retention lets go (once there is a tenth too much, so that not every
+        append rewrites it); the caller holds the lock. Returns the ids kept."""
+        kept_records = {id(r) for r in self._retained([r for _, r in readable], now=now)}
+        kept = [(line, r) for line, r in readable if id(r) in kept_records]
+        temp = self.path.with_name(f".{self.path.name}.tmp")
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        try:
+            _write_all(fd, b"".join(line + b"\n" for line, _ in kept))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        temp.replace(self.path)
+        _fsync_dir(self.directory)
+        return {str(r["id"]) for _, r in kept}
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """`history.lock`, held for one append: other writers wait for it (up to LOCK_PATIENCE_SECONDS)."""
+        fd = os.open(self.directory / HISTORY_LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        try:
+            deadline = time.monotonic() + LOCK_PATIENCE_SECONDS
+            delay = 0.005
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise HistoryError(
+                            f"{self.directory / HISTORY_LOCK} stayed locked for {LOCK_PATIENCE_SECONDS:g}s "
+                            "(another fluxmon is stuck writing the history)"
+                        ) from None
+                    time.sleep(delay)
+                    delay = min(delay * 2, 0.2)
+            yield
+        finally:
+            os.close(fd)  # closing releases the flock
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class _Scan:
+    """What an append needs to know of the file, read one line at a time."""
+
+    lines: int
+    """Lines that are not blank."""
+    matching: tuple[bytes, ...]
+    """The lines that hold any of the needles."""
+    first: tuple[bytes, ...]
+    """The first few lines: the oldest record is among them."""
+    torn: bool
+    """The file does not end with a newline: its last line was cut off."""
+
+
+def _scan(path: Path, needles: Sequence[bytes], *, first: int = 10) -> _Scan:
+    lines, last = 0, b"\n"
+    matching: list[bytes] = []
+    head: list[bytes] = []
+    try:
+        with path.open("rb") as handle:
+            for line in handle:
+                last = line
+                if not line.strip():
+                    continue
+                lines += 1
+                if len(head) < first:
+                    head.append(line)
+                if any(needle in line for needle in needles):
+                    matching.append(line)
+    except FileNotFoundError:
+        pass
+    return _Scan(lines=lines, matching=tuple(matching), first=tuple(head), torn=not last.endswith(b"\n"))
+
+
+def _recorded_at(record: Mapping[str, Any]) -> float:
+    """When the record was appended (older records: when the push ended, or began): what retention ages by."""
+    for field in ("recorded_at", "ended_at", "started_at"):
+        value = record.get(field)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    return 0.0
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """One write() for the whole record (O_APPEND puts it at the end as one piece); a short write, which a full
+    disk can cause, goes on from where it stopped rather than leave half a record."""
+    view = memoryview(data)
+    while view:
+        try:
+            written = os.write(fd, view)
+        except InterruptedError:
+            continue
+        if written == 0:
+            raise OSError(errno.EIO, "wrote nothing")
+        view = view[written:]
+
+
+def _fsync_dir(directory: Path) -> None:
+    """A new or renamed file survives a crash once its folder's entry is on disk too."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _parse_ref(text: str) -> ObjectRef:
     kind, _, rest = text.partition("/")
     namespace, _, name = rest.rpartition("/")
@@ -179,8 +493,9 @@ def _parse_ref(text: str) -> ObjectRef:
 class SessionStore:
     """Active specs and the finished history, as files; every write is atomic (temp file, rename)."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, retention: Retention | None = None) -> None:
         self.directory = directory
+        self.history_file = History(directory, retention)
         self._lock_fd: int | None = None
 
     def take_lock(self) -> None:
@@ -219,11 +534,22 @@ class SessionStore:
 
     def finish(self, push: PushSnapshot) -> None:
         """Move a settled push from active to the history (its outcome was marked untold when it was decided)."""
-        self._ready()
-        with (self.directory / "history.jsonl").open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(push_record(push)) + "\n")
+        self.record(push, follower=OWNER)
         (self.directory / "active" / f"{push.id}.json").unlink(missing_ok=True)
-        self._trim()
+
+    def record(self, push: PushSnapshot, *, follower: str) -> bool:
+        """Append the push's outcome to the history, as `follower` (OWNER, "wait", "watch") followed it; False when
+        the history has it already (see `is_new`). Safe while other processes append. Raises HistoryError."""
+        try:
+            self._ready()
+            kept = self.history_file.append({**push_record(push), "follower": follower, "recorded_at": time.time()})
+        except OSError as exc:
+            raise HistoryError(f"cannot write {self.history_file.path}: {exc.strerror or exc}") from exc
+        if kept:
+            for marker in (self.directory / UNTOLD).glob("*"):
+                if marker.name not in kept:  # gone from the history: too old to tell
+                    marker.unlink(missing_ok=True)
+        return kept is not None
 
     def untold(self, limit: int = HISTORY_LIMIT) -> list[PushSnapshot]:
         """Settled pushes whose outcome nobody has told the user yet, oldest first."""
@@ -246,18 +572,15 @@ class SessionStore:
                 log.warning("skipping unreadable history record %s: %s", record.get("id", "?"), exc)
         return pushes
 
-    def history(self, limit: int = 10) -> list[dict[str, Any]]:
-        """The newest finished sessions first."""
-        path = self.directory / "history.jsonl"
-        if not path.exists():
+    def history(self, limit: int = 10) -> list[Mapping[str, Any]]:
+        """The newest pushes first, one record each, in the current shape (a few more lines are read than asked
+        for: another follower's record of a push may stand beside the tray's)."""
+        try:
+            records = self.history_file.read(tail=2 * limit + 10)
+        except HistoryError as error:
+            log.warning("%s", error)
             return []
-        records = []
-        for line in path.read_text(encoding="utf-8").splitlines()[-limit:]:
-            try:
-                records.append(json.loads(line))
-            except ValueError:
-                continue
-        return list(reversed(records))
+        return list(reversed(records))[:limit]
 
     def save_pause(self, until: datetime | None) -> None:
         """Remember a pause (None: not paused); the tray reads it back at its next start."""
@@ -285,16 +608,6 @@ class SessionStore:
         ensure_private_dir(self.directory)
         ensure_private_dir(self.directory / "active")
         ensure_private_dir(self.directory / UNTOLD)
-
-    def _trim(self) -> None:
-        path = self.directory / "history.jsonl"
-        lines = path.read_text(encoding="utf-8").splitlines()
-        if len(lines) > 2 * HISTORY_LIMIT:
-            _atomic_write(path, "\n".join(lines[-HISTORY_LIMIT:]) + "\n")
-            kept = {record["id"] for record in self.history(HISTORY_LIMIT) if isinstance(record, dict)}
-            for marker in (self.directory / UNTOLD).glob("*"):
-                if marker.name not in kept:  # gone from the history: too old to tell
-                    marker.unlink(missing_ok=True)
 
 
 def _atomic_write(path: Path, text: str) -> None:

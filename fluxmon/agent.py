@@ -459,7 +459,10 @@ class Agent:
                 for each in list(self._waiters.values()):
                     each.send_nowait(update)
                 continue
+            previous = self.pushes.get(update.id)
             self.pushes[update.id] = update
+            if update.settled and (previous is None or not previous.settled):
+                await anyio.to_thread.run_sync(self._record, update)
             if len(self.pushes) > HISTORY_LIMIT:  # the oldest settled one goes; the history keeps its outcome
                 oldest = next((key for key, push in self.pushes.items() if push.settled), None)
                 if oldest is not None:
@@ -467,6 +470,13 @@ class Agent:
             if (waiter := self._waiters.get(update.id)) is not None:
                 waiter.send_nowait(update)
             await self._resource_updated(SESSION_URI.format(id=update.id))
+
+    def _record(self, push: PushSnapshot) -> None:
+        """Keep the settled push's outcome in the user's one history, beside the tray's and `wait`'s (#14)."""
+        try:
+            self.store.record(push, follower="mcp")
+        except FluxmonError as error:
+            log.warning("the outcome of %s is not in the history: %s", push.id, _one_line(error))
 
     async def _resource_updated(self, uri: str) -> None:
         """Tell the subscribers: on `resources/subscribe` (the handshake era, what IDEs speak today) and on

@@ -32,6 +32,7 @@ from fluxmon.core.text import display_line
 from fluxmon.exits import EXIT_OK, EXIT_USAGE
 from fluxmon.feed import run_feed
 from fluxmon.follow import run_wait, run_watch
+from fluxmon.history import add_filter_arguments, run_history, run_report
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -200,6 +201,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     init_repo.set_defaults(command=run_sim_init_repo)
 
+    history = verbs.add_parser(
+        "history",
+        help="the pushes followed so far (by the tray, wait and watch), newest first",
+        description=(
+            "The pushes in your history, newest first: when, the outcome, the commit, branch, remote, each "
+            "cluster's outcome, how long it took, and what failed. Filters combine; --json prints the history's "
+            "own records (JSON Lines), --csv one row per push."
+        ),
+    )
+    add_filter_arguments(history)
+    output = history.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="one JSON record per line, as the history keeps it")
+    output.add_argument("--csv", action="store_true", help="CSV with a header row")
+    history.add_argument("--limit", type=positive, metavar="N", help="at most N pushes (the table: 50 by default)")
+    history.set_defaults(command=run_history)
+
+    report = verbs.add_parser(
+        "report",
+        help="success rate, push-to-deployed times, the slowest objects and the failures, over a period",
+        description=(
+            "A summary of the pushes chosen: the success rate, push-to-deployed p50 and p95 per Kustomization, "
+            "HelmRelease and cluster, the slowest objects, the most frequent failure reasons and objects, and "
+            "the trend per day. --html FILE writes it as a self-contained page with charts."
+        ),
+    )
+    add_filter_arguments(report)
+    report.add_argument("--html", type=Path, metavar="FILE", help="write the report as an HTML page with charts")
+    report.set_defaults(command=run_report)
+
     mcp = verbs.add_parser(
         "mcp",
         help="serve coding agents (Kiro, Claude Code, VS Code...) over MCP on stdio: did my push deploy?",
@@ -222,6 +252,17 @@ def build_parser() -> argparse.ArgumentParser:
     confirm.add_argument("--git-pid", type=int, required=True)
     confirm.set_defaults(command=run_hook_confirm)
     return parser
+
+
+def positive(text: str) -> int:
+    """A whole number, 1 or more (argparse says which argument is wrong, and exits 2)."""
+    try:
+        number = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected 1 or more, got {number}")
+    return number
 
 
 def run_mcp_command(args: argparse.Namespace) -> int:

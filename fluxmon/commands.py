@@ -281,6 +281,7 @@ def run_tray(args: argparse.Namespace) -> int:
         kinds=config.monitor_types,
         default_timeout=config.timeout_seconds,
         state_dir=paths.state_dir(),
+        retention=config.retention,
         spool_dir=paths.spool_dir(),
     )
     integrations = Integrations(config, paths.state_dir())

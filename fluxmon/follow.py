@@ -1,4 +1,11 @@
-"""`fluxmon wait` and `fluxmon watch`: follow one push from the terminal, over the engine."""
+"""`fluxmon wait` and `fluxmon watch`: follow one push from the terminal, over the engine.
+
+Each records its push's outcome in the user's history (core/store.py), beside the tray's, without the tray's lock:
+once the push has an outcome, as `wait` or `watch`. The tray may follow the same push (the hooks captured it):
+the store keeps one record per push, the most final (a `wait` that failed fast while another cluster went on
+yields to the tray's complete record). A history that cannot be written is one line on stderr, never a change
+of the exit status.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +24,7 @@ from pathlib import Path
 from fluxmon.core import paths
 from fluxmon.core.config import Config, load_config, parse_duration
 from fluxmon.core.engine import Engine
-from fluxmon.core.errors import GitError, InputError
+from fluxmon.core.errors import FluxmonError, GitError, InputError
 from fluxmon.core.git import run_git
 from fluxmon.core.health import ClusterHealth, GiveUp
 from fluxmon.core.integrations import Integrations
@@ -28,7 +35,7 @@ from fluxmon.core.push import PushSnapshot
 from fluxmon.core.redact import redact_url
 from fluxmon.core.revision import normalize_commit
 from fluxmon.core.session import SessionSpec, SessionState
-from fluxmon.core.store import push_record
+from fluxmon.core.store import SessionStore, push_record
 from fluxmon.core.terminal import push_progress_lines, push_tree, screen_rows, use_colour
 from fluxmon.core.text import display_line
 from fluxmon.exits import EXIT_FAILED, EXIT_NOT_DEPLOYED, EXIT_OK, EXIT_SUPERSEDED, EXIT_TIMED_OUT
@@ -55,7 +62,7 @@ def run_wait(args: argparse.Namespace) -> int:
             print(json.dumps(push_record(push)), flush=True)
         previous = push
 
-    return _follow(args, show)
+    return _follow(args, show, follower="wait")
 
 
 def run_watch(args: argparse.Namespace) -> int:
@@ -102,12 +109,12 @@ def run_watch(args: argparse.Namespace) -> int:
     if live:
         logging.getLogger("fluxmon").addHandler(handler)
     try:
-        return _follow(args, show)
+        return _follow(args, show, follower="watch")
     finally:
         logging.getLogger("fluxmon").removeHandler(handler)
 
 
-def _follow(args: argparse.Namespace, show: Callable[[PushSnapshot], None]) -> int:
+def _follow(args: argparse.Namespace, show: Callable[[PushSnapshot], None], *, follower: str) -> int:
     """Build the push from the repo and flags, follow it on every cluster until it has an outcome, and map that to
     an exit status. Each cluster's health comes with its sessions (and with each change of it): decided in core.
 
@@ -174,11 +181,22 @@ def _follow(args: argparse.Namespace, show: Callable[[PushSnapshot], None]) -> i
         health = next(iter(healths.values()), ClusterHealth())
         if not health.reached and (push is None or not push.state.final or push.state is SessionState.TIMED_OUT):
             raise health.unreached(timeout)
+    if push is not None and push.state.final:
+        record_outcome(push, config=config, follower=follower)
     if push is None or not push.state.final:
         message = push.message if push is not None else "no result"
         print(display_line(f"{WAITING} timed out after {timeout:g}s: {message}"), file=sys.stderr)
         return EXIT_TIMED_OUT
     return FOLLOW_EXIT.get(push.state, EXIT_FAILED)
+
+
+def record_outcome(push: PushSnapshot, *, config: Config, follower: str) -> None:
+    """Keep the push's outcome in the user's history (one for all: the tray's menu, reports, the feed read it)."""
+    store = SessionStore(paths.state_dir(), retention=config.retention)
+    try:
+        store.record(push, follower=follower)
+    except FluxmonError as error:
+        print(display_line(f"fluxmon: the outcome is not in the history: {error}"), file=sys.stderr)
 
 
 FULL_SHA_LENGTH = 40

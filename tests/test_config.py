@@ -80,12 +80,15 @@ def test_ignore_patterns_match_remotes_and_branches() -> None:
     assert not config.ignores(remote_url="git@github.com:acme/fleet.git", branch="main")
 
 
-@pytest.mark.parametrize(("value", "seconds"), [(300, 300), ("90s", 90), ("5m", 300), ("1h30m", 5400), ("45", 45)])
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [(300, 300), ("90s", 90), ("5m", 300), ("1h30m", 5400), ("45", 45), ("7d", 604800), ("1d12h", 129600)],
+)
 def test_durations(value: object, seconds: float) -> None:
     assert parse_duration(value) == seconds
 
 
-@pytest.mark.parametrize("value", ["", "5 minutes", -1, 0, True, "1d"])
+@pytest.mark.parametrize("value", ["", "5 minutes", -1, 0, True, "1w", "d"])
 def test_bad_durations(value: object) -> None:
     with pytest.raises(ValueError, match="duration"):
         parse_duration(value)

@@ -37,6 +37,17 @@ GROWTH_LIMIT_BYTES_PER_SESSION = 1024
 """What one finished session may still cost once it is in the history: about nothing (before: 8 kB each here)."""
 
 
+def growth_of(before: tracemalloc.Snapshot, after: tracemalloc.Snapshot) -> int:
+    """Bytes more in `after`, but for one new block over 1 MiB: CPython's interned-string table, which a churn of
+    unique names (a file per session) makes it rebuild now and then. Its old copy predates tracemalloc.start(), so a
+    rebuild counts as MBs of growth at once (pathlib's sys.intern); what a session leaks shows as many small ones."""
+    return sum(
+        stat.size_diff
+        for stat in after.compare_to(before, "lineno")
+        if not (stat.count_diff == 1 and stat.size_diff > 1 << 20)
+    )
+
+
 @ONLY_THE_SIMULATOR
 def test_five_hundred_failed_sessions_leave_the_engines_memory_flat(fleet: Fleet, tmp_path: Path) -> None:
     broken = fleet.push(BROKEN_YAML, "break web")
@@ -62,14 +73,14 @@ def test_five_hundred_failed_sessions_leave_the_engines_memory_flat(fleet: Fleet
         tracemalloc.start()
         follow(WARM_UP_SESSIONS, 0)
         gc.collect()
-        before = tracemalloc.get_traced_memory()[0]
+        before = tracemalloc.take_snapshot()
         follow(MEASURED_SESSIONS, WARM_UP_SESSIONS)
         gc.collect()
-        after = tracemalloc.get_traced_memory()[0]
+        after = tracemalloc.take_snapshot()
     finally:
         tracemalloc.stop()
         engine.close()
-    growth = after - before
+    growth = growth_of(before, after)
     assert growth < MEASURED_SESSIONS * GROWTH_LIMIT_BYTES_PER_SESSION, f"{growth} bytes more"
     assert len(SessionStore(tmp_path / "state").history(limit=1000)) >= 200  # the outcomes live on in the store
 
@@ -219,7 +230,7 @@ def test_the_icon_clears_within_seconds_once_the_api_server_is_back(fleet: Fleet
 @ONLY_THE_SIMULATOR
 def test_pause_until_tomorrow_survives_a_restart(fleet: Fleet, start_tray: StartTray) -> None:
     tray = start_tray()
-    tray.open_menu_item("Up", "Up", "Up", "Right", "Down", "Return")  # Quit, Open config, Pause ▸ Until tomorrow
+    tray.open_menu_item("Up", "Up", "Up", "Up", "Right", "Down", "Return")  # Quit, Report…, Open config, Pause ▸ …
     line = tray.running.expect_stderr("notifications paused until")
     tray.wait_state(TrayState.PAUSED)
     assert tray.stop() == 0

@@ -28,7 +28,7 @@ from mcp.shared.dispatcher import ProgressFnT
 from fluxmon.agent import Outcome
 from fluxmon.core import paths
 from fluxmon.core.session import SessionState
-from fluxmon.core.store import SessionStore
+from fluxmon.core.store import History, SessionStore
 from harness.gitrepos import isolated_env
 from harness.snapshots import APPS, BUILD_ERROR, failed_push, failed_snapshot, on_clusters, pushed, snapshot
 from tests.fleet import BROKEN_YAML, SCALE_WEB, Fleet
@@ -257,6 +257,8 @@ def test_a_good_push_is_deployed_with_progress_and_is_then_a_session(fleet: Flee
             assert json.loads(content.text)["state"] == "succeeded"
 
     run(test)
+    (recorded,) = History(paths.state_dir(fleet.env)).read()
+    assert (recorded["commit"], recorded["state"], recorded["follower"]) == (sha, "succeeded", "mcp")  # one history
     assert progress, "no progress notification arrived"
     assert progress[0][2] is not None
     assert "fluxmon://sessions/" in progress[0][2]

@@ -127,6 +127,7 @@ def test_the_menu_has_every_item_and_recent_sessions_open_their_details() -> Non
         "Reconcile now",
         "Pause notifications",
         "Open config",
+        "Report…",
         "-",
         "Quit",
     ]

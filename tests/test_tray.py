@@ -254,6 +254,7 @@ def test_the_menu_opens_details_and_pause_silences_notifications(
             "  Until tomorrow",
             "  Resume (disabled)",
             "Open config",
+            "Report…",
             "- (disabled)",
             "Quit",
         ]
@@ -284,6 +285,13 @@ def test_the_menu_opens_details_and_pause_silences_notifications(
         tray.running.expect(lambda _n, line: f"main@{again[:7]} succeeded" in line, "the second push deployed")
         assert tray.icon_state() is TrayState.PAUSED
         assert len(notify_calls(monitor)) == 1  # still only the first push's
+
+        # Report…: up from the top, past Quit. The page of the history (both pushes) is written, then opened.
+        tray.open_menu_item("Up", "Up", "Return")
+        written = Path(tray.running.expect_stderr("report written to").split("report written to ", 1)[1].strip())
+        page = written.read_text(encoding="utf-8")
+        assert '<div class="value">2</div><div class="label">pushes</div>' in page
+        assert "<svg" in page
         assert tray.stop() == 0
 
 

@@ -48,6 +48,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 from enum import StrEnum
+from pathlib import Path
 from typing import Any, Protocol
 
 from fluxmon.core.cluster import ClusterTarget
@@ -66,7 +67,7 @@ from fluxmon.core.overview import (
     overview,
     pause_until,
 )
-from fluxmon.core.paths import user_config_path
+from fluxmon.core.paths import runtime_dir, user_config_path
 from fluxmon.core.push import PushSnapshot
 from fluxmon.core.session import Role, SessionSpec, SessionState
 from fluxmon.core.store import SessionStore
@@ -101,6 +102,7 @@ class Message(StrEnum):
     DETAILS = "details"  # a push id
     ACTION = "action"  # a menu Action
     RECONCILED = "reconciled"  # what a reconcile request did, in a line
+    REPORTED = "reported"  # the report page written (its path), or why not (a line)
     QUIT = "quit"  # None
 
 
@@ -357,6 +359,8 @@ class TrayApp:
             return self._action(payload)
         elif kind is Message.RECONCILED:
             log.info("%s", payload)
+        elif kind is Message.REPORTED:
+            self._open_report(payload)
         elif kind is Message.QUIT:
             self._root.quit()
         return False
@@ -421,6 +425,8 @@ class TrayApp:
             self._reconcile(action.argument, action.context)
         elif action.name is MenuAction.OPEN_CONFIG:
             self._open_config()
+        elif action.name is MenuAction.REPORT:
+            self._report()
         elif action.name is MenuAction.QUIT:
             self._root.quit()
         return False
@@ -469,6 +475,34 @@ class TrayApp:
         worker = threading.Thread(target=request, name="fluxmon-reconcile", daemon=True)
         self._workers.append(worker)
         worker.start()
+
+    def _report(self) -> None:
+        """*Report…*: the last 30 days of the history as a page (fluxmon/reportpage.py), written off the UI thread
+        (it reads the history and draws charts), then opened in the browser."""
+        from fluxmon.reportpage import tray_report
+
+        store, retention = self._store, self.config.retention
+
+        def write() -> None:
+            try:
+                self.post(Message.REPORTED, tray_report(store.directory, retention, runtime_dir() / "reports"))
+            except (OSError, FluxmonError) as exc:
+                self.post(Message.REPORTED, f"the report could not be written: {exc}")
+
+        self._workers = [w for w in self._workers if w.is_alive()]
+        worker = threading.Thread(target=write, name="fluxmon-report", daemon=True)
+        self._workers.append(worker)
+        worker.start()
+
+    def _open_report(self, written: Path | str) -> None:
+        if isinstance(written, str):
+            log.warning("%s", written)
+            return
+        log.info("report written to %s", written)
+        try:
+            self._children.append(subprocess.Popen(["xdg-open", str(written)], stdin=subprocess.DEVNULL))
+        except OSError as exc:
+            log.warning("cannot open %s (%s): open it in a browser", written, exc)
 
     def _open_config(self) -> None:
         path = user_config_path()

@@ -26,6 +26,7 @@ class MenuAction(StrEnum):
     RECONCILE = "reconcile"
     PAUSE = "pause"
     OPEN_CONFIG = "open-config"
+    REPORT = "report"
     QUIT = "quit"
 
 
@@ -97,6 +98,7 @@ def build_menu(
             ),
         ),
         Entry(text="Open config", action=Action(MenuAction.OPEN_CONFIG)),
+        Entry(text="Report…", action=Action(MenuAction.REPORT)),
         SEPARATOR,
         Entry(text="Quit", action=Action(MenuAction.QUIT)),
     )
