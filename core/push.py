@@ -195,8 +195,11 @@ def cluster_summary(clusters: Iterable[SessionSnapshot]) -> str:
     groups: dict[str, list[str]] = {}
     for cluster in clusters:
         word = _CLUSTER_WORDS[cluster.state]
-        if not cluster.state.final and any(k.status is KindStatus.UNREACHABLE for k in cluster.cluster.kinds):
+        unreachable = any(k.status is KindStatus.UNREACHABLE for k in cluster.cluster.kinds)
+        if unreachable and cluster.state in (SessionState.WAITING_FOR_SOURCE, SessionState.RECONCILING):
             word = "unreachable"
+        elif unreachable and cluster.state is SessionState.TIMED_OUT:
+            word = "unreachable (timed out)"
         groups.setdefault(word, []).append(cluster.context or "the cluster")
     parts = []
     for word, names in groups.items():

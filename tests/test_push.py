@@ -112,6 +112,8 @@ def test_an_unreachable_cluster_on_its_way_says_so_and_holds_back_no_failure() -
     prod = replace(on("prod", S.WAITING_FOR_SOURCE), cluster=unreachable)
     assert combine([on("dev", S.SUCCEEDED), prod]).message == "deployed to dev · prod unreachable"
     assert combine([on("dev", S.FAILED), prod]).state is S.FAILED
+    gone = replace(on("prod", S.TIMED_OUT), cluster=unreachable)
+    assert combine([on("dev", S.SUCCEEDED), gone]).message == "deployed to dev · prod unreachable (timed out)"
 
 
 @pytest.mark.parametrize(

@@ -334,5 +334,6 @@ def test_wait_with_one_cluster_down_reports_the_other_and_times_out_naming_the_u
     )  # fmt: skip
     assert waited.returncode == 3, waited.stderr
     assert f"✔ staging: {good[:7]} deployed" in waited.stderr
-    assert waited.stderr.splitlines()[-1].startswith(f"◎ main@{good[:7]} deployed to staging · production unreachable")
+    last = waited.stderr.splitlines()[-1]
+    assert last.startswith(f"◎ main@{good[:7]} deployed to staging · production unreachable (timed out)"), last
     assert "Traceback" not in waited.stderr
