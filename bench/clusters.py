@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.monitor import KUSTOMIZATIONS_PER_REPO, REPOS, populate, sha
+from bench.monitor import KUSTOMIZATIONS_PER_REPO, REPOS, populate, push_of
 from fluxmon.sim.apiserver import SimApiServer
 from fluxmon.sim.client import KubeClient
 from fluxmon.sim.kubeconfig import write_kubeconfig
@@ -35,7 +35,6 @@ def run_engine(kubeconfigs: list[tuple[str, str]], pushes: int, results: Any, st
     from fluxmon.core.cluster import ClusterTarget
     from fluxmon.core.engine import Engine
     from fluxmon.core.push import PushSnapshot
-    from fluxmon.core.session import SessionSpec
     from fluxmon.core.verdict import Phase
 
     engine = Engine(targets=[ClusterTarget(context=context, kubeconfig=path) for context, path in kubeconfigs])
@@ -59,15 +58,7 @@ def run_engine(kubeconfigs: list[tuple[str, str]], pushes: int, results: Any, st
     engine.subscribe(on_push)
     engine.start()
     for repo in range(pushes):
-        engine.add(
-            SessionSpec(
-                id=f"s{repo}",
-                remote_url=f"https://git.example/r{repo}",
-                branch="main",
-                commit=sha(repo),
-                timeout_seconds=3600,
-            )
-        )
+        engine.add(push_of(repo))
     all_reading.wait(SETTLE_SECONDS)  # every cluster has read its objects: measuring starts from a settled engine
     usage = resource.getrusage(resource.RUSAGE_SELF)
     cpu_before = usage.ru_utime + usage.ru_stime

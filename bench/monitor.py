@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from fluxmon.core.session import SessionSpec
 from fluxmon.sim.apiserver import SimApiServer
 from fluxmon.sim.client import KubeClient
 from fluxmon.sim.cluster import install_crds
@@ -33,6 +34,13 @@ OLD = "f" * 40  # no repo commit looks like this (sha(repo) is the repo number i
 
 def sha(repo: int) -> str:
     return f"{repo:040x}"
+
+
+def push_of(repo: int) -> SessionSpec:
+    """The push the benchmark follows for one repository: its commit is `sha(repo)`."""
+    return SessionSpec(
+        id=f"s{repo}", remote_url=f"https://git.example/r{repo}", branch="main", commit=sha(repo), timeout_seconds=3600
+    )
 
 
 def populate(
@@ -107,7 +115,6 @@ def populate(
 def run_monitor(kubeconfig: str, results: Any, stop: Any) -> None:
     """Child process: the real Engine following one push per repo; reports when each object turned Ready."""
     from fluxmon.core.engine import Engine
-    from fluxmon.core.session import SessionSpec
     from fluxmon.core.verdict import Phase
 
     engine = Engine(kubeconfig=kubeconfig)
@@ -130,15 +137,7 @@ def run_monitor(kubeconfig: str, results: Any, stop: Any) -> None:
     engine.subscribe(on_snapshot)
     engine.start()
     for repo in range(REPOS):
-        engine.add(
-            SessionSpec(
-                id=f"s{repo}",
-                remote_url=f"https://git.example/r{repo}",
-                branch="main",
-                commit=sha(repo),
-                timeout_seconds=3600,
-            )
-        )
+        engine.add(push_of(repo))
     all_following.wait(60)  # every session has read the cluster: measuring starts from a settled monitor
     results.put(("started", "", time.time()))
     stop.wait()
