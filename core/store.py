@@ -460,7 +460,8 @@ class History:
                 _fsync_dir(self.directory)  # a new file: its name is on disk too
             oldest = next((r for _, r in read_lines(b"\n".join(scan.first))[0]), record)
             limit, max_age = self.retention.limit, self.retention.max_age
-            if scan.lines + 1 <= limit + max(1, limit // 10) and _recorded_at(oldest) >= now - max_age * 1.1:
+            pushes = scan.lines - scan.commands + is_push(record)  # retention counts pushes, not their commands
+            if pushes <= limit + max(1, limit // 10) and _recorded_at(oldest) >= now - max_age * 1.1:
                 return set()
             return self._trim(read_lines(self.path.read_bytes())[0], now=now)
 
@@ -530,6 +531,8 @@ class _Scan:
 
     lines: int
     """Lines that are not blank."""
+    commands: int
+    """Lines that are commands' records."""
     matching: tuple[bytes, ...]
     """The lines that hold any of the needles."""
     first: tuple[bytes, ...]
@@ -538,8 +541,12 @@ class _Scan:
     """The file does not end with a newline: its last line was cut off."""
 
 
+_COMMAND_MARK = json.dumps({"kind": COMMAND})[1:-1].encode()
+"""How a command's record's line shows it is one (json.dumps, as `append` writes it)."""
+
+
 def _scan(path: Path, needles: Sequence[bytes], *, first: int = 10) -> _Scan:
-    lines, last = 0, b"\n"
+    lines, commands, last = 0, 0, b"\n"
     matching: list[bytes] = []
     head: list[bytes] = []
     try:
@@ -549,13 +556,16 @@ def _scan(path: Path, needles: Sequence[bytes], *, first: int = 10) -> _Scan:
                 if not line.strip():
                     continue
                 lines += 1
+                commands += _COMMAND_MARK in line
                 if len(head) < first:
                     head.append(line)
                 if any(needle in line for needle in needles):
                     matching.append(line)
     except FileNotFoundError:
         pass
-    return _Scan(lines=lines, matching=tuple(matching), first=tuple(head), torn=not last.endswith(b"\n"))
+    return _Scan(
+        lines=lines, commands=commands, matching=tuple(matching), first=tuple(head), torn=not last.endswith(b"\n")
+    )
 
 
 def _recorded_at(record: Mapping[str, Any]) -> float:

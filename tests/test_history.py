@@ -271,6 +271,19 @@ def test_a_commands_result_is_appended_once_and_goes_with_its_push(tmp_path: Pat
     assert not any('"zero"' in line for line in lines(tmp_path))  # trimmed with its push
 
 
+def test_commands_records_do_not_count_against_the_limit_of_pushes(tmp_path: Path) -> None:
+    """Retention keeps `history_limit` pushes: their commands' lines are not pushes, and do not make every append
+    rewrite the file."""
+    history = History(tmp_path, Retention(limit=10))
+    for number in range(10):
+        push = record(number)
+        assert history.append(push, now=NOW) == set()  # not trimmed
+        for delivery in ("a", "b"):
+            assert history.append(ran(push, delivery=f"{number}{delivery}"), now=NOW) == set()
+    assert len(lines(tmp_path)) == 30
+    assert [len(r["commands"]) for r in history.read(now=NOW)] == [2] * 10
+
+
 def test_migrate_refuses_a_command_record_it_cannot_read() -> None:
     for bad, why in (
         ({"kind": "reboot", "id": "x"}, "kind 'reboot'"),
