@@ -239,7 +239,9 @@ def migrate(record: Any) -> dict[str, Any]:
     Version 1 records have no `key` (made here), no `follower` (only the tray kept a history then), and no
     `ready_after_seconds`: the time an object spent in its phases before Ready stands in (its timeline started
     when the session first saw it, at the push). Those from before #13 have no `clusters` either: the top level
-    is the one cluster's session. A newer version's record is read for the fields this version knows.
+    is the one cluster's session. A newer version's record is read for the fields this version knows. A push of
+    any version gets `commands` (empty here: `fold_commands` fills it); a command's own record (version 3 on,
+    `kind`) is checked and kept as it is.
     """
     if not isinstance(record, Mapping):
         raise ValueError("not a JSON object")
