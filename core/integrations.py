@@ -3,8 +3,9 @@
     Integrations(config, state_dir).on_push    an Engine subscriber: enqueue only, on the engine's thread
     the worker thread ("fluxmon-integrations") claims each outcome in the outbox (core/outbox.py: once across
                   processes), then delivers what is due: a POST per webhook, a run per command; a failed POST
-                  is retried with bounded exponential backoff, a command is run once (its exit status is its
-                  result, recorded in its outbox entry).
+                  is retried with bounded exponential backoff, a command is run once: how it ended (its exit
+                  status, or timed out, not found...) is recorded in its outbox entry and, with the push it ran
+                  for, in the history (core/store.py `command_record`), by this process, under the history's lock.
 
 Nothing here blocks the engine. A process with a deadline (`fluxmon wait`) passes it, and no attempt outlasts
 it: a server that hangs costs `wait` nothing past its own deadline, and the delivery stays in the outbox for the
@@ -44,6 +45,7 @@ from fluxmon.core.outcome import (
 )
 from fluxmon.core.push import PushSnapshot
 from fluxmon.core.redact import redact_text
+from fluxmon.core.store import OWNER, SessionStore, command_record, push_key
 from fluxmon.core.text import display_line, json_text
 
 log = logging.getLogger("fluxmon.integrations")
@@ -146,13 +148,17 @@ class Integrations:
         resume: bool = True,
         backoff: Backoff = Backoff(),  # noqa: B008 - frozen
         environ: Mapping[str, str] = os.environ,
+        follower: str = OWNER,
     ) -> None:
         """`deadline` (time.monotonic()): no attempt lasts past it (`fluxmon wait`). `resume`: deliver what
-        earlier runs left pending too (the tray); else only this process's own claims (`wait`, `watch`)."""
+        earlier runs left pending too (the tray); else only this process's own claims (`wait`, `watch`).
+        `follower`: who this process is in the history that records each command's result."""
         self.webhooks = config.webhooks
         self.commands = config.commands
         self.problems = config.integration_problems
         self.outbox = Outbox(state_dir)
+        self.store = SessionStore(state_dir, retention=config.retention)
+        self._follower = follower
         self.backoff = backoff
         self._environ = environ
         self._deadline = deadline
@@ -284,6 +290,7 @@ class Integrations:
                 workdir=workdir,
                 created_at=now,
                 next_at=now,
+                push_key=push_key(remote=push.remote, branch=push.branch, commit=push.commit, repo=push.repo),
             )
             try:
                 claimed = self.outbox.claim(entry)
@@ -327,7 +334,31 @@ class Integrations:
                 "%s: %s; attempt %d, next in %.0fs", what, result.last_error, result.attempts,
                 max(0.0, result.next_at - time.time()),
             )  # fmt: skip
+        if result.kind == "command" and result.status != PENDING:
+            self._record_command(result)
         return True
+
+    def _record_command(self, entry: Entry) -> None:
+        """Keep how the command ended in the history, with its push (one line in the log if it cannot be)."""
+        command = next((c for c in self.commands if fingerprint(c) == entry.target), None)
+        run = [display_line(redact_text(arg)) for arg in command.run] if command is not None else []
+        record = command_record(
+            key=entry.push_key,
+            push_id=entry.push_id,
+            delivery=entry.name,
+            command=display_line(entry.shown),
+            run=run,
+            outcome=entry.outcome,
+            result=entry.result,
+            exit_status=entry.exit_status if entry.result == "exited" else None,
+            error=display_line(entry.last_error),
+            finished_at=entry.finished_at or time.time(),
+            follower=self._follower,
+        )
+        try:
+            self.store.record_command(record)
+        except FluxmonError as error:
+            log.error("command %s: its result is not in the history: %s", entry.shown, error)
 
     def _deliver(self, entry: Entry) -> Attempt:
         if entry.kind == "webhook":
@@ -342,7 +373,7 @@ class Integrations:
             return post_webhook(webhook, entry, secret=secret, timeout=max(0.1, timeout))
         command = next((c for c in self.commands if fingerprint(c) == entry.target), None)
         if command is None:
-            return Attempt(ok=False, error="no longer in the config")
+            return Attempt(ok=False, error="no longer in the config", result="not-configured")
         return self._run_command(command, entry)
 
     def _run_command(self, command: OutcomeCommand, entry: Entry) -> Attempt:
@@ -359,11 +390,13 @@ class Integrations:
                 start_new_session=True,  # its own group: a timeout kills what it started too
             )
         except FileNotFoundError:
-            return Attempt(ok=False, error=f"command not found: {command.run[0]} (run from {entry.workdir})")
+            return Attempt(
+                ok=False, error=f"command not found: {command.run[0]} (run from {entry.workdir})", result="not-found"
+            )
         except PermissionError:
-            return Attempt(ok=False, error=f"not executable: {command.run[0]}")
+            return Attempt(ok=False, error=f"not executable: {command.run[0]}", result="not-executable")
         except OSError as exc:
-            return Attempt(ok=False, error=f"cannot run {command.run[0]}: {exc.strerror}")
+            return Attempt(ok=False, error=f"cannot run {command.run[0]}: {exc.strerror}", result="cannot-start")
         ends = time.monotonic() + command.timeout_seconds
         stdin: bytes | None = entry.body.encode()
         while True:
@@ -379,10 +412,13 @@ class Integrations:
             _kill_group(process)
             output, _ = process.communicate()
             self._log_output(entry, output)
-            why = f"timed out after {command.timeout_seconds:g}s" if limit == ends else "cut short: fluxmon stopped"
-            return Attempt(ok=False, error=why, exit_status=process.returncode)
+            timed_out = limit == ends
+            why = f"timed out after {command.timeout_seconds:g}s" if timed_out else "cut short: fluxmon stopped"
+            return Attempt(
+                ok=False, error=why, exit_status=process.returncode, result="timed-out" if timed_out else "cut-short"
+            )
         self._log_output(entry, output)
-        return Attempt(ok=True, exit_status=process.returncode)
+        return Attempt(ok=True, exit_status=process.returncode, result="exited")
 
     @staticmethod
     def _log_output(entry: Entry, output: bytes) -> None:

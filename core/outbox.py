@@ -8,7 +8,8 @@ processes that follow the same push (the tray, and `fluxmon wait` in a terminal)
     claim     a new entry is written to a temporary file and hard-linked to its name, which fails if the name
               exists: of all the processes that decide the same outcome, exactly one claims it, and a claimed
               entry is complete (never half written). The entry stays after it was delivered, as the record
-              that it was (and how: a command's exit status), until it is `KEPT_SECONDS` old.
+              that it was (and how: a command's exit status, which the history keeps too), until it is
+              `KEPT_SECONDS` old.
     attempt   an attempt holds the entry's flock (non-blocking: a busy entry is someone else's now), reads it
               again, and replaces it (temp file, rename) with the result; a process that locked the old file
               after the rename sees that its inode is gone and leaves it.
@@ -85,6 +86,10 @@ class Entry:
     last_error: str = ""
     exit_status: int | None = None
     finished_at: float | None = None
+    push_key: str = ""
+    """The push as the history names it (core/store.py `push_key`): a command's result is recorded there too."""
+    result: str = ""
+    """How a command ended (core/store.py `command_record`); "" until it ran."""
 
     @property
     def name(self) -> str:
@@ -99,6 +104,8 @@ class Attempt:
     retry: bool = False
     error: str = ""
     exit_status: int | None = None
+    result: str = ""
+    """How a command ended: "exited", "timed-out", "not-found"... (core/store.py `command_record`)."""
 
 
 def _entry_from(record: dict[str, Any]) -> Entry:
@@ -165,7 +172,7 @@ class Outbox:
             failures = entry.attempts + 1
             if result.ok:
                 updated = replace(entry, status=SENT, attempts=failures, exit_status=result.exit_status,
-                                  last_error=result.error, finished_at=now)  # fmt: skip
+                                  last_error=result.error, finished_at=now, result=result.result)  # fmt: skip
             else:
                 delay = backoff.delay(failures) if result.retry else None
                 updated = replace(
@@ -176,6 +183,7 @@ class Outbox:
                     last_error=result.error,
                     exit_status=result.exit_status,
                     finished_at=None if delay is not None else now,
+                    result=result.result,
                 )
             self._replace(updated)
             return updated

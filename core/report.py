@@ -175,9 +175,27 @@ def history_row(record: Record, zone: tzinfo | None = None) -> tuple[str, ...]:
         str(record.get("remote", "")),
         _clusters_cell(record),
         took(record.get("elapsed_seconds")),
-        _detail(record),
+        " · ".join(part for part in (_detail(record), commands_mark(record)) if part),
     )
     return tuple(display_line(cell) for cell in cells)
+
+
+_COMMAND_ENDS = {"not-found": "not found", "not-executable": "not executable", "timed-out": "timed out",
+                 "cut-short": "cut short", "cannot-start": "could not start", "not-configured": "not run"}  # fmt: skip
+
+
+def _command_end(command: Record) -> str:
+    result = str(command.get("result"))
+    return f"exit {command.get('exit_status')}" if result == "exited" else _COMMAND_ENDS.get(result, result)
+
+
+def commands_mark(record: Record) -> str:
+    """The push's commands on outcome in a few words: `commands: 2 ok`, or each that did not exit 0 and how."""
+    commands = record.get("commands") or ()
+    if not commands:
+        return ""
+    bad = [f"{c.get('command')} {_command_end(c)}" for c in commands if _command_end(c) != "exit 0"]
+    return f"commands: {', '.join(bad)}" if bad else f"commands: {len(commands)} ok"
 
 
 def table(rows: Sequence[Sequence[str]], header: Sequence[str], *, width: int = 0) -> list[str]:

@@ -26,6 +26,12 @@ the tray runs, without its `.lock`. So that it can be relied on:
   are each their own push, kept by id. Another follower (`wait`, `watch`) records its push unless a record of the
   same push (`key`: remote, branch and commit) is already there with an outcome at least as final (`rank`), and
   readers keep one record per push that several followers recorded (`one_per_push`).
+- A command on outcome (#14) is its own line, `"kind": "command"` (`command_record`), appended by whichever
+  process ran it once it ended (exited, timed out, not found...), beside its push's record and never rewriting
+  it: a command may end before its push is recorded (`wait` runs it, then records) or long after (the tray).
+  Readers fold each into the push it ran for (`fold_commands`: the record of its id, else the one that stands for
+  its `key`), whose `commands` list it joins; a command whose push is not (or no longer) there is not shown.
+  Push records carry no `kind`, and every push read back has `commands` (empty before version 3).
 """
 
 from __future__ import annotations
@@ -62,9 +68,12 @@ UNTOLD = "untold"
 PAUSE_FILE = "pause.json"
 HISTORY_FILE = "history.jsonl"
 HISTORY_LOCK = "history.lock"
-RECORD_VERSION = 2
-"""The history record's shape. 2 added `version`, `key`, `follower`, `recorded_at` and each resource's
-`ready_after_seconds`; 1 (no `version`) had `clusters` from #13 on, and none before it (one cluster's session)."""
+RECORD_VERSION = 3
+"""The history record's shape. 3 added the command records (`"kind": "command"`), read back into their push's
+`commands`; 2 added `version`, `key`, `follower`, `recorded_at` and each resource's `ready_after_seconds`; 1 (no
+`version`) had `clusters` from #13 on, and none before it (one cluster's session)."""
+COMMAND = "command"
+"""The `kind` of a command's record; a push's record has no `kind`."""
 OWNER = "tray"
 """The follower that owns the store (the engine given a state dir: the tray, or the demo's)."""
 DECISIVE = frozenset({"succeeded", "failed", "superseded", "not-deployed"})
@@ -230,19 +239,24 @@ def migrate(record: Any) -> dict[str, Any]:
     Version 1 records have no `key` (made here), no `follower` (only the tray kept a history then), and no
     `ready_after_seconds`: the time an object spent in its phases before Ready stands in (its timeline started
     when the session first saw it, at the push). Those from before #13 have no `clusters` either: the top level
-    is the one cluster's session. A newer version's record is read for the fields this version knows.
+    is the one cluster's session. A newer version's record is read for the fields this version knows. A push of
+    any version gets `commands` (empty here: `fold_commands` fills it); a command's own record (version 3 on,
+    `kind`) is checked and kept as it is.
     """
     if not isinstance(record, Mapping):
         raise ValueError("not a JSON object")
     version = record.get("version", 1)
     if isinstance(version, bool) or not isinstance(version, int):
         raise ValueError(f"version {version!r} is not a number")
+    if "kind" in record:
+        return _migrate_command(record)
     migrated = dict(record)
     for field in ("id", "state", "commit", "branch", "remote", "started_at"):
         if field not in migrated:
             raise ValueError(f"no {field!r}")
     SessionState(migrated["state"])  # raises ValueError for a state this version does not know
-    if version >= RECORD_VERSION:
+    migrated.setdefault("commands", [])  # filled in by `fold_commands`
+    if version >= 2:
         return migrated
     if not isinstance(migrated.get("clusters"), list):
         migrated["clusters"] = [
@@ -277,6 +291,79 @@ def migrate(record: Any) -> dict[str, Any]:
     return migrated
 
 
+def _migrate_command(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A command's record (there are none before version 3), checked for what readers rely on."""
+    if record["kind"] != COMMAND:
+        raise ValueError(f"kind {record['kind']!r} is not one this version knows")
+    for field in ("key", "id", "delivery", "command", "outcome", "result"):
+        if not isinstance(record.get(field), str):
+            raise ValueError(f"a command's record has no {field!r}")
+    return dict(record)
+
+
+def command_record(
+    *,
+    key: str,
+    push_id: str,
+    delivery: str,
+    command: str,
+    run: Sequence[str],
+    outcome: str,
+    result: str,
+    exit_status: int | None,
+    error: str,
+    finished_at: float,
+    follower: str,
+) -> dict[str, Any]:
+    """A command's result as the history keeps it, for the push `key` (`push_key`) and `push_id` it ran for.
+
+    `delivery` names it once across processes (its outbox entry), `command` as the logs name it (the program),
+    `run` its arguments (credentials in URLs removed), `result` how it ended: `exited` (with `exit_status`;
+    negative: killed by that signal), `timed-out`, `not-found`, `not-executable`, `cannot-start`, `cut-short`
+    (fluxmon stopped first) or `not-configured` (gone from the config before it ran)."""
+    return {
+        "version": RECORD_VERSION,
+        "kind": COMMAND,
+        "key": key,
+        "id": push_id,
+        "delivery": delivery,
+        "command": command,
+        "run": list(run),
+        "outcome": outcome,
+        "result": result,
+        "exit_status": exit_status,
+        "error": error or None,
+        "finished_at": finished_at,
+        "follower": follower,
+    }
+
+
+COMMAND_FIELDS = ("command", "run", "outcome", "result", "exit_status", "error", "finished_at", "follower")
+"""A command's fields as its push's `commands` lists them (the rest name the push, or the delivery)."""
+
+
+def is_push(record: Mapping[str, Any]) -> bool:
+    """A push's record, not a command's (`kind`)."""
+    return "kind" not in record
+
+
+def fold_commands(
+    pushes: Sequence[Mapping[str, Any]], commands: Sequence[Mapping[str, Any]]
+) -> list[Mapping[str, Any]]:
+    """The pushes, each with the commands that ran for it in `commands` (oldest first): a command joins the push
+    of its id when that record stands, else the newest that stands for its push (`key`): the tray's, when `wait`
+    ran the command and the tray's record stands for the push. A command for no push here is left out."""
+    by_id = {str(push["id"]): index for index, push in enumerate(pushes)}
+    by_key = {str(push.get("key")): index for index, push in enumerate(pushes)}
+    ran: dict[int, list[dict[str, Any]]] = {}
+    for command in commands:
+        index = by_id.get(str(command["id"]), by_key.get(str(command["key"])))
+        if index is None:
+            continue
+        ran.setdefault(index, []).append({field: command.get(field) for field in COMMAND_FIELDS})
+    return [{**push, "commands": ran.get(index, [])} for index, push in enumerate(pushes)]
+
+
 def rank(record: Mapping[str, Any]) -> tuple[bool, bool]:
     """How final a record of a push is: an outcome that says what became of the push (not a follower that stopped
     waiting), then one whose every cluster is final (not a `wait` that failed fast while others went on)."""
@@ -287,6 +374,9 @@ def rank(record: Mapping[str, Any]) -> tuple[bool, bool]:
 def is_new(record: Mapping[str, Any], kept: Sequence[Mapping[str, Any]]) -> bool:
     """Whether `record` adds to the history `kept`: the owner's push unless its id is there (each capture is its
     own push); another follower's unless a record of the same push is there with an outcome as final."""
+    if not is_push(record):  # a command's result, once (each delivery runs once, across processes)
+        return not any(r.get("delivery") == record["delivery"] for r in kept if not is_push(r))
+    kept = [r for r in kept if is_push(r)]
     if record.get("follower") == OWNER:
         return not any(r["id"] == record["id"] and r.get("follower") == OWNER for r in kept)
     return not any(r.get("key") == record["key"] and rank(r) >= rank(record) for r in kept)
@@ -344,7 +434,9 @@ class History:
         if tail is not None:
             data = b"\n".join(data.split(b"\n")[-tail - 1 :])
         readable, self.unreadable = read_lines(data)
-        return self._retained([record for _, record in readable], now=time.time() if now is None else now)
+        records = [record for _, record in readable]
+        pushes = self._retained(records, now=time.time() if now is None else now)
+        return fold_commands(pushes, [r for r in records if not is_push(r)])
 
     def append(self, record: Mapping[str, Any], *, now: float | None = None) -> set[str] | None:
         """Append `record` unless the history has it (`is_new`); returns None when it was not appended, else the
@@ -355,7 +447,7 @@ class History:
             # Only lines that name the id (the owner's) or the commit (another follower's) can be the same push
             # (`is_new`): those alone are parsed, read a line at a time (a year of history is tens of MB), and the
             # rest only when retention has something to let go.
-            field = "id" if record.get("follower") == OWNER else "commit"
+            field = "delivery" if not is_push(record) else "id" if record.get("follower") == OWNER else "commit"
             needles = [json.dumps(str(record.get(field, ""))).encode()]
             scan = _scan(self.path, needles)
             if not is_new(record, [r for _, r in read_lines(b"\n".join(scan.matching))[0]]):
@@ -370,19 +462,30 @@ class History:
                 _fsync_dir(self.directory)  # a new file: its name is on disk too
             oldest = next((r for _, r in read_lines(b"\n".join(scan.first))[0]), record)
             limit, max_age = self.retention.limit, self.retention.max_age
-            if scan.lines + 1 <= limit + max(1, limit // 10) and _recorded_at(oldest) >= now - max_age * 1.1:
+            pushes = scan.lines - scan.commands + is_push(record)  # retention counts pushes, not their commands
+            if pushes <= limit + max(1, limit // 10) and _recorded_at(oldest) >= now - max_age * 1.1:
                 return set()
             return self._trim(read_lines(self.path.read_bytes())[0], now=now)
 
     def _retained(self, records: list[dict[str, Any]], *, now: float) -> list[Mapping[str, Any]]:
-        young = [r for r in records if _recorded_at(r) >= now - self.retention.max_age]
+        """The push records retention keeps (the commands' records are not among them)."""
+        young = [r for r in records if is_push(r) and _recorded_at(r) >= now - self.retention.max_age]
         return one_per_push(young)[-self.retention.limit :]
 
     def _trim(self, readable: list[tuple[bytes, dict[str, Any]]], *, now: float) -> set[str]:
         """Rewrite the file without what retention lets go (once there is a tenth too much, so that not every
         append rewrites it); the caller holds the lock. Returns the ids kept."""
-        kept_records = {id(r) for r in self._retained([r for _, r in readable], now=now)}
-        kept = [(line, r) for line, r in readable if id(r) in kept_records]
+        pushes = self._retained([r for _, r in readable], now=now)
+        kept_records = {id(r) for r in pushes}
+        # A command's record goes with its push; one whose push is not recorded yet (`wait` runs the command
+        # first) stays while it is young.
+        kept_keys = {r.get("key") for r in pushes}
+        all_keys = {r.get("key") for _, r in readable if is_push(r)}
+        kept = [
+            (line, r)
+            for line, r in readable
+            if id(r) in kept_records or (not is_push(r) and self._goes_with(r, kept_keys, all_keys, now=now))
+        ]
         temp = self.path.with_name(f".{self.path.name}.tmp")
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
         try:
@@ -392,7 +495,13 @@ class History:
             os.close(fd)
         temp.replace(self.path)
         _fsync_dir(self.directory)
-        return {str(r["id"]) for _, r in kept}
+        return {str(r["id"]) for _, r in kept if is_push(r)}
+
+    def _goes_with(self, command: Mapping[str, Any], kept: set[Any], known: set[Any], *, now: float) -> bool:
+        """Whether a trim keeps a command's record: its push is kept, or not recorded yet and it is young."""
+        if command["key"] in kept:
+            return True
+        return command["key"] not in known and _recorded_at(command) >= now - self.retention.max_age
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
@@ -424,6 +533,8 @@ class _Scan:
 
     lines: int
     """Lines that are not blank."""
+    commands: int
+    """Lines that are commands' records."""
     matching: tuple[bytes, ...]
     """The lines that hold any of the needles."""
     first: tuple[bytes, ...]
@@ -432,8 +543,12 @@ class _Scan:
     """The file does not end with a newline: its last line was cut off."""
 
 
+_COMMAND_MARK = json.dumps({"kind": COMMAND})[1:-1].encode()
+"""How a command's record's line shows it is one (json.dumps, as `append` writes it)."""
+
+
 def _scan(path: Path, needles: Sequence[bytes], *, first: int = 10) -> _Scan:
-    lines, last = 0, b"\n"
+    lines, commands, last = 0, 0, b"\n"
     matching: list[bytes] = []
     head: list[bytes] = []
     try:
@@ -443,13 +558,16 @@ def _scan(path: Path, needles: Sequence[bytes], *, first: int = 10) -> _Scan:
                 if not line.strip():
                     continue
                 lines += 1
+                commands += _COMMAND_MARK in line
                 if len(head) < first:
                     head.append(line)
                 if any(needle in line for needle in needles):
                     matching.append(line)
     except FileNotFoundError:
         pass
-    return _Scan(lines=lines, matching=tuple(matching), first=tuple(head), torn=not last.endswith(b"\n"))
+    return _Scan(
+        lines=lines, commands=commands, matching=tuple(matching), first=tuple(head), torn=not last.endswith(b"\n")
+    )
 
 
 def _recorded_at(record: Mapping[str, Any]) -> float:
@@ -540,9 +658,17 @@ class SessionStore:
     def record(self, push: PushSnapshot, *, follower: str) -> bool:
         """Append the push's outcome to the history, as `follower` (OWNER, "wait", "watch") followed it; False when
         the history has it already (see `is_new`). Safe while other processes append. Raises HistoryError."""
+        return self._append({**push_record(push), "follower": follower})
+
+    def record_command(self, record: Mapping[str, Any]) -> bool:
+        """Append a command's result (`command_record`) beside its push's record; False when the history has it
+        already. Safe while other processes append. Raises HistoryError."""
+        return self._append(record)
+
+    def _append(self, record: Mapping[str, Any]) -> bool:
         try:
             self._ready()
-            kept = self.history_file.append({**push_record(push), "follower": follower, "recorded_at": time.time()})
+            kept = self.history_file.append({**record, "recorded_at": time.time()})
         except OSError as exc:
             raise HistoryError(f"cannot write {self.history_file.path}: {exc.strerror or exc}") from exc
         if kept:
@@ -574,9 +700,9 @@ class SessionStore:
 
     def history(self, limit: int = 10) -> list[Mapping[str, Any]]:
         """The newest pushes first, one record each, in the current shape (a few more lines are read than asked
-        for: another follower's record of a push may stand beside the tray's)."""
+        for: another follower's record of a push may stand beside the tray's, and its commands' records)."""
         try:
-            records = self.history_file.read(tail=2 * limit + 10)
+            records = self.history_file.read(tail=4 * limit + 10)
         except HistoryError as error:
             log.warning("%s", error)
             return []

@@ -63,7 +63,7 @@ from fluxmon.core.push import PushSnapshot
 from fluxmon.core.render import verdict_record
 from fluxmon.core.revision import normalize_commit
 from fluxmon.core.session import ResourceStatus, SessionState
-from fluxmon.core.store import HISTORY_LIMIT, SessionStore, push_record
+from fluxmon.core.store import HISTORY_LIMIT, SessionStore, push_key, push_record
 from fluxmon.core.terminal import push_progress_lines, push_tree
 from fluxmon.core.text import display_line
 from fluxmon.core.verdict import Phase
@@ -173,6 +173,14 @@ class SessionSummary(BaseModel):
     active: bool = Field(description="still followed by this server")
 
 
+class CommandRun(BaseModel):
+    command: str = Field(description="the program of a [[command]] on outcome, as the log names it")
+    outcome: str = Field(description="the outcome it ran for")
+    result: str = Field(description="exited, timed-out, not-found, not-executable, cannot-start, cut-short...")
+    exit_status: int | None = Field(description="when it exited: its exit status (negative: killed by a signal)")
+    error: str | None
+
+
 class SessionReport(SessionSummary):
     tree: str = Field(description="the whole session as the terminal shows it (`fluxmon watch`)")
     objects: list[ObjectReport]
@@ -180,6 +188,9 @@ class SessionReport(SessionSummary):
     notes: list[str]
     command: str = Field(description="the command to copy for the first failure ('' when nothing failed)")
     next_step: str = Field(description="what to do now")
+    commands: list[CommandRun] = Field(
+        default_factory=list, description="the commands on outcome run for it, as the history recorded them"
+    )
 
 
 class SessionList(BaseModel):
@@ -512,6 +523,25 @@ class Agent:
                 return push, False
         raise ToolError(f"no session {session_id!r}: list_sessions shows the sessions there are")
 
+    def commands(self, push: PushSnapshot) -> list[CommandRun]:
+        """The commands on outcome the history recorded for the push (by any fluxmon): of its record, else of the
+        record that stands for the same push (the tray's, when this server followed it too)."""
+        records = self.store.history(HISTORY_LIMIT)
+        key = push_key(remote=push.remote, branch=push.branch, commit=push.commit, repo=push.repo)
+        record = next((r for r in records if r["id"] == push.id), None) or next(
+            (r for r in records if r.get("key") == key), None
+        )
+        return [
+            CommandRun(
+                command=display_line(str(c.get("command"))),
+                outcome=str(c.get("outcome")),
+                result=str(c.get("result")),
+                exit_status=c.get("exit_status") if isinstance(c.get("exit_status"), int) else None,
+                error=display_line(str(c["error"])) if c.get("error") else None,
+            )
+            for c in (record or {}).get("commands", ())
+        ]
+
     def sessions(self) -> list[tuple[PushSnapshot, bool]]:
         """This server's pushes, then the history's, newest first, each once."""
         own = [(push, not push.settled) for push in reversed(self.pushes.values())]
@@ -714,7 +744,7 @@ def build_server(agent: Agent) -> MCPServer:
         """The whole report of one push: the tree, each object's phase, errors, Warning events and hints, the
         command to copy, and what to do next."""
         push, active = agent.find(id)
-        return report(push, active=active)
+        return report(push, active=active).model_copy(update={"commands": agent.commands(push)})
 
     @server.tool(
         title="Wait until Flux has deployed a commit",

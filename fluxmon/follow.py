@@ -138,7 +138,7 @@ def _follow(args: argparse.Namespace, show: Callable[[PushSnapshot], None], *, f
     # accepts and never answers, a stuck worker, a webhook that hangs) can stretch --timeout by more than the grace
     # below.
     deadline = time.monotonic() + (spec.created_at + timeout - time.time()) + FOLLOW_GRACE_SECONDS
-    integrations = Integrations(config, paths.state_dir(), deadline=deadline, resume=False)
+    integrations = Integrations(config, paths.state_dir(), deadline=deadline, resume=False, follower=follower)
     updates: queue.Queue[PushSnapshot | ClusterHealth] = queue.Queue()
     engine.subscribe(updates.put)
     engine.subscribe(integrations.on_push)

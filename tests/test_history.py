@@ -28,6 +28,7 @@ from fluxmon.core.store import (
     RECORD_VERSION,
     History,
     SessionStore,
+    command_record,
     migrate,
     push_from_record,
     push_record,
@@ -184,6 +185,109 @@ def test_migrate_refuses_what_no_version_wrote() -> None:
         ({"id": "x"}, "no 'state'"),
         ({**record(1), "state": "exploded"}, "'exploded' is not a valid SessionState"),
         ({**record(1), "version": "2"}, "version '2' is not a number"),
+    ):
+        with pytest.raises(ValueError, match=re.escape(why)):
+            migrate(bad)
+
+
+# --- commands on outcome (#14 item 2) ---------------------------------------------------------------------------
+
+
+def ran(
+    push: dict[str, Any],
+    *,
+    delivery: str,
+    result: str = "exited",
+    exit_status: int | None = 0,
+    follower: str = "wait",
+    recorded_at: float | None = None,
+) -> dict[str, Any]:
+    """A command's record as the process that ran it for `push` appends it."""
+    made = command_record(
+        key=push["key"], push_id=push["id"], delivery=delivery, command="smoke.sh",
+        run=["./smoke.sh", delivery], outcome=push["state"], result=result, exit_status=exit_status, error="",
+        finished_at=NOW + 50, follower=follower,
+    )  # fmt: skip
+    return {**made, "recorded_at": push["recorded_at"] + 1 if recorded_at is None else recorded_at}
+
+
+def test_a_commands_result_joins_its_push_whoever_ran_it_and_whenever(tmp_path: Path) -> None:
+    """`wait` runs the command before it records the push; the tray long after: either way it reads back in the
+    push's `commands`, and in the record that stands for the push (the tray's), not beside it."""
+    first, second = record(1), record(2)
+    by_wait = {**record(2, id="wait-2", follower="wait")}
+    write_history(
+        tmp_path,
+        [
+            ran(first, delivery="a", recorded_at=NOW),  # before its push's record
+            first,
+            second,
+            by_wait,
+            ran(by_wait, delivery="b", result="timed-out", exit_status=None),  # wait ran it, the tray's stands
+            ran(second, delivery="c", result="not-found", exit_status=None, follower=OWNER),
+        ],
+    )
+    records = History(tmp_path).read(now=NOW + 100)
+    assert [r["id"] for r in records] == ["push-1", "push-2"]
+    assert [(c["run"][-1], c["result"], c["exit_status"]) for c in records[0]["commands"]] == [("a", "exited", 0)]
+    assert [(c["run"][-1], c["result"], c["follower"]) for c in records[1]["commands"]] == [
+        ("b", "timed-out", "wait"),
+        ("c", "not-found", OWNER),
+    ]
+    assert history_row(records[1])[-1].endswith(" · commands: smoke.sh timed out, smoke.sh not found")
+    assert history_row(records[0])[-1].endswith(" · commands: 1 ok")
+
+
+def test_a_history_written_before_commands_were_recorded_still_reads(tmp_path: Path) -> None:
+    """A version 2 line (the shape before #14's command records) and a version 1 line read back, with no
+    commands, beside a version 3 push that has one; an older fluxmon's readers skip the command's line alone."""
+    version_2 = {**record(1), "version": 2}
+    version_1 = {k: v for k, v in record(2).items() if k not in ("version", "key", "follower", "recorded_at")}
+    current = record(3)
+    write_history(tmp_path, [version_2, version_1, current, ran(current, delivery="a", exit_status=1)])
+    history = History(tmp_path)
+    records = history.read(now=NOW + 100)
+    assert [(r["id"], len(r["commands"])) for r in records] == [("push-1", 0), ("push-2", 0), ("push-3", 1)]
+    assert history.unreadable == 0
+    assert history_row(records[0])[-1] == history_row({**version_2, "commands": []})[-1]  # no mark
+    assert history_row(records[2])[-1].endswith("commands: smoke.sh exit 1")
+    assert "state" not in ran(current, delivery="a")  # what a version 2 reader requires: it skips the line
+
+
+def test_a_commands_result_is_appended_once_and_goes_with_its_push(tmp_path: Path) -> None:
+    store = SessionStore(tmp_path, retention=Retention(limit=2))
+    pushes = [record(number) for number in range(4)]
+    history = store.history_file
+    assert history.append(pushes[0], now=NOW) == set()
+    assert store.record_command(ran(pushes[0], delivery="zero"))
+    assert not store.record_command(ran(pushes[0], delivery="zero"))  # already there: not twice
+    for push in pushes[1:]:
+        history.append(push, now=NOW)
+        history.append(ran(push, delivery=push["id"]), now=NOW)
+    assert [(r["id"], [c["run"][-1] for c in r["commands"]]) for r in history.read(now=NOW)] == [
+        ("push-2", ["push-2"]),
+        ("push-3", ["push-3"]),
+    ]
+    assert not any('"zero"' in line for line in lines(tmp_path))  # trimmed with its push
+
+
+def test_commands_records_do_not_count_against_the_limit_of_pushes(tmp_path: Path) -> None:
+    """Retention keeps `history_limit` pushes: their commands' lines are not pushes, and do not make every append
+    rewrite the file."""
+    history = History(tmp_path, Retention(limit=10))
+    for number in range(10):
+        push = record(number)
+        assert history.append(push, now=NOW) == set()  # not trimmed
+        for delivery in ("a", "b"):
+            assert history.append(ran(push, delivery=f"{number}{delivery}"), now=NOW) == set()
+    assert len(lines(tmp_path)) == 30
+    assert [len(r["commands"]) for r in history.read(now=NOW)] == [2] * 10
+
+
+def test_migrate_refuses_a_command_record_it_cannot_read() -> None:
+    for bad, why in (
+        ({"kind": "reboot", "id": "x"}, "kind 'reboot'"),
+        ({k: v for k, v in ran(record(1), delivery="a").items() if k != "result"}, "no 'result'"),
     ):
         with pytest.raises(ValueError, match=re.escape(why)):
             migrate(bad)

@@ -24,6 +24,7 @@ from fluxmon.core.outbox import GIVEN_UP, PENDING, SENT, Backoff, Entry, Outbox
 from fluxmon.core.outcome import idempotency_key
 from fluxmon.core.push import PushSnapshot, combine
 from fluxmon.core.session import SessionState
+from fluxmon.core.store import OWNER, SessionStore
 from harness.snapshots import COMMIT, failed_snapshot, snapshot
 from tests.receiver import receiving
 
@@ -202,6 +203,13 @@ def test_a_command_runs_without_a_shell_with_the_outcome_and_its_exit_status_is_
         {"kind": "command", "target": Path(sys.executable).name, "outcome": "succeeded",
          "status": SENT, "attempts": 1, "exit_status": 3, "error": None}
     ]  # fmt: skip
+    # The tray ran it: its end is in the history too, with the push (recorded here after it, as a tray may).
+    store = SessionStore(tmp_path / "state")
+    store.finish(deployed_push(id="s2", repo=str(repo), subject="$(touch pwned2)"))
+    [pushed] = store.history()
+    assert [(c["command"], c["result"], c["exit_status"], c["follower"]) for c in pushed["commands"]] == [
+        (Path(sys.executable).name, "exited", 3, OWNER)
+    ]
 
 
 def test_a_command_that_runs_too_long_is_killed(tmp_path: Path) -> None:

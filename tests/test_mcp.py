@@ -28,7 +28,7 @@ from mcp.shared.dispatcher import ProgressFnT
 from fluxmon.agent import Outcome
 from fluxmon.core import paths
 from fluxmon.core.session import SessionState
-from fluxmon.core.store import History, SessionStore
+from fluxmon.core.store import History, SessionStore, command_record
 from harness.gitrepos import isolated_env
 from harness.snapshots import APPS, BUILD_ERROR, failed_push, failed_snapshot, on_clusters, pushed, snapshot
 from tests.fleet import BROKEN_YAML, SCALE_WEB, Fleet
@@ -403,6 +403,13 @@ def test_the_trays_history_is_listed_filtered_and_reported(tmp_path: Path) -> No
     store.finish(pushed(id="old", **at(10 * 86400)))
     store.finish(failed_push(id="broken", **at(3600)))
     store.finish(on_clusters(dev=snapshot(id="multi", **at(60)), prod=failed_snapshot(id="multi", **at(60))))
+    [broken] = [record for record in store.history(5) if record["id"] == "broken"]
+    store.record_command(
+        command_record(
+            key=broken["key"], push_id="broken", delivery="d", command="page-oncall", run=["page-oncall"],
+            outcome="failed", result="exited", exit_status=2, error="", finished_at=now, follower="tray",
+        )
+    )  # fmt: skip
 
     async def test() -> None:
         async with serving(tmp_path, env) as server:
@@ -424,6 +431,9 @@ def test_the_trays_history_is_listed_filtered_and_reported(tmp_path: Path) -> No
             assert (report["state"], report["failed"], report["active"]) == ("failed", str(APPS), False)
             assert report["errors"] == [f"{APPS}: BuildFailed: {BUILD_ERROR}"]
             assert report["command"] == "flux events --for Kustomization/apps -n flux-system"
+            assert report["commands"] == [
+                {"command": "page-oncall", "outcome": "failed", "result": "exited", "exit_status": 2, "error": None}
+            ]
             multi = await server.ok("get_session", {"id": "multi"})
             assert (multi["failed_on"], [c["state"] for c in multi["clusters"]]) == ("prod", ["succeeded", "failed"])
             assert multi["errors"] == [f"{APPS} on prod: BuildFailed: {BUILD_ERROR}"]
