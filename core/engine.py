@@ -87,7 +87,8 @@ class _Push:
         self.spec = spec
         self.sessions = {context: pending(spec, context) for context in contexts}
         self.published: PushSnapshot | None = None
-        self.recorded = False
+        self.failed_on = ""
+        """The cluster the push was first said to fail on: it stays the one named, whatever fails next."""
 
 
 class Engine:
@@ -127,7 +128,9 @@ class Engine:
         self._subscribers: list[PushSubscriber] = []
         self._health_subscribers: list[HealthSubscriber] = []
         self._lock = threading.RLock()
-        """Guards the clusters and the pushes; held while publishing, so subscribers see each push in order."""
+        """Guards the clusters and the pushes; never held during I/O."""
+        self._publishing = threading.Lock()
+        """Held by the cluster worker that is publishing a push, so that subscribers see each push in order."""
         self._ended = threading.Condition(self._lock)
         self.clusters: tuple[ClusterEngine, ...] = ()
         self._pushes: dict[str, _Push] = {}
@@ -288,18 +291,30 @@ class Engine:
     # --- the clusters' callbacks (their worker threads) ----------------------------------------------------------
 
     def _on_snapshot(self, snapshot: SessionSnapshot) -> None:
-        """A cluster judged a push anew: decide the push's outcome, publish it if it changed, keep it once settled."""
-        with self._lock:
-            push = self._pushes.get(snapshot.id)
-            if push is None or snapshot.context not in push.sessions:
-                return  # stopped meanwhile, or a push this engine no longer follows
-            push.sessions[snapshot.context] = snapshot
-            combined = combine(list(push.sessions.values()))
-            if combined == push.published:
-                return
-            if combined.state.final and (push.published is None or not push.published.state.final):
+        """A cluster judged a push anew: decide the push's outcome, publish it if it changed, keep it once settled.
+
+        One cluster's worker publishes at a time (`_publishing`), so that subscribers see each push in order; the
+        store's I/O is done outside `_lock`, so that a slow disk or a history lock held by `wait` never stalls the
+        UI thread's calls (contexts, health, unfollowed)."""
+        with self._publishing:
+            with self._lock:
+                push = self._pushes.get(snapshot.id)
+                if push is None or snapshot.context not in push.sessions:
+                    return  # stopped meanwhile, or a push this engine no longer follows
+                push.sessions[snapshot.context] = snapshot
+                combined = combine(list(push.sessions.values()), failed_on=push.failed_on)
+                if combined == push.published:
+                    return
+                decided = combined.state.final and (push.published is None or not push.published.state.final)
+                push.failed_on = combined.failed_on  # the first cluster named stays named
+                push.published = combined
+                if combined.settled:
+                    self._pushes.pop(combined.id, None)
+                    self._finished[combined.id] = combined
+                    while len(self._finished) > FINISHED_KEPT:
+                        del self._finished[next(iter(self._finished))]
+            if decided:
                 self._untold(combined)  # before anyone can tell it (and mark it told)
-            push.published = combined
             for subscriber in self._subscribers:
                 try:
                     subscriber(combined)
@@ -307,12 +322,9 @@ class Engine:
                     log.exception("a push subscriber failed")
             if combined.settled:
                 self._record(combined)
-                self._pushes.pop(combined.id, None)
-                self._finished[combined.id] = combined
-                while len(self._finished) > FINISHED_KEPT:
-                    del self._finished[next(iter(self._finished))]
             if combined.state.final:
-                self._ended.notify_all()
+                with self._ended:
+                    self._ended.notify_all()
 
     def _untold(self, push: PushSnapshot) -> None:
         """The push has its outcome: mark it untold, so that a tray killed before telling it tells it at its next

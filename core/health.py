@@ -76,7 +76,7 @@ def cluster_health(
     kinds = tuple(states.values())
     reached = reached_before or any(s.status is KindStatus.SYNCED for s in kinds)
     problems = [s for s in kinds if s.status in PROBLEM_STATUSES]
-    give_up, message = (None, "") if reached else _give_up(kinds, server=server)
+    give_up, message = (None, "") if reached else _give_up(kinds, server=server, context=context)
     return ClusterHealth(
         server=server,
         context=context,
@@ -88,7 +88,7 @@ def cluster_health(
     )
 
 
-def _give_up(states: tuple[KindState, ...], *, server: str) -> tuple[GiveUp | None, str]:
+def _give_up(states: tuple[KindState, ...], *, server: str, context: str) -> tuple[GiveUp | None, str]:
     """Whether waiting on a cluster never read can only end in a timeout, and why.
 
     A 401 and "Flux not installed" are final at once. A 403 is final when it covers every kind that is served.
@@ -103,9 +103,9 @@ def _give_up(states: tuple[KindState, ...], *, server: str) -> tuple[GiveUp | No
     if forbidden and all(s.status in (KindStatus.FORBIDDEN, KindStatus.MISSING) for s in states):
         kinds = ", ".join(PLURALS[s.kind] for s in forbidden)
         return GiveUp.FORBIDDEN, (
-            f"the credentials may read none of the Flux kinds on {server}: fluxmon needs get, list and watch on "
-            f"{kinds} (and list on events); the README lists the minimal ClusterRole. Server said: "
-            f"{forbidden[0].message.rpartition('Server said: ')[2]}"
+            f"the credentials of context {context!r} may read none of the Flux kinds on {server}: fluxmon needs "
+            f"get, list and watch on {kinds} (and list on events); the README lists the minimal ClusterRole. "
+            f"Server said: {forbidden[0].message.rpartition('Server said: ')[2]}"
         )
     if states and all(s.status is KindStatus.UNREACHABLE and s.failures >= UNREACHABLE_TRIES for s in states):
         return GiveUp.UNREACHABLE, f"{states[0].message} (tried {UNREACHABLE_TRIES} times)"

@@ -35,6 +35,9 @@ _FINAL_ORDER = (
 )
 """Once every cluster that follows the push is final (and none failed), the first of these that one is in."""
 
+NOT_READ_YET = "connecting"
+"""A cluster's session before its first evaluation (`pending`)."""
+
 _CLUSTER_WORDS = {
     SessionState.SUCCEEDED: "deployed",
     SessionState.FAILED: "failed",
@@ -109,7 +112,8 @@ class PushSnapshot:
         if not self.state.final:
             return None
         if self.state is SessionState.FAILED:
-            return min(c.ended_at or c.updated_at for c in self.clusters if c.state is SessionState.FAILED)
+            failing = self._failing
+            return (failing.ended_at or failing.updated_at) if failing is not None else self.updated_at
         return max(cluster.ended_at or cluster.updated_at for cluster in self.clusters)
 
     @property
@@ -129,12 +133,15 @@ class PushSnapshot:
     @property
     def failed(self) -> ObjectRef | None:
         """The object that failed first, on the cluster that failed first."""
+        failing = self._failing
+        return failing.failed if failing is not None else None
+
+    @property
+    def _failing(self) -> SessionSnapshot | None:
+        """The cluster the push failed on (None when it did not fail)."""
         if self.state is not SessionState.FAILED:
             return None
-        failing = next(
-            (c for c in self.clusters if c.state is SessionState.FAILED and c.context == self.failed_on), None
-        )
-        return failing.failed if failing is not None else None
+        return next((c for c in self.clusters if c.state is SessionState.FAILED and c.context == self.failed_on), None)
 
     @property
     def health(self) -> tuple[ClusterHealth, ...]:
@@ -151,8 +158,12 @@ class PushSnapshot:
         return cluster_summary(self.clusters)
 
 
-def combine(clusters: Sequence[SessionSnapshot]) -> PushSnapshot:
-    """The push's outcome from its sessions on each cluster (the rules are in the module docstring)."""
+def combine(clusters: Sequence[SessionSnapshot], *, failed_on: str = "") -> PushSnapshot:
+    """The push's outcome from its sessions on each cluster (the rules are in the module docstring).
+
+    `failed_on`: the cluster the push was already said to fail on, which stays the one named (a failure announced
+    on dev must not turn into one on prod because prod's failed pass began a moment earlier).
+    """
     if not clusters:
         raise ValueError("a push is followed on one cluster at least")
     if len(clusters) == 1:
@@ -165,7 +176,8 @@ def combine(clusters: Sequence[SessionSnapshot]) -> PushSnapshot:
         )
     failed = [c for c in clusters if c.state is SessionState.FAILED]
     if failed:
-        first = min(failed, key=lambda c: c.ended_at or c.updated_at)
+        named = [c for c in failed if c.context == failed_on]
+        first = named[0] if named else min(failed, key=lambda c: c.ended_at or c.updated_at)
         return PushSnapshot(
             clusters=tuple(clusters),
             state=SessionState.FAILED,
@@ -196,7 +208,9 @@ def cluster_summary(clusters: Iterable[SessionSnapshot]) -> str:
     for cluster in clusters:
         word = _CLUSTER_WORDS[cluster.state]
         unreachable = any(k.status is KindStatus.UNREACHABLE for k in cluster.cluster.kinds)
-        if unreachable and cluster.state in (SessionState.WAITING_FOR_SOURCE, SessionState.RECONCILING):
+        if cluster.state is SessionState.WAITING_FOR_SOURCE and cluster.message == NOT_READ_YET:
+            word = "not read yet"
+        elif unreachable and cluster.state in (SessionState.WAITING_FOR_SOURCE, SessionState.RECONCILING):
             word = "unreachable"
         elif unreachable and cluster.state is SessionState.TIMED_OUT:
             word = "unreachable (timed out)"
@@ -215,7 +229,7 @@ def pending(spec: SessionSpec, context: str) -> SessionSnapshot:
     return SessionSnapshot(
         id=spec.id,
         state=SessionState.WAITING_FOR_SOURCE,
-        message="connecting",
+        message=NOT_READ_YET,
         commit=spec.commit,
         branch=spec.branch or spec.tag,
         remote=redact_url(spec.remote_url),

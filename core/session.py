@@ -584,8 +584,12 @@ def _judge(
         # Not followed by any source only when every source kind was read: one that could not be (unreachable,
         # say) may hold the very source that follows this push.
         reachable = any(s.status is KindStatus.SYNCED for s in source_states) and not any(
-            s.status in (KindStatus.UNREACHABLE, KindStatus.UNAUTHORIZED) for s in source_states
+            s.status in (KindStatus.UNREACHABLE, KindStatus.UNAUTHORIZED, KindStatus.FORBIDDEN) for s in source_states
         )
+        # No source kind served at all: Flux is not installed there (one of several contexts may be a plain one).
+        no_flux = bool(source_states) and all(s.status is KindStatus.MISSING for s in source_states)
+        if settled and no_flux:
+            return SessionState.NOT_DEPLOYED, "Flux is not installed here: no source kind is served", None
         if settled and reachable:
             where = spec.branch or spec.tag
             why = plan.notes[0] if plan.notes else f"no Flux source follows {redact_url(spec.remote_url)} {where}"

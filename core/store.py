@@ -7,6 +7,7 @@ Layout under `$XDG_STATE_HOME/fluxmon` (default ~/.local/state/fluxmon), private
     untold/<id>          a push whose outcome the user has not been told yet (made as the outcome is decided,
                          before anyone is told; removed once the notification went out or was deliberately
                          skipped), so that a tray killed in between tells it at its next start
+    told/<id>            a push whose outcome was told: a push resumed after a restart is not told again
     pause.json           until when the user paused notifications (so that "until tomorrow" survives a restart)
     .lock                held (flock) by the one tray that owns this folder; holds its pid
 
@@ -65,6 +66,7 @@ HISTORY_LIMIT = 200
 """The most of the newest pushes a front end reads at once: the untold ones at a start (older ones are too old to
 tell), the MCP server's list. The history itself keeps more (config `history_limit`)."""
 UNTOLD = "untold"
+TOLD = "told"
 PAUSE_FILE = "pause.json"
 HISTORY_FILE = "history.jsonl"
 HISTORY_LOCK = "history.lock"
@@ -131,7 +133,7 @@ def push_record(push: PushSnapshot) -> dict[str, Any]:
         "elapsed_seconds": round(push.elapsed, 3),
         "failed": str(push.failed) if push.failed else None,
         "failed_on": push.failed_on or None,
-        "notes": [note for cluster in push.clusters for note in cluster.notes],
+        "notes": [f"{c.context}: {note}" if push.several else note for c in push.clusters for note in c.notes],
         "resources": [
             _resource_record(r, cluster.context, started_at=push.started_at)
             for cluster in push.clusters
@@ -644,8 +646,9 @@ class SessionStore:
         return specs
 
     def untell(self, push_id: str) -> None:
-        """The push has its outcome, and nobody has told the user yet (see `told`)."""
-        if "/" in push_id or push_id.startswith("."):
+        """The push has its outcome, and nobody has told the user yet (see `told`); nothing when it was told: a
+        push resumed after a restart decides its outcome again, and must not be told twice."""
+        if not _marker_name(push_id) or self.was_told(push_id):
             return
         self._ready()
         (self.directory / UNTOLD / push_id).touch(mode=0o600)
@@ -672,8 +675,9 @@ class SessionStore:
         except OSError as exc:
             raise HistoryError(f"cannot write {self.history_file.path}: {exc.strerror or exc}") from exc
         if kept:
-            for marker in (self.directory / UNTOLD).glob("*"):
-                if marker.name not in kept:  # gone from the history: too old to tell
+            for marker in [*(self.directory / UNTOLD).glob("*"), *(self.directory / TOLD).glob("*")]:
+                # Gone from the history, so too old to tell; a push still followed is not in it yet.
+                if marker.name not in kept and not (self.directory / "active" / f"{marker.name}.json").exists():
                     marker.unlink(missing_ok=True)
         return kept is not None
 
@@ -683,10 +687,16 @@ class SessionStore:
         return [push for push in reversed(self.recent(limit)) if push.id in waiting]
 
     def told(self, session_id: str) -> None:
-        """The outcome went out (or was deliberately not sent): never again. Safe from any thread."""
-        if "/" in session_id or session_id.startswith("."):
+        """The outcome went out (or was deliberately not sent): never again, also after a restart that resumes the
+        push before it is settled (and so before it is in the history). Safe from any thread."""
+        if not _marker_name(session_id):
             return
+        self._ready()
+        (self.directory / TOLD / session_id).touch(mode=0o600)
         (self.directory / UNTOLD / session_id).unlink(missing_ok=True)
+
+    def was_told(self, push_id: str) -> bool:
+        return _marker_name(push_id) and (self.directory / TOLD / push_id).exists()
 
     def recent(self, limit: int = 10) -> list[PushSnapshot]:
         """The newest settled pushes first; a record this version cannot read is skipped."""
@@ -694,7 +704,7 @@ class SessionStore:
         for record in self.history(limit):
             try:
                 pushes.append(push_from_record(record))
-            except (KeyError, TypeError, ValueError) as exc:
+            except (AttributeError, KeyError, TypeError, ValueError) as exc:  # valid JSON, not a push's shape
                 log.warning("skipping unreadable history record %s: %s", record.get("id", "?"), exc)
         return pushes
 
@@ -734,9 +744,15 @@ class SessionStore:
         ensure_private_dir(self.directory)
         ensure_private_dir(self.directory / "active")
         ensure_private_dir(self.directory / UNTOLD)
+        ensure_private_dir(self.directory / TOLD)
 
 
 def _atomic_write(path: Path, text: str) -> None:
     temp = path.with_name(f".{path.name}.tmp")
     temp.write_text(text, encoding="utf-8")
     temp.replace(path)
+
+
+def _marker_name(push_id: str) -> bool:
+    """Whether a push id can name a marker file (ids are checked where they come in; this is the last guard)."""
+    return bool(push_id) and "/" not in push_id and not push_id.startswith(".")

@@ -120,7 +120,8 @@ def _follow(args: argparse.Namespace, show: Callable[[PushSnapshot], None], *, f
 
     With one cluster, a cluster that cannot be followed (unreachable, unauthorized, Flux missing) ends the wait at
     once with its error. With several, an unreachable one does not hold back the others: it is reported, and the
-    push times out if it stays unreachable; any other such error still ends the wait, naming its context.
+    push times out if it stays unreachable; one without Flux does not follow the push; a 401 or a 403 on every
+    Flux kind still ends the wait, naming its context.
     """
     config = load_config(repo=args.repo if (args.repo / ".git").exists() else None)
     for warning in config.warnings:
@@ -172,7 +173,7 @@ def _follow(args: argparse.Namespace, show: Callable[[PushSnapshot], None], *, f
                 show(push)
             for health in healths.values():
                 error = health.error()
-                if error is not None and not (several and health.give_up is GiveUp.UNREACHABLE):
+                if error is not None and not (several and health.give_up in SEVERAL_GO_ON):
                     raise error  # waiting on could only end in a timeout: say why now
     finally:
         engine.stop()
@@ -199,6 +200,9 @@ def record_outcome(push: PushSnapshot, *, config: Config, follower: str) -> None
         print(display_line(f"fluxmon: the outcome is not in the history: {error}"), file=sys.stderr)
 
 
+SEVERAL_GO_ON = (GiveUp.UNREACHABLE, GiveUp.NOT_INSTALLED)
+"""With several clusters, these do not end the wait: an unreachable cluster times the push out if it stays so, and
+one without Flux (a plain context among `--all-contexts`) does not follow the push."""
 FULL_SHA_LENGTH = 40
 FOLLOW_GRACE_SECONDS = 0.5
 """How long past the session's own timeout the CLI waits for the final snapshot before deciding itself."""

@@ -11,8 +11,8 @@ import pytest
 from fluxmon.core.health import ClusterHealth
 from fluxmon.core.informer import KindState, KindStatus
 from fluxmon.core.objects import ObjectRef
-from fluxmon.core.push import PushSnapshot, combine
-from fluxmon.core.session import ResourceStatus, Role, SessionSnapshot, SessionState
+from fluxmon.core.push import PushSnapshot, combine, pending
+from fluxmon.core.session import ResourceStatus, Role, SessionSnapshot, SessionSpec, SessionState
 from fluxmon.core.store import SessionStore, push_from_record, push_record
 from fluxmon.core.terminal import push_final_line, push_progress_lines, push_tree, tree
 from fluxmon.core.verdict import Phase
@@ -188,3 +188,14 @@ def test_the_failed_object_is_known_on_a_cluster_without_a_context_name() -> Non
     """In-cluster, or a kubeconfig context named "": the failure must still name its object."""
     assert combine([on("", S.FAILED)]).failed == APPS
     assert combine([on("", S.SUCCEEDED)]).failed is None
+
+
+def test_a_cluster_not_read_yet_says_so_and_a_failure_named_first_stays_named() -> None:
+    dev = on("dev", S.FAILED, message="apps BuildFailed", at=20.0)
+    waiting = pending(SessionSpec(id="push", remote_url="https://example.com/fleet.git", commit=SHA_NEW), "prod")
+    first = combine([dev, waiting])
+    assert first.message == "failed on dev: apps BuildFailed"
+    assert first.summary() == "failed on dev · prod not read yet"
+    # prod's failing pass began earlier than dev's, but dev was named first: it stays the one named.
+    later = combine([dev, on("prod", S.FAILED, message="web InstallFailed", at=12.0)], failed_on=first.failed_on)
+    assert (later.failed_on, later.message, later.ended_at) == ("dev", "failed on dev: apps BuildFailed", 20.0)

@@ -388,6 +388,9 @@ class TrayApp:
         """Tell a final outcome once: told at once when deliberately not sent, else once it went out."""
         if not snapshot.state.final or (snapshot.id, snapshot.state.value) in self._sent:
             return
+        if self._store.was_told(snapshot.id):  # told before a restart that resumed it, before it settled
+            self._sent.add((snapshot.id, snapshot.state.value))
+            return
         paused = self.paused_until if self.paused_until and datetime.now() < self.paused_until else None
         notification = notification_for(
             snapshot,
