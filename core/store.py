@@ -257,6 +257,10 @@ def migrate(record: Any) -> dict[str, Any]:
         if field not in migrated:
             raise ValueError(f"no {field!r}")
     SessionState(migrated["state"])  # raises ValueError for a state this version does not know
+    for field in ("clusters", "resources"):  # every reader walks these: a wrong shape must not reach one
+        entries = migrated.get(field, [])
+        if not isinstance(entries, list) or not all(isinstance(entry, Mapping) for entry in entries):
+            raise ValueError(f"{field!r} is not a list of objects")
     migrated.setdefault("commands", [])  # filled in by `fold_commands`
     if version >= 2:
         return migrated

@@ -46,7 +46,8 @@ def test_the_cluster_a_push_was_first_said_to_fail_on_stays_the_one_named(tmp_pa
     engine._on_snapshot(on("dev", S.FAILED, message="apps BuildFailed", at=20.0))
     engine._on_snapshot(on("prod", S.FAILED, message="web InstallFailed", at=12.0))
     assert [push.failed_on for push in published] == ["dev", "dev"]
-    (record,) = engine.store.history() if engine.store else ()
+    assert engine.store is not None
+    (record,) = engine.store.history()
     assert (record["failed_on"], record["message"]) == ("dev", "failed on dev: apps BuildFailed")
 
 
