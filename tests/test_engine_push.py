@@ -31,9 +31,10 @@ WAIT_SECONDS = 10.0
 def engine_on(contexts: list[str], state_dir: Path) -> tuple[Engine, list[PushSnapshot]]:
     """An engine whose clusters are stand-ins, following SPEC; and what it publishes."""
     engine = Engine(state_dir=state_dir)
-    engine.clusters = tuple(
+    stand_ins: tuple[Any, ...] = tuple(
         SimpleNamespace(context=c, manager=SimpleNamespace(add=lambda _spec: None)) for c in contexts
-    )  # type: ignore[assignment]
+    )
+    engine.clusters = stand_ins
     published: list[PushSnapshot] = []
     engine.subscribe(published.append)
     engine.add(SPEC)
