@@ -34,6 +34,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
+from datetime import datetime
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
@@ -292,6 +293,22 @@ def parse_duration(value: Any) -> float:
     if seconds <= 0:
         raise ValueError("a duration must be positive")
     return seconds
+
+
+def parse_when(text: str, *, now: float) -> float:
+    """`7d`, `12h`, `90m` back from `now`, or a date or time (`2026-11-01`, `2026-11-01T09:00`, local unless a
+    zone is given): what `--since`/`--until` and the MCP server's `since` take. Raises ValueError saying which
+    forms are understood."""
+    try:
+        return now - parse_duration(text)
+    except ValueError:
+        pass
+    try:
+        return datetime.fromisoformat(text.strip()).timestamp()
+    except ValueError:
+        raise ValueError(
+            f"{text[:40]!r} is neither a duration back from now (7d, 12h, 30m) nor a date (2026-11-01)"
+        ) from None
 
 
 def _validated(name: str, value: Any, *, source: str) -> Any:

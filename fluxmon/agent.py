@@ -49,7 +49,7 @@ from pydantic import BaseModel, Field
 
 from fluxmon import __version__
 from fluxmon.core import paths
-from fluxmon.core.config import Config, load_config, parse_duration
+from fluxmon.core.config import Config, load_config, parse_duration, parse_when
 from fluxmon.core.documents import assess_text
 from fluxmon.core.engine import Engine
 from fluxmon.core.errors import FluxmonError, GitError
@@ -349,24 +349,6 @@ def next_step(push: PushSnapshot) -> str:
 
 
 # --- filters ---------------------------------------------------------------------------------------------------------
-
-
-def since_seconds(value: str, now: float) -> float:
-    """The start of `since`: a duration back from now (`7d`, `12h`, `90m`, `1h30m`) or an ISO date or time."""
-    text = value.strip()
-    if match := re.fullmatch(r"(\d+)d", text):
-        return now - int(match[1]) * 86400
-    try:
-        return now - parse_duration(text)
-    except ValueError:
-        pass
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise ToolError(
-            f"since {value[:40]!r}: expected a duration back from now (7d, 12h, 90m) or an ISO date"
-        ) from None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
 def _same_repo(push: PushSnapshot, wanted: str) -> bool:
@@ -721,7 +703,10 @@ def build_server(agent: Agent) -> MCPServer:
         limit: Annotated[int, Field(ge=1, le=HISTORY_LIMIT)] = 20,
     ) -> SessionList:
         """The pushes fluxmon has followed (the tray's history and this server's own), newest first."""
-        start = since_seconds(since, time.time()) if since else None
+        try:
+            start = parse_when(since, now=time.time()) if since else None
+        except ValueError as exc:
+            raise ToolError(f"since {exc}") from None
         found = []
         for push, active in agent.sessions():
             if repo and not _same_repo(push, repo):

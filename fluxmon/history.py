@@ -12,12 +12,11 @@ import os
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from fluxmon.core import paths
-from fluxmon.core.config import load_config, parse_duration
+from fluxmon.core.config import load_config, parse_when
 from fluxmon.core.errors import InputError
 from fluxmon.core.report import (
     CSV_COLUMNS,
@@ -119,21 +118,6 @@ def _chosen(args: argparse.Namespace) -> tuple[list[Mapping[str, Any]], str]:
     if history.unreadable:
         print(f"fluxmon: skipped {history.unreadable} unreadable line(s) of {history.path}", file=sys.stderr)
     return select(records, chosen), _scope(args)
-
-
-def parse_when(text: str, *, now: float) -> float:
-    """`7d`, `12h`, `90m` back from now, or a date or time (`2026-11-01`, `2026-11-01T09:00`, local unless a zone
-    is given); raises ValueError saying which forms are understood."""
-    try:
-        return now - parse_duration(text)
-    except ValueError:
-        pass
-    try:
-        return datetime.fromisoformat(text).timestamp()
-    except ValueError:
-        raise ValueError(
-            f"{text!r} is neither a duration back from now (7d, 12h, 30m) nor a date (2026-11-01)"
-        ) from None
 
 
 def _any_filter(args: argparse.Namespace) -> bool:
