@@ -56,6 +56,7 @@ from fluxmon.core.errors import FluxmonError, GitError
 from fluxmon.core.git import run_git
 from fluxmon.core.health import ClusterHealth, GiveUp
 from fluxmon.core.hints import hint_for
+from fluxmon.core.informer import KindStatus
 from fluxmon.core.kubeconfig import resolve_targets
 from fluxmon.core.objects import ObjectRef
 from fluxmon.core.plan import normalize_remote_url
@@ -605,7 +606,7 @@ class Agent:
             raise ToolError(f"context {context!r} is not followed here; these are: {', '.join(contexts)}")
         refs = [ObjectRef(kind=o.kind, namespace=o.namespace, name=o.name) for o in objects]
         chosen = [context] if context is not None else list(contexts)
-        await self._reached(engine, chosen)
+        await self._reached(engine, chosen, kinds={ref.kind for ref in refs})
         requested, missed = [], []
         for each in chosen:
             try:
@@ -622,9 +623,9 @@ class Agent:
             )
         return ReconcileResult(requested=requested)
 
-    async def _reached(self, engine: Engine, contexts: Sequence[str]) -> None:
-        """Wait until each context's cache has read the cluster (a request needs the kinds it discovered), or say
-        why it cannot."""
+    async def _reached(self, engine: Engine, contexts: Sequence[str], *, kinds: set[str]) -> None:
+        """Wait until each context's cache has read `kinds` (a request needs the kind discovered: one kind read is
+        not all of them, on a busy real API server), or say why it cannot."""
         key = f"health-{next(self._numbers)}"
         send, receive = anyio.create_memory_object_stream[Update](math.inf)
         self._waiters[key] = send
@@ -635,7 +636,7 @@ class Agent:
                     for health in healths.values():
                         if health.context in contexts and (trouble := health.error()) is not None:
                             raise ToolError(_one_line(trouble))
-                    if all(healths.get(each, ClusterHealth()).reached for each in contexts):
+                    if all(_has_read(healths.get(each, ClusterHealth()), kinds) for each in contexts):
                         return
                     update = await receive.receive()
                     if isinstance(update, ClusterHealth):
@@ -643,7 +644,7 @@ class Agent:
         finally:
             self._waiters.pop(key, None)
             send.close()
-        unreached = [each for each in contexts if not healths.get(each, ClusterHealth()).reached]
+        unreached = [each for each in contexts if not _has_read(healths.get(each, ClusterHealth()), kinds)]
         health = healths.get(unreached[0], ClusterHealth(context=unreached[0]))
         raise ToolError(_one_line(health.unreached(REACH_SECONDS)))
 
@@ -861,3 +862,8 @@ def run_mcp(args: argparse.Namespace) -> int:
     )
     anyio.run(agent.serve, backend="asyncio")
     return EXIT_OK
+
+
+def _has_read(health: ClusterHealth, kinds: set[str]) -> bool:
+    """The cluster was reached and none of `kinds` is still being read (each is synced, missing or refused)."""
+    return health.reached and not any(k.kind in kinds and k.status is KindStatus.SYNCING for k in health.kinds)
