@@ -211,16 +211,7 @@ def _label(text: str) -> str:
 
 def _trend_chart(report: Report) -> str:
     figure, axes = _new_figure(10, 3.4)
-    days = _days([d.date for d in report.days])
-    bottom = [0] * len(days)
-    for label, values, colour in (
-        ("succeeded", [d.succeeded for d in report.days], GREEN),
-        ("failed", [d.failed for d in report.days], RED),
-        ("timed out", [d.timed_out for d in report.days], AMBER),
-        ("other", [d.others for d in report.days], GREY),
-    ):
-        axes.bar(days, values, bottom=bottom, color=colour, label=label, width=0.8)
-        bottom = [b + v for b, v in zip(bottom, values, strict=True)]
+    days = _stacked_days(axes, report, width=0.8)
     axes.set_ylabel("pushes")
     rate = axes.twinx()
     rate.plot(
@@ -260,6 +251,22 @@ def _timing_chart(timings: Sequence[Timing]) -> str:
     return _svg(figure)
 
 
+def _stacked_days(axes: Any, report: Report, **bar: Any) -> Any:
+    """Each day's pushes as one bar stacked by outcome (the page's trend and its picture draw the same); returns
+    the days, for what is drawn over them."""
+    days = _days([d.date for d in report.days])
+    bottom = [0] * len(days)
+    for label, values, colour in (
+        ("succeeded", [d.succeeded for d in report.days], GREEN),
+        ("failed", [d.failed for d in report.days], RED),
+        ("timed out", [d.timed_out for d in report.days], AMBER),
+        ("other", [d.others for d in report.days], GREY),
+    ):
+        axes.bar(days, values, bottom=bottom, color=colour, label=label, **bar)
+        bottom = [b + v for b, v in zip(bottom, values, strict=True)]
+    return days
+
+
 def _count_chart(counts: Sequence[tuple[str, int]], colour: str) -> str:
     shown = list(reversed(counts))
     figure, axes = _new_figure(10, 0.9 + 0.42 * len(shown))
@@ -279,16 +286,7 @@ def report_png(report: Report, path: str) -> None:
     if report.deployed is not None:
         title += f", push to deployed p50 {took(report.deployed.p50)} p95 {took(report.deployed.p95)}"
     figure.suptitle(_label(title))
-    days = _days([d.date for d in report.days])
-    bottom = [0] * len(days)
-    for label, values, colour in (
-        ("succeeded", [d.succeeded for d in report.days], GREEN),
-        ("failed", [d.failed for d in report.days], RED),
-        ("timed out", [d.timed_out for d in report.days], AMBER),
-        ("other", [d.others for d in report.days], GREY),
-    ):
-        trend.bar(days, values, bottom=bottom, color=colour, label=label)
-        bottom = [b + v for b, v in zip(bottom, values, strict=True)]
+    _stacked_days(trend, report)
     trend.legend(ncols=4, fontsize="small", frameon=False, loc="lower left", bbox_to_anchor=(0, 1))
     trend.tick_params(axis="x", labelrotation=30)
     trend.set_ylabel("pushes per day")
