@@ -15,6 +15,7 @@ Three pystray 0.19.5 behaviours are worked around here, and tests prove them:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.resources
 import itertools
@@ -22,7 +23,7 @@ import logging
 import os
 import shutil
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -88,11 +89,31 @@ def choose_backend(environ: Mapping[str, str] = os.environ) -> str:
     return "appindicator"
 
 
+@contextlib.contextmanager
+def _without_opengl() -> Iterator[None]:
+    """GTK initialised (on `import pystray`) without OpenGL, unless the user asked for a GDK_GL mode.
+
+    GTK 3 probes GLX when it opens the display, which loads the GL driver: under Xvfb (and on any machine where
+    Mesa renders in software) that is llvmpipe, 47 MiB of libLLVM, about 30 % of the tray's memory, for an icon
+    and a menu that never draw with GL. `GDK_GL=disable` skips the probe. GTK reads the variable once, at init;
+    it is taken out again afterwards, so that the programs the tray starts (xdg-open, a browser) do not inherit it.
+    """
+    if "GDK_GL" in os.environ:
+        yield
+        return
+    os.environ["GDK_GL"] = "disable"
+    try:
+        yield
+    finally:
+        os.environ.pop("GDK_GL", None)
+
+
 def _icon_class(backend: str, icon_dir: Path) -> type[Any]:
     """pystray's Icon for `backend`, with the workarounds described in the module docstring."""
     os.environ["PYSTRAY_BACKEND"] = backend  # pystray reads it once, at import
     try:
-        import pystray
+        with _without_opengl():
+            import pystray
     except Exception as exc:  # Xlib.error.DisplayNameError and GTK init failures are not ImportErrors
         raise TrayUnavailable(f"cannot start the {backend} tray: {exc}") from exc
 
