@@ -24,10 +24,16 @@ The engine follows each push on every configured cluster and hands the tray push
 tooltip, the menu and the notifications show the push's outcome across them (naming the clusters when there are
 several), the details window has a tab per cluster, and "Reconcile now" asks each cluster for its own objects.
 
-The tray reads the user's config file again whenever it changes (looked at every tick): new settings apply at
-once (other contexts or kinds restart the engine on them; active pushes resume), and an invalid file is shown
-in the tooltip and the menu, with the settings in force left as they were. A pause is kept in the state folder, so
-that "until tomorrow" survives a restart.
+The tray reads the user's config file again whenever it changes (a watchdog observer on its folder says when:
+tray/configwatch.py): new settings apply at once (other contexts or kinds restart the engine on them; active
+pushes resume), and an invalid file is shown in the tooltip and the menu, with the settings in force left as they
+were. A pause is kept in the state folder, so that "until tomorrow" survives a restart.
+
+Idle, the tray does not tick. Each timer is armed for a deadline it knows of, and only while it matters: a pause's
+end, the next try of a kubeconfig that could not be loaded, a started program to reap, and, while a cluster is
+followed, a look every UNFOLLOWED_CHECK_SECONDS at whether Flux still follows the pushes shown (the engine tells
+no event when a source changes while no push is being followed). An open details window of a push still running
+redraws its clock every second.
 
 An outcome counts as told only once its notification went out, or was deliberately not sent (paused, or not an
 outcome the user asked for); the store keeps the others, and the next start tells them.
@@ -44,7 +50,6 @@ import queue
 import signal
 import subprocess
 import threading
-import time
 from collections.abc import Callable
 from datetime import datetime
 from enum import StrEnum
@@ -72,14 +77,21 @@ from fluxmon.core.push import PushSnapshot
 from fluxmon.core.session import Role, SessionSpec, SessionState
 from fluxmon.core.store import SessionStore
 from fluxmon.core.text import display_line
+from fluxmon.tray.configwatch import ConfigWatch
 from fluxmon.tray.icon import TrayIcon, TrayUnavailable
 from fluxmon.tray.menu import RECENT_SESSIONS, Action, Entry, MenuAction, build_menu, outline
 from fluxmon.tray.notify import Delivered, Notifier
 
 log = logging.getLogger("fluxmon.tray")
 
-TICK_SECONDS = 1.0
-"""The clock in open details windows, pause expiry and the cluster's health are looked at this often."""
+UNFOLLOWED_CHECK_SECONDS = 10.0
+"""While a cluster is followed, whether Flux still follows each push shown is asked this often (in memory: the
+engine's cache, no request), besides at once after every change of a cluster's health and every outcome."""
+PAUSE_CHECK_MAX_SECONDS = 60.0
+"""A pause's end is looked at no later than this after the last look (a clock set back or a suspended machine is
+noticed within it), else exactly at its end."""
+REAP_SECONDS = 1.0
+"""A program the tray started (xdg-open) is looked at this often until it has exited."""
 RECONNECT_SECONDS = 30.0
 """A kubeconfig that could not be loaded is tried again this often (the user may be fixing it)."""
 STOP_TIMEOUT_SECONDS = 5.0
@@ -97,6 +109,7 @@ class Message(StrEnum):
     """What crosses to the UI thread (`post`), with its payload's type."""
 
     SNAPSHOT = "snapshot"  # PushSnapshot
+    CONFIG = "config"  # None: something changed where the config file lives
     HEALTH = "health"  # ClusterHealth (of one cluster: it names its context)
     FOLLOW = "follow"  # SessionSpec
     DETAILS = "details"  # a push id
@@ -170,7 +183,9 @@ class TrayApp:
         self._menu: tuple[Entry, ...] = ()
         self._workers: list[threading.Thread] = []
         self._children: list[subprocess.Popen[bytes]] = []
-        self._next_connect = 0.0
+        self._timers: dict[str, str] = {}
+        """Tk's id of each timer armed, by what it is for (see `_arm`)."""
+        self._config_watch = ConfigWatch(user_config_path(), on_change=lambda: self.post(Message.CONFIG))
         self.shown: Overview | None = None
         self._display_watch: object = None
         """Keeps the ctypes callback alive for as long as Xlib may call it."""
@@ -207,7 +222,6 @@ class TrayApp:
             previous_wakeup = signal.set_wakeup_fd(self._wake_write)
             try:
                 self._start()
-                self._root.after(int(TICK_SECONDS * 1000), self._tick)
                 self._root.mainloop()
             finally:
                 signal.set_wakeup_fd(previous_wakeup)
@@ -231,6 +245,7 @@ class TrayApp:
         self.paused_until = self._store.load_pause(datetime.now())
         if self.paused_until is not None:
             log.info("notifications paused until %s", self.paused_until)
+            self._arm_pause_end()
         if self.config_problem:
             log.warning("%s", self.config_problem)
         untold = self._store.untold()
@@ -256,6 +271,10 @@ class TrayApp:
             self.snapshots.setdefault(snapshot.id, snapshot)
             self._notify(snapshot)
         self._trim()
+        # Watching from here on, then read once more: a change made while the tray started is not missed.
+        self._config_watch.start()
+        if file_stamp(user_config_path()) != self._config_stamp:
+            self.post(Message.CONFIG)
         self._connect()
 
     def _connect(self) -> None:
@@ -264,17 +283,24 @@ class TrayApp:
             self.engine.start()
         except FluxmonError as error:
             self.connect_problem = display_line(f"{error.title}: {error.message}")
-            self._next_connect = time.monotonic() + RECONNECT_SECONDS
+            self._arm("reconnect", RECONNECT_SECONDS, self._reconnect)
             log.warning("%s (trying again every %.0fs)", self.connect_problem, RECONNECT_SECONDS)
             self._refresh()
             return
+        self._disarm("reconnect")
         self.connect_problem = ""
         followed = set(self.engine.contexts)
         self.healths = {context: h for context, h in self.healths.items() if context in followed}
+        self._check_unfollowed()
         self._refresh()
+
+    def _reconnect(self) -> None:
+        if not self.engine.running:
+            self._connect()
 
     def _shutdown(self) -> None:
         log.info("tray stopping")
+        self._config_watch.stop()
         self.engine.stop()
         for worker in self._workers:
             worker.join(STOP_TIMEOUT_SECONDS)
@@ -289,6 +315,9 @@ class TrayApp:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 child.wait(STOP_TIMEOUT_SECONDS)
         if self._root is not None:
+            for timer in self._timers.values():
+                self._root.after_cancel(timer)
+            self._timers.clear()
             self._root.tk.deletefilehandler(self._wake_read)
             self._root.destroy()
             self._root = None
@@ -348,9 +377,14 @@ class TrayApp:
         """Apply one message; True when the icon or menu may need redrawing."""
         if kind is Message.SNAPSHOT:
             self._snapshot(payload)
+            if payload.state.final:  # an outcome, maybe on a branch Flux no longer follows
+                self._look_for_unfollowed()
             return True
         if kind is Message.HEALTH:
-            return self._health(payload)
+            changed = self._health(payload)
+            return self._look_for_unfollowed() or changed  # the cluster (re)read: what Flux follows may differ
+        if kind is Message.CONFIG:
+            return self._config_changed()
         if kind is Message.DETAILS:
             self.open_details(payload)
         elif kind is Message.FOLLOW:
@@ -423,6 +457,7 @@ class TrayApp:
             self.paused_until = pause_until(action.argument, datetime.now())
             log.info("notifications %s", f"paused until {self.paused_until}" if self.paused_until else "resumed")
             self._save_pause()
+            self._arm_pause_end()
             return True
         elif action.name is MenuAction.RECONCILE:
             self._reconcile(action.argument, action.context)
@@ -504,6 +539,7 @@ class TrayApp:
         log.info("report written to %s", written)
         try:
             self._children.append(subprocess.Popen(["xdg-open", str(written)], stdin=subprocess.DEVNULL))
+            self._arm("reap", REAP_SECONDS, self._reap)
         except OSError as exc:
             log.warning("cannot open %s (%s): open it in a browser", written, exc)
 
@@ -515,32 +551,69 @@ class TrayApp:
         try:
             # An argument list, never a shell: the path is ours, but nothing here goes through one anyway.
             self._children.append(subprocess.Popen(["xdg-open", str(path)], stdin=subprocess.DEVNULL))
+            self._arm("reap", REAP_SECONDS, self._reap)
         except OSError as exc:
             log.warning("cannot open %s (%s): edit it with any text editor", path, exc)
 
-    def _tick(self) -> None:
-        try:
-            changed = False
-            if self.paused_until is not None and datetime.now() >= self.paused_until:
-                self.paused_until, changed = None, True
-                self._save_pause()
-            stamp = file_stamp(user_config_path())
-            if stamp != self._config_stamp:
-                self._config_stamp, changed = stamp, True
-                self._reload_config()
-            if not self.engine.running and time.monotonic() >= self._next_connect:
-                self._connect()
-            elif self.engine.running:
-                changed |= self._look_for_unfollowed()
-            for window in self._windows.values():
-                window.tick()
-            self._children = [c for c in self._children if c.poll() is None]
-            if changed:
-                self._refresh()
-        except Exception:  # the tick's error boundary: it must come round again next second
-            log.exception("the tray's tick failed")
-        if self._root is not None:
-            self._root.after(int(TICK_SECONDS * 1000), self._tick)
+    # --- timers: each armed for a deadline, never a tick (main thread) ----------------------------------------
+
+    def _arm(self, name: str, seconds: float, callback: Callable[[], None]) -> None:
+        """Run `callback` on the UI thread after `seconds`, in place of the timer `name` if one is armed."""
+        self._disarm(name)
+
+        def fire() -> None:
+            self._timers.pop(name, None)
+            try:
+                callback()
+            except Exception:  # each timer's error boundary: the tray goes on
+                log.exception("the tray's %s timer failed", name)
+
+        self._timers[name] = self._root.after(max(round(seconds * 1000), 1), fire)
+
+    def _disarm(self, name: str) -> None:
+        timer = self._timers.pop(name, None)
+        if timer is not None:
+            self._root.after_cancel(timer)
+
+    def _arm_pause_end(self) -> None:
+        if self.paused_until is None:
+            self._disarm("pause")
+            return
+        left = (self.paused_until - datetime.now()).total_seconds()
+        self._arm("pause", min(max(left, 0.0), PAUSE_CHECK_MAX_SECONDS), self._pause_ended)
+
+    def _pause_ended(self) -> None:
+        if self.paused_until is not None and datetime.now() >= self.paused_until:
+            self.paused_until = None
+            log.info("notifications resumed (the pause ended)")
+            self._save_pause()
+            self._refresh()
+        self._arm_pause_end()
+
+    def _check_unfollowed(self) -> None:
+        """Look now, and again in UNFOLLOWED_CHECK_SECONDS for as long as the engine follows a cluster."""
+        if not self.engine.running:
+            self._disarm("unfollowed")
+            return
+        if self._look_for_unfollowed():
+            self._refresh()
+        self._arm("unfollowed", UNFOLLOWED_CHECK_SECONDS, self._check_unfollowed)
+
+    def _reap(self) -> None:
+        self._children = [child for child in self._children if child.poll() is None]
+        if self._children:
+            self._arm("reap", REAP_SECONDS, self._reap)
+
+    def _config_changed(self) -> bool:
+        """Something changed where the config file lives: follow a folder that appeared, then apply the file if
+        it changed; whether the icon or menu may need redrawing."""
+        self._config_watch.rearm()
+        stamp = file_stamp(user_config_path())
+        if stamp == self._config_stamp:
+            return False
+        self._config_stamp = stamp
+        self._reload_config()
+        return True
 
     def _save_pause(self) -> None:
         try:
@@ -577,6 +650,8 @@ class TrayApp:
 
     def _look_for_unfollowed(self) -> bool:
         """Whether the sessions Flux no longer follows changed (each such failure or timeout is said once)."""
+        if not self.engine.running:
+            return False
         gone = self.engine.unfollowed([s for s in self.snapshots.values() if s.state.final])
         if gone is None or gone == self.unfollowed:
             return False  # unknown for now: what was known stands

@@ -37,6 +37,8 @@ COLUMNS = (
     ("message", "Message", 320),
 )
 MAX_EVENTS = 5
+CLOCK_SECONDS = 1.0
+"""The header's clock is redrawn this often while the push runs (and never once it has ended)."""
 
 
 def title_for(snapshot: PushSnapshot) -> str:
@@ -62,6 +64,8 @@ class DetailsWindow:
         self._body: ttk.Frame | None = None
         self._failure_shown = False
         """The failed cluster's tab was brought forward once; from then on the user chooses the tab."""
+        self._clock: str | None = None
+        """Tk's id of the clock's next redraw, armed only while the push runs."""
         self.top = tk.Toplevel(root)
         self.top.title(title_for(snapshot))
         self.top.geometry(GEOMETRY)
@@ -135,13 +139,27 @@ class DetailsWindow:
                 self._failure_shown = True
 
     def tick(self) -> None:
-        """The header's clock, redrawn every second while the push runs."""
+        """The header's clock, redrawn every CLOCK_SECONDS while the push runs; the window's only timer."""
         snapshot = self._snapshot
         elapsed = snapshot.elapsed if snapshot.state.final else time.time() - snapshot.started_at
         pushed = datetime.fromtimestamp(snapshot.started_at).strftime("%Y-%m-%d %H:%M:%S")
         self._where.configure(
             text=f"{snapshot.remote} · {snapshot.branch} · pushed {pushed} · {format_duration(elapsed)}"
         )
+        if self._clock is not None:
+            self.top.after_cancel(self._clock)
+            self._clock = None
+        if not snapshot.state.final:
+            self._clock = self.top.after(round(CLOCK_SECONDS * 1000), self._next_tick)
+
+    def _next_tick(self) -> None:
+        self._clock = None
+        self.tick()
+
+    @property
+    def clock_running(self) -> bool:
+        """Whether the clock will be redrawn (for tests: never once the push has ended)."""
+        return self._clock is not None
 
     def panel(self, context: str | None = None) -> ClusterPanel:
         """A cluster's panel: `context`'s, else the tab shown (or the only one)."""
@@ -187,6 +205,9 @@ class DetailsWindow:
         self.panel(context).select(ref)
 
     def close(self) -> None:
+        if self._clock is not None:
+            self.top.after_cancel(self._clock)
+            self._clock = None
         self.top.destroy()
         self._on_closed(self.session_id)
 
