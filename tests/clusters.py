@@ -22,7 +22,7 @@ from fluxmon.sim.apiserver import SimApiServer
 from fluxmon.sim.client import KubeClient
 from fluxmon.sim.informer import Informer
 from fluxmon.sim.kubeconfig import write_kubeconfig
-from tests.kubeapiserver import binaries, real_apiserver
+from harness.kubeapiserver import binaries, real_apiserver
 
 BACKENDS = ["sim", "kube-apiserver"]
 WAIT_SECONDS = 30.0

@@ -1,4 +1,4 @@
-"""A real kube-apiserver (with etcd) on loopback, for the tests' real-API tier.
+"""A real kube-apiserver (with etcd) on loopback, for the tests' real-API tier and the benchmarks (bench.tray).
 
 The binaries come from `scripts/kube-apiserver` (built from Debian's kubernetes source and cached). Auth is by
 static tokens: `admin` is in system:masters; `limited` has whatever RBAC a test grants it.
