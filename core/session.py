@@ -117,6 +117,11 @@ class SessionSpec:
         )
 
     @property
+    def deadline(self) -> float:
+        """When the session times out (wall-clock seconds): the judge and the manager's wake-up read this one sum."""
+        return self.created_at + self.timeout_seconds
+
+    @property
     def follow_key(self) -> tuple[str, str]:
         """Sessions with the same key follow the same thing: a newer one supersedes an older one."""
         return (normalize_remote_url(self.remote_url, base_dir=self.repo or None), self.branch or self.tag)
@@ -215,6 +220,8 @@ class Session:
         self.snapshot: SessionSnapshot | None = None
         self._plan: tuple[int, Plan] | None = None
         """The plan, and the cache's structure version it was made at: status writes leave it as it is."""
+        self.reads: frozenset[ObjectRef] = frozenset()
+        """Every object the last evaluation read: a write to any other object cannot change this session."""
         self.final_state: SessionState | None = None
         """Set from outside (superseded, cancelled)."""
 
@@ -240,12 +247,14 @@ class Session:
         """Evaluate, update the timelines, and return the new snapshot (final states stick).
 
         `structure`: the cache's structure version of `objects`; with it, the plan is reused until it changes.
+        `objects` must hold every cached object when `needs_plan(structure)`; otherwise `reads` are enough.
         """
         if self.snapshot is not None and self.snapshot.state.final:
             return self.snapshot
-        if structure is None or self._plan is None or self._plan[0] != structure:
+        if self._plan is None or structure is None or self._plan[0] != structure:
             plan = plan_for_push(_watched(self.spec, objects).values(), self.spec.push, base_dir=self.spec.repo or None)
             self._plan = None if structure is None else (structure, plan)
+            self.reads = objects_read(plan, objects)
         else:
             plan = self._plan[1]
         snapshot = evaluate(
@@ -276,6 +285,10 @@ class Session:
         self.snapshot = replace(snapshot, resources=tuple(resources))
         return self.snapshot
 
+    def needs_plan(self, structure: int) -> bool:
+        """Whether the next evaluation at this structure version plans anew (and so needs every object)."""
+        return self._plan is None or self._plan[0] != structure
+
     def _lineage(self, plan: Plan, objects: Mapping[ObjectRef, FluxObject]) -> dict[str, Lineage]:
         """What git has answered so far about the other commits the followed objects are at."""
         if self.ancestry is None or not self.spec.repo:
@@ -290,6 +303,17 @@ class Session:
                 if answer is not None:
                     answers[seen] = answer
         return answers
+
+
+def objects_read(plan: Plan, objects: Mapping[ObjectRef, FluxObject]) -> frozenset[ObjectRef]:
+    """What `evaluate` reads for a plan: the followed and upstream objects, and the sources (a HelmRelease's
+    HelmChart) and parents they name. Only structural writes change these names, and those replan."""
+    reads = {*plan.followed, *plan.upstream}
+    for ref in tuple(reads):
+        obj = objects.get(ref)
+        if obj is not None:
+            reads.update(named for named in (obj.source_ref, obj.owner) if named is not None)
+    return frozenset(reads)
 
 
 def commits_seen(obj: FluxObject) -> tuple[str, ...]:
@@ -573,7 +597,7 @@ def _judge(
     lineage: Mapping[str, Lineage],
 ) -> tuple[SessionState, str, ObjectRef | None]:
     target = short_sha(spec.commit)
-    timed_out = now - spec.created_at >= spec.timeout_seconds
+    timed_out = now >= spec.deadline
     source_states = [states[k] for k in ("GitRepository", "OCIRepository") if k in states]
     # No verdict before every kind has been read at least once: a HelmRelease not listed yet is not "ready".
     syncing = [kind for kind in spec.monitor_types if kind in states and states[kind].status is KindStatus.SYNCING]
