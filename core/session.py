@@ -149,6 +149,9 @@ class ResourceStatus:
     """Where it hangs in the details tree: a Kustomization under its source, a HelmRelease under what applies it."""
     hint: Hint | None = None
     events: tuple[FluxEvent, ...] = ()
+    retrying: bool = False
+    """A Helm install or upgrade that failed and is retried at once: still on its way, but the failure is news (its
+    message reads "upgrade failed, retry 1 of 3: …"), so the tooltip says it beside the session's progress."""
 
     @property
     def error(self) -> str:
@@ -583,6 +586,7 @@ def _resource(
         parent=min(parents, key=lambda dep: dep.kind != "Kustomization") if parents else None,
         hint=hint_for(ref, result.reason) if troubled else None,
         events=events.get(ref, ()),
+        retrying=result.retrying,
     )
 
 
