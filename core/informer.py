@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -121,6 +121,8 @@ class ClusterCache:
         """The problems last reported per malformed object: each is said once, not at every status write."""
         self._structure = 0
         """Counts the changes that may change a plan: objects added or removed, specs, inventories."""
+        self._changed: set[ObjectRef] = set()
+        """The objects written since the last `take_changes()`: the sessions that read them are judged again."""
         self._lock = threading.RLock()
         """Re-entrant: `wait_until` calls its predicate holding it, and the predicate may be `settled` or `states`,
         which take it again (with a plain Lock that deadlocked)."""
@@ -164,6 +166,27 @@ class ClusterCache:
     def states(self) -> dict[str, KindState]:
         with self._lock:
             return dict(self._states)
+
+    def take_changes(self) -> tuple[set[ObjectRef], int, dict[str, KindState]]:
+        """The objects written since the last call, the structure version and every kind's state, read together.
+
+        The session manager alone calls it, once a pass: a status write then costs the sessions that read that
+        object, not every session and not a copy of every object.
+        """
+        with self._lock:
+            changed, self._changed = self._changed, set()
+            return changed, self._structure, dict(self._states)
+
+    def pick(self, refs: Iterable[ObjectRef]) -> tuple[dict[ObjectRef, FluxObject], int]:
+        """The cached objects among `refs` and the structure version, read together: what sessions read, without
+        copying the rest (a plan made at another version may name objects that are gone)."""
+        with self._lock:
+            picked = {}
+            for ref in refs:
+                obj = self._objects.get(ref.kind, {}).get(ref)
+                if obj is not None:
+                    picked[ref] = obj
+            return picked, self._structure
 
     def api_for(self, kind: str) -> KindApi | None:
         with self._lock:
@@ -232,6 +255,7 @@ class ClusterCache:
             if obj is not None:
                 parsed[obj.ref] = obj
         with self._lock:
+            self._changed.update(self._objects[kind], parsed)
             self._objects[kind] = parsed
             self._structure += 1  # a fresh list may differ in anything
             self._states[kind] = KindState(kind=kind, status=KindStatus.SYNCED)
@@ -261,6 +285,7 @@ class ClusterCache:
                     self._objects[kind][obj.ref] = obj
                 if old is None or kind_of_event == "DELETED" or old.structure != obj.structure:
                     self._structure += 1
+                self._changed.add(obj.ref)
                 if self._states[kind].status is not KindStatus.SYNCED:
                     self._states[kind] = KindState(kind=kind, status=KindStatus.SYNCED)
                 self.changed.notify_all()

@@ -1,7 +1,10 @@
 """The session manager: every active session, one shared cluster cache, one worker thread.
 
-The worker wakes on every cache change (and at the next deadline), evaluates each active session (a pure
-function), and hands changed snapshots to the subscribers. It also does the session's I/O: asking Flux to
+The worker wakes on every cache change and at the next deadline, never on a tick. It evaluates (a pure function)
+only the sessions that can have changed: those that read an object written since the last pass, those whose
+deadline came, new ones, and all of them when a plan may change (an object added or removed, a spec) or a kind's
+state or the cluster's health did. A status write therefore costs the sessions that follow that object, whatever
+the size of the cluster. Changed snapshots go to the subscribers. It also does the session's I/O: asking Flux to
 reconcile now instead of at its next interval, and fetching the Events of an object that failed (those of the
 revision it tried: an older failure's events are history). Subscribers are called on the worker thread and must
 only enqueue (the UI drains its own queue). A session leaves the manager once its final snapshot is out.
@@ -10,6 +13,7 @@ only enqueue (the UI drains its own queue). A session leaves the manager once it
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -22,7 +26,7 @@ from fluxmon.core.config import DEFAULT_MONITOR_TYPES
 from fluxmon.core.errors import FluxmonError
 from fluxmon.core.health import ClusterHealth, cluster_health
 from fluxmon.core.informer import ClusterCache, KindState, KindStatus
-from fluxmon.core.objects import ObjectRef
+from fluxmon.core.objects import FluxObject, ObjectRef
 from fluxmon.core.plan import Push, source_follows
 from fluxmon.core.revision import parse_revision
 from fluxmon.core.session import Role, Session, SessionSnapshot, SessionSpec, SessionState, reconcile_retry_delay
@@ -30,8 +34,6 @@ from fluxmon.core.verdict import Phase
 
 log = logging.getLogger("fluxmon.sessions")
 
-IDLE_WAKE_SECONDS = 1.0
-"""The worker wakes at least this often, so that timeouts fire on time when nothing changes."""
 NUDGE_AFTER_SECONDS = 5.0
 """A Kustomization that has not started on the pushed commit this long after its source has it gets nudged."""
 STOP_TIMEOUT_SECONDS = 5.0
@@ -68,7 +70,7 @@ class SessionManager:
     ) -> None:
         self.cluster = cluster
         self.cache = ClusterCache(cluster, kinds, on_change=self._wake_up)
-        self.ancestry = GitAncestry(on_answer=self._wake_up)
+        self.ancestry = GitAncestry(on_answer=self._judge_all_again)
         """Asks git whether a newer commit Flux has contains a session's push (off this worker's thread)."""
         self._clock = clock
         self._sessions: dict[str, Session] = {}
@@ -78,6 +80,14 @@ class SessionManager:
         self._triggers: dict[str, _Triggers] = {}
         self._signatures: dict[str, tuple[object, ...]] = {}
         self._broken: set[str] = set()
+        self._due: set[str] = set()
+        """Sessions to evaluate at the next pass whatever changed: new, superseded or cancelled ones."""
+        self._all_due = True
+        """Evaluate every session at the next pass (git answered, which may concern any of them)."""
+        self._deadlines: dict[str, float] = {}
+        """When each session must be evaluated again though nothing changed: its timeout, a reconcile to repeat."""
+        self._seen: tuple[int, dict[str, KindState]] | None = None
+        """The structure version and kind states of the last pass: a change in either concerns every session."""
         self._subscribers: list[Subscriber] = []
         self._health_subscribers: list[HealthSubscriber] = []
         self._health = cluster_health(self.cache.states(), server=cluster.server, context=cluster.context)
@@ -136,7 +146,9 @@ class SessionManager:
         with self._lock:
             for session in [] if late else same:
                 session.final_state = SessionState.SUPERSEDED
+                self._due.add(session.spec.id)
             self._sessions[spec.id] = Session(spec, ancestry=self.ancestry)
+            self._due.add(spec.id)
             if late:
                 self._sessions[spec.id].final_state = SessionState.SUPERSEDED
         self._wake_up()
@@ -146,6 +158,7 @@ class SessionManager:
             session = self._sessions.get(session_id)
             if session is not None and session.final_state is None:
                 session.final_state = SessionState.CANCELLED
+                self._due.add(session_id)
         self._wake_up()
 
     def snapshots(self) -> list[SessionSnapshot]:
@@ -208,6 +221,11 @@ class SessionManager:
     def _wake_up(self) -> None:
         self._wake.set()
 
+    def _judge_all_again(self) -> None:
+        with self._lock:
+            self._all_due = True
+        self._wake.set()
+
     def _run(self, stop: threading.Event) -> None:
         while not stop.is_set():
             self._wake.wait(self._until_next_deadline())
@@ -220,29 +238,50 @@ class SessionManager:
                 # One error boundary for the loop body: a bug in one pass must not end every session.
                 log.exception("evaluating sessions failed")
 
-    def _until_next_deadline(self) -> float:
-        """Seconds to sleep: until the next session's timeout (so it fires on time), at most IDLE_WAKE_SECONDS."""
-        now = self._clock()
+    def _until_next_deadline(self) -> float | None:
+        """Seconds to sleep: until the next session's deadline (so a timeout fires on time); None sleeps until a
+        change wakes the worker: an idle manager costs no CPU."""
         with self._lock:
             deadlines = [
-                s.spec.created_at + s.spec.timeout_seconds - now
-                for s in self._sessions.values()
-                if (s.snapshot is None or not s.snapshot.state.final) and s.spec.id not in self._broken
+                at
+                for session_id, at in self._deadlines.items()
+                if session_id in self._sessions and session_id not in self._broken and at < math.inf
             ]
-        return max(min([IDLE_WAKE_SECONDS, *deadlines]), 0.0)
+        return max(min(deadlines) - self._clock(), 0.0) if deadlines else None
 
     def _pass(self) -> None:
-        objects, structure = self.cache.snapshot()
-        states = self.cache.states()
+        changed, structure, states = self.cache.take_changes()
         now = self._clock()
-        health = self._update_health(states)
+        health, health_changed = self._update_health(states)
         with self._lock:
-            active = [s for s in self._sessions.values() if s.snapshot is None or not s.snapshot.state.final]
+            everyone = self._all_due or health_changed or self._seen != (structure, states)
+            due, self._due, self._all_due, self._seen = self._due, set(), False, (structure, states)
+            active = [
+                s
+                for s in self._sessions.values()
+                if (s.snapshot is None or not s.snapshot.state.final)
+                and (
+                    everyone
+                    or s.snapshot is None
+                    or s.spec.id in due
+                    or s.spec.id in self._broken
+                    or now >= self._deadlines.get(s.spec.id, math.inf)
+                    or not s.reads.isdisjoint(changed)
+                )
+            ]
+        if not active:
+            return
+        objects: Mapping[ObjectRef, FluxObject] | None = None
+        if not any(session.needs_plan(structure) for session in active):
+            picked, picked_at = self.cache.pick(set().union(*(session.reads for session in active)))
+            objects = picked if picked_at == structure else None  # else added or removed meanwhile: plan anew
+        if objects is None:
+            objects, structure = self.cache.snapshot()  # a plan is made from every object: only on structural change
         for session in active:
             try:
                 snapshot = session.advance(objects, states, now, structure=structure)
                 if not snapshot.state.final:
-                    self._trigger_reconciles(session, snapshot, now)
+                    self._trigger_reconciles(session, snapshot, objects, now)
                 snapshot = self._fetch_events(session, snapshot)
                 snapshot = session.snapshot = replace(snapshot, cluster=health, context=self.cluster.context)
             except Exception:
@@ -251,9 +290,25 @@ class SessionManager:
                     self._broken.add(session.spec.id)
                     log.exception("evaluating session %s failed; the other sessions go on", session.spec.id)
                 continue
+            with self._lock:
+                self._deadlines[session.spec.id] = self._next_deadline(session)
             self._publish(session, snapshot)
 
-    def _update_health(self, states: Mapping[str, KindState]) -> ClusterHealth:
+    def _next_deadline(self, session: Session) -> float:
+        """When to evaluate the session again though nothing changes: its timeout, or a reconcile to ask again or
+        a lagging Kustomization to nudge (see _trigger_reconciles). Early is harmless; late is not."""
+        deadlines = [session.spec.deadline]
+        triggers = self._triggers.get(session.spec.id)
+        if triggers is not None:
+            if triggers.source_handled_at is not None:
+                deadlines.append(triggers.source_handled_at + reconcile_retry_delay(triggers.source_retries))
+            if triggers.source_ready_at is not None:
+                deadlines.append(triggers.source_ready_at + NUDGE_AFTER_SECONDS)
+        now = self._clock()
+        # Past ones are spent: a session not final at its timeout is evaluated again on a change (or is broken).
+        return min((at for at in deadlines if at > now), default=math.inf)
+
+    def _update_health(self, states: Mapping[str, KindState]) -> tuple[ClusterHealth, bool]:
         """Decide the cluster's health once per pass, and tell the health subscribers when it changed."""
         with self._lock:
             previous = self._health
@@ -267,7 +322,7 @@ class SessionManager:
                 subscriber(health)
             except Exception:
                 log.exception("a health subscriber failed")
-        return health
+        return health, health != previous
 
     def _publish(self, session: Session, snapshot: SessionSnapshot) -> None:
         signature = _signature(snapshot)
@@ -290,16 +345,18 @@ class SessionManager:
         self._sessions.pop(final.id, None)
         self._signatures.pop(final.id, None)
         self._triggers.pop(final.id, None)
+        self._deadlines.pop(final.id, None)
         self._finished[final.id] = final
         while len(self._finished) > FINISHED_KEPT:
             del self._finished[next(iter(self._finished))]
 
-    def _trigger_reconciles(self, session: Session, snapshot: SessionSnapshot, now: float) -> None:
+    def _trigger_reconciles(
+        self, session: Session, snapshot: SessionSnapshot, objects: Mapping[ObjectRef, FluxObject], now: float
+    ) -> None:
         """`flux reconcile --with-source`, as needed: the source at once, lagging Kustomizations later."""
         if not session.spec.reconcile:
             return
         triggers = self._triggers.setdefault(session.spec.id, _Triggers(nudged=set()))
-        objects = self.cache.objects()
         sources = [r for r in snapshot.resources if r.role is Role.SOURCE]
         for source in sources:
             obj = objects.get(source.ref)

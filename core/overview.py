@@ -39,6 +39,8 @@ from fluxmon.core.verdict import Phase
 TOOLTIP_SESSION_LINES = 4
 """Tray hosts cut long tooltips; beyond this many sessions the tooltip only counts them."""
 BODY_ERROR_CHARS = 300
+RETRY_MESSAGE_CHARS = 80
+"""A retried Helm failure in one line of the tooltip and the menu: its retry count and the start of its error."""
 
 
 WORST_FIRST = (
@@ -166,7 +168,12 @@ def describe_session(snapshot: SessionSnapshot) -> str:
     if snapshot.state in (SessionState.WAITING_FOR_SOURCE, SessionState.RECONCILING):
         done = sum(1 for r in snapshot.resources if r.role is not Role.UPSTREAM and r.phase is Phase.READY)
         total = sum(1 for r in snapshot.resources if r.role is not Role.UPSTREAM)
-        return f"{snapshot.state.value} ({done}/{total} ready)" if total else snapshot.state.value
+        text = f"{snapshot.state.value} ({done}/{total} ready)" if total else snapshot.state.value
+        retrying = next((r for r in snapshot.resources if r.retrying), None)
+        if retrying is not None:  # "upgrade failed, retry 1 of 3: …": a failure seen before it is final
+            message = shorten(redact_text(one_line(retrying.message)), RETRY_MESSAGE_CHARS)
+            text += f" · {retrying.ref.kind}/{retrying.ref.name} {message}"
+        return text
     return snapshot.state.value
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
@@ -117,6 +117,11 @@ class SessionSpec:
         )
 
     @property
+    def deadline(self) -> float:
+        """When the session times out (wall-clock seconds): the judge and the manager's wake-up read this one sum."""
+        return self.created_at + self.timeout_seconds
+
+    @property
     def follow_key(self) -> tuple[str, str]:
         """Sessions with the same key follow the same thing: a newer one supersedes an older one."""
         return (normalize_remote_url(self.remote_url, base_dir=self.repo or None), self.branch or self.tag)
@@ -144,6 +149,9 @@ class ResourceStatus:
     """Where it hangs in the details tree: a Kustomization under its source, a HelmRelease under what applies it."""
     hint: Hint | None = None
     events: tuple[FluxEvent, ...] = ()
+    retrying: bool = False
+    """A Helm install or upgrade that failed and is retried at once: still on its way, but the failure is news (its
+    message reads "upgrade failed, retry 1 of 3: …"), so the tooltip says it beside the session's progress."""
 
     @property
     def error(self) -> str:
@@ -203,6 +211,50 @@ class AncestryOracle(Protocol):
     def lookup(self, question: Question) -> Lineage | None: ...
 
 
+class VerdictMemo:
+    """Each followed object's verdict (redacted) and the commits it names, kept until the object is replaced.
+
+    Cached objects are immutable and replaced on every write, so `is` tells whether one changed: a status write
+    re-judges that object, not the hundred others a session follows. Same answers as without it, only cheaper.
+    """
+
+    def __init__(self) -> None:
+        self._verdicts: dict[ObjectRef, tuple[FluxObject, str, FluxObject | None, Verdict]] = {}
+        self._seen: dict[ObjectRef, tuple[FluxObject, tuple[str, ...]]] = {}
+
+    def verdict(self, obj: FluxObject, target: str, chart: FluxObject | None) -> Verdict:
+        kept = self._verdicts.get(obj.ref)
+        if kept is not None and kept[0] is obj and kept[1] == target and kept[2] is chart:
+            return kept[3]
+        result = redacted_verdict(obj, target, chart)
+        self._verdicts[obj.ref] = (obj, target, chart, result)
+        return result
+
+    def commits_seen(self, obj: FluxObject) -> tuple[str, ...]:
+        kept = self._seen.get(obj.ref)
+        if kept is not None and kept[0] is obj:
+            return kept[1]
+        seen = commits_seen(obj)
+        self._seen[obj.ref] = (obj, seen)
+        return seen
+
+    def keep_only(self, refs: frozenset[ObjectRef]) -> None:
+        """Forget objects the plan no longer reads (called when it is made anew)."""
+        self._verdicts = {ref: kept for ref, kept in self._verdicts.items() if ref in refs}
+        self._seen = {ref: kept for ref, kept in self._seen.items() if ref in refs}
+
+
+def redacted_verdict(obj: FluxObject, target: str, chart: FluxObject | None) -> Verdict:
+    """The verdict with credentials taken out of its message.
+
+    A controller's message can name a URL with its credentials (source-controller: `unable to clone '<url>'`);
+    redacted here, nothing downstream (terminal, --json, the store on disk, the tray) ever holds them.
+    """
+    result = verdict(obj, target, chart=chart)
+    message = redact_text(result.message)
+    return result if message == result.message else replace(result, message=message)
+
+
 class Session:
     """One session's mutable bookkeeping (timelines, fetched events); `evaluate` does the judging."""
 
@@ -215,6 +267,9 @@ class Session:
         self.snapshot: SessionSnapshot | None = None
         self._plan: tuple[int, Plan] | None = None
         """The plan, and the cache's structure version it was made at: status writes leave it as it is."""
+        self.reads: frozenset[ObjectRef] = frozenset()
+        """Every object the last evaluation read: a write to any other object cannot change this session."""
+        self._memo = VerdictMemo()
         self.final_state: SessionState | None = None
         """Set from outside (superseded, cancelled)."""
 
@@ -240,12 +295,15 @@ class Session:
         """Evaluate, update the timelines, and return the new snapshot (final states stick).
 
         `structure`: the cache's structure version of `objects`; with it, the plan is reused until it changes.
+        `objects` must hold every cached object when `needs_plan(structure)`; otherwise `reads` are enough.
         """
         if self.snapshot is not None and self.snapshot.state.final:
             return self.snapshot
-        if structure is None or self._plan is None or self._plan[0] != structure:
+        if self._plan is None or structure is None or self._plan[0] != structure:
             plan = plan_for_push(_watched(self.spec, objects).values(), self.spec.push, base_dir=self.spec.repo or None)
             self._plan = None if structure is None else (structure, plan)
+            self.reads = objects_read(plan, objects)
+            self._memo.keep_only(self.reads)
         else:
             plan = self._plan[1]
         snapshot = evaluate(
@@ -257,24 +315,31 @@ class Session:
             notes=tuple(self.notes),
             plan=plan,
             lineage=self._lineage(plan, objects),
+            memo=self._memo,
+            timeline=lambda ref, phase: self._timeline(ref, phase, now),
         )
         if self.final_state is not None:
             snapshot = replace(snapshot, state=self.final_state, message=_final_message(self.final_state), ended_at=now)
-        resources = []
-        for resource in snapshot.resources:
-            timeline = self.timelines.get(resource.ref)
-            if timeline is None:
-                timeline = self.timelines[resource.ref] = _Timeline(phase=resource.phase, since=now)
-            elif timeline.phase != resource.phase:
-                timeline.seconds[timeline.phase.value] = timeline.seconds.get(timeline.phase.value, 0.0) + (
-                    now - timeline.since
-                )
-                timeline.phase, timeline.since = resource.phase, now
-            seconds = dict(timeline.seconds)
-            seconds[timeline.phase.value] = seconds.get(timeline.phase.value, 0.0) + (now - timeline.since)
-            resources.append(replace(resource, since=timeline.since, seconds_in_phase=seconds))
-        self.snapshot = replace(snapshot, resources=tuple(resources))
-        return self.snapshot
+        self.snapshot = snapshot
+        return snapshot
+
+    def _timeline(self, ref: ObjectRef, phase: Phase, now: float) -> tuple[float, dict[str, float]]:
+        """Move an object's timeline to `phase` at `now`; since when it is in it, and the seconds in each phase."""
+        timeline = self.timelines.get(ref)
+        if timeline is None:
+            timeline = self.timelines[ref] = _Timeline(phase=phase, since=now)
+        elif timeline.phase != phase:
+            timeline.seconds[timeline.phase.value] = timeline.seconds.get(timeline.phase.value, 0.0) + (
+                now - timeline.since
+            )
+            timeline.phase, timeline.since = phase, now
+        seconds = dict(timeline.seconds)
+        seconds[phase.value] = seconds.get(phase.value, 0.0) + (now - timeline.since)
+        return timeline.since, seconds
+
+    def needs_plan(self, structure: int) -> bool:
+        """Whether the next evaluation at this structure version plans anew (and so needs every object)."""
+        return self._plan is None or self._plan[0] != structure
 
     def _lineage(self, plan: Plan, objects: Mapping[ObjectRef, FluxObject]) -> dict[str, Lineage]:
         """What git has answered so far about the other commits the followed objects are at."""
@@ -283,13 +348,24 @@ class Session:
         answers = {}
         for ref in plan.followed:
             obj = objects.get(ref)
-            for seen in commits_seen(obj) if obj is not None else ():
+            for seen in self._memo.commits_seen(obj) if obj is not None else ():
                 if seen in answers or revision_matches(seen, self.spec.commit):
                     continue
                 answer = self.ancestry.lookup(self.spec.question(seen))
                 if answer is not None:
                     answers[seen] = answer
         return answers
+
+
+def objects_read(plan: Plan, objects: Mapping[ObjectRef, FluxObject]) -> frozenset[ObjectRef]:
+    """What `evaluate` reads for a plan: the followed and upstream objects, and the sources (a HelmRelease's
+    HelmChart) and parents they name. Only structural writes change these names, and those replan."""
+    reads = {*plan.followed, *plan.upstream}
+    for ref in tuple(reads):
+        obj = objects.get(ref)
+        if obj is not None:
+            reads.update(named for named in (obj.source_ref, obj.owner) if named is not None)
+    return frozenset(reads)
 
 
 def commits_seen(obj: FluxObject) -> tuple[str, ...]:
@@ -336,11 +412,15 @@ def evaluate(
     notes: tuple[str, ...] = (),
     plan: Plan | None = None,
     lineage: Mapping[str, Lineage] | None = None,
+    memo: VerdictMemo | None = None,
+    timeline: Callable[[ObjectRef, Phase], tuple[float, dict[str, float]]] | None = None,
 ) -> SessionSnapshot:
     """Judge the session from a snapshot of the cluster; pure: same inputs, same snapshot.
 
     `plan`: discovery's plan for these objects, when the caller knows it is still current (Session.advance).
     `lineage`: git's answers (core.ancestry) for the other commits that followed objects are at, by digest.
+    `memo`: the session's memo of verdicts, so that objects that did not change are not judged again.
+    `timeline`: since when each object is in its phase, and for how long in each (the Session keeps them).
     """
     events = events or {}
     lineage = lineage or {}
@@ -352,16 +432,21 @@ def evaluate(
         all_notes += [f"dependency cycle: {' -> '.join(str(r) for r in cycle)}" for cycle in plan.cycles]
     overtaken = _overtaken(plan, watched, spec.commit, lineage)
     all_notes += _lineage_notes(plan, watched, spec.commit, lineage)
-    verdicts = _verdicts(plan, watched, spec.commit, overtaken, pushed_at=spec.created_at)
+    verdicts = _verdicts(plan, watched, spec.commit, overtaken, pushed_at=spec.created_at, memo=memo)
     outgoing = dependencies_by_dependent(plan.edges)
+    # In the plan's order, which is Role's (ROLE_ORDER) with each role's objects sorted: no sort needed here.
     resources = tuple(
-        sorted(
-            (
-                _resource(ref, role, verdicts[ref], outgoing.get(ref, []), verdicts, events, now, watched.get(ref))
-                for ref, role in _roles(plan)
-            ),
-            key=lambda r: (ROLE_ORDER[r.role], r.ref),
+        _resource(
+            ref,
+            role,
+            verdicts[ref],
+            outgoing.get(ref, []),
+            verdicts,
+            events,
+            timeline(ref, verdicts[ref].phase) if timeline is not None else (now, {}),
+            watched.get(ref),
         )
+        for ref, role in _roles(plan)
     )
     state, message, failed = _judge(spec, plan, verdicts, states, now, overtaken=overtaken, lineage=lineage)
     return SessionSnapshot(
@@ -425,7 +510,9 @@ def _lineage_notes(
     plan: Plan, objects: Mapping[ObjectRef, FluxObject], commit: str, lineage: Mapping[str, Lineage]
 ) -> list[str]:
     """Say what git could not tell, so that a timeout that follows is explained."""
-    notes = []
+    notes: list[str] = []
+    if not lineage:
+        return notes
     for ref in plan.followed:
         obj = objects.get(ref)
         for seen in commits_seen(obj) if obj is not None else ():
@@ -446,9 +533,11 @@ def _verdicts(
     overtaken: Mapping[ObjectRef, str],
     *,
     pushed_at: float,
+    memo: VerdictMemo | None = None,
 ) -> dict[ObjectRef, Verdict]:
+    judge = memo.verdict if memo is not None else redacted_verdict
     verdicts = {
-        ref: verdict(obj, overtaken.get(ref, commit), chart=_chart_of(obj, objects))
+        ref: judge(obj, overtaken.get(ref, commit), _chart_of(obj, objects))
         for ref in (*plan.followed, *plan.upstream)
         if (obj := objects.get(ref)) is not None
     }
@@ -477,9 +566,7 @@ def _verdicts(
                 phase=Phase.PENDING,
                 message=f"failing since before this push, which may fix it: {result.message}",
             )
-    # A controller's message can name a URL with its credentials (source-controller: `unable to clone '<url>'`);
-    # redacted here, nothing downstream (terminal, --json, the store on disk, the tray) ever holds them.
-    return {ref: replace(result, message=redact_text(result.message)) for ref, result in verdicts.items()}
+    return verdicts
 
 
 def _chart_of(obj: FluxObject, objects: Mapping[ObjectRef, FluxObject]) -> FluxObject | None:
@@ -533,7 +620,7 @@ def _resource(
     dependencies: list[ObjectRef],
     verdicts: Mapping[ObjectRef, Verdict],
     events: Mapping[ObjectRef, tuple[FluxEvent, ...]],
-    now: float,
+    since: tuple[float, dict[str, float]],
     obj: FluxObject | None,
 ) -> ResourceStatus:
     """`dependencies`: what `ref` depends on (dependsOn, its source, what applies it), from the plan's edges."""
@@ -552,13 +639,14 @@ def _resource(
         reason=result.reason,
         message=result.message,
         revision=result.revision,
-        since=now,
-        seconds_in_phase={},
+        since=since[0],
+        seconds_in_phase=since[1],
         depends_on=depends,
         applied_by=applied_by,
         parent=min(parents, key=lambda dep: dep.kind != "Kustomization") if parents else None,
         hint=hint_for(ref, result.reason) if troubled else None,
         events=events.get(ref, ()),
+        retrying=result.retrying,
     )
 
 
@@ -573,7 +661,7 @@ def _judge(
     lineage: Mapping[str, Lineage],
 ) -> tuple[SessionState, str, ObjectRef | None]:
     target = short_sha(spec.commit)
-    timed_out = now - spec.created_at >= spec.timeout_seconds
+    timed_out = now >= spec.deadline
     source_states = [states[k] for k in ("GitRepository", "OCIRepository") if k in states]
     # No verdict before every kind has been read at least once: a HelmRelease not listed yet is not "ready".
     syncing = [kind for kind in spec.monitor_types if kind in states and states[kind].status is KindStatus.SYNCING]

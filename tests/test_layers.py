@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -42,6 +43,22 @@ def add_import(path: Path, statement: str) -> None:
     path.write_text(text.replace(marker, f"{marker}\n{statement}  # noqa: F401\n", 1), encoding="utf-8")
 
 
+def layered_modules() -> set[str]:
+    """Every module or package named in the layers contract."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    (contract,) = [c for c in config["tool"]["importlinter"]["contracts"] if c["type"] == "layers"]
+    return {name.strip() for layer in contract["layers"] for name in layer.split("|")}
+
+
+def test_every_module_of_the_monitor_has_its_layer() -> None:
+    # A module left out of the layers is bound by nothing: a lower layer may import it, and it may import anything
+    # that its own importers may. core/push.py and fluxmon/exits.py were left out so, and nothing said so.
+    modules = {f"fluxmon.{path.stem}" for path in (ROOT / "fluxmon").glob("*.py") if not path.is_symlink()}
+    modules |= {f"fluxmon.core.{path.stem}" for path in (ROOT / "core").glob("*.py")}
+    modules -= {"fluxmon.__init__", "fluxmon.core.__init__"}
+    assert sorted(modules - layered_modules()) == []
+
+
 def test_the_untouched_tree_keeps_every_contract(tmp_path: Path) -> None:
     result = lint_imports(copy_tree(tmp_path))
     assert result.returncode == 0, result.stdout + result.stderr
@@ -54,6 +71,8 @@ def test_the_untouched_tree_keeps_every_contract(tmp_path: Path) -> None:
         ("core/verdict.py", "import fluxmon.tray.menu", "layers"),
         ("core/verdict.py", "import fluxmon.core.engine", "layers"),
         ("core/objects.py", "import fluxmon.core.cluster", "layers"),
+        ("core/session.py", "import fluxmon.core.push", "layers"),
+        ("core/engine.py", "import fluxmon.exits", "layers"),
         ("core/verdict.py", "import fluxmon.sim.apiserver", "independent"),
         ("sim/reconciler.py", "import fluxmon.core.session", "independent"),
         ("bench/monitor.py", "import tests.flux_bodies", "do not import the tests"),

@@ -24,10 +24,21 @@ from fluxmon.core.overview import (
 )
 from fluxmon.core.session import SessionState
 from fluxmon.core.store import SessionStore
+from fluxmon.core.verdict import Phase
 from fluxmon.tray import autostart
 from fluxmon.tray.icon import TrayUnavailable, choose_backend
 from fluxmon.tray.menu import Action, MenuAction, build_menu, outline
-from harness.snapshots import APPS, PODINFO, failed_push, failed_snapshot, on_clusters, push_of, pushed, snapshot
+from harness.snapshots import (
+    APPS,
+    PODINFO,
+    failed_push,
+    failed_snapshot,
+    on_clusters,
+    push_of,
+    pushed,
+    resource,
+    snapshot,
+)
 
 NOW = datetime(2026, 11, 25, 10, 0, 0)
 
@@ -228,6 +239,30 @@ def test_a_cut_error_ends_with_an_ellipsis_at_a_word_and_leaks_no_credential() -
     assert "tok3" not in notification.body
     assert shorten("short enough", 20) == "short enough"
     assert shorten("x" * 30, 10) == "x" * 9 + "…"  # one long token: cut, but never without saying so
+
+
+def test_a_release_retrying_its_upgrade_says_so_in_the_tooltip_and_the_menu() -> None:
+    # Issue 10: "upgrade failed, retry 1 of 3: …" is seen at once in the tree, the tooltip and the details window,
+    # though the push is still deploying. The tooltip said only "reconciling (3/4 ready)".
+    error = "Helm upgrade failed for release apps/podinfo with chart podinfo@6.0.3: " + "context deadline " * 10
+    retrying = resource(
+        PODINFO,
+        Phase.PROGRESSING,
+        parent=APPS,
+        reason="UpgradeFailed",
+        message=f"upgrade failed, retry 1 of 3: {error}",
+    )
+    session = snapshot(SessionState.RECONCILING)
+    session = replace(session, resources=(*session.resources[:3], replace(retrying, retrying=True)))
+    view = overview([push_of(session)])
+    assert view.state is TrayState.DEPLOYING
+    (line,) = view.tooltip.splitlines()[1:]
+    assert "reconciling (1/4 ready) · HelmRelease/podinfo upgrade failed, retry 1 of 3: Helm upgrade failed" in line
+    assert line.endswith("… (42s)")  # the error is cut, between words
+    assert session_line(push_of(session)) in line
+    # A release that is only progressing says nothing more.
+    quiet = replace(session, resources=(*session.resources[:3], retrying))
+    assert overview([push_of(quiet)]).tooltip.splitlines()[1].endswith("reconciling (1/4 ready) (42s)")
 
 
 # --- one push on several clusters (issue 13) ---------------------------------------------------------------------

@@ -468,3 +468,4 @@ def test_a_release_retrying_an_upgrade_shows_the_failure_s_hint_at_once() -> Non
     assert snapshot.state is SessionState.RECONCILING
     assert web.message.startswith("upgrade failed, retry 1 of 3: ")
     assert web.hint is not None
+    assert web.retrying  # so that the tooltip says it too (test_overview)
