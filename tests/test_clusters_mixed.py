@@ -20,8 +20,8 @@ from fluxmon.sim.client import KubeClient
 from fluxmon.sim.cluster import bootstrap, install_crds
 from fluxmon.sim.controllers import TEST_TIMINGS, FluxControllers
 from fluxmon.sim.kubeconfig import KubeconfigContext, write_contexts
-from harness.simfleet import SCALE_WEB, FleetUnderTest, break_settings, sim_fleet
 from harness.kubeapiserver import binaries, real_apiserver
+from harness.simfleet import SCALE_WEB, FleetUnderTest, break_settings, sim_fleet
 
 WAIT_TIMEOUT = "60s"
 
