@@ -93,10 +93,12 @@ def choose_backend(environ: Mapping[str, str] = os.environ) -> str:
 def _without_opengl() -> Iterator[None]:
     """GTK initialised (on `import pystray`) without OpenGL, unless the user asked for a GDK_GL mode.
 
-    GTK 3 probes GLX when it opens the display, which loads the GL driver: under Xvfb (and on any machine where
-    Mesa renders in software) that is llvmpipe, 47 MiB of libLLVM, about 30 % of the tray's memory, for an icon
-    and a menu that never draw with GL. `GDK_GL=disable` skips the probe. GTK reads the variable once, at init;
-    it is taken out again afterwards, so that the programs the tray starts (xdg-open, a browser) do not inherit it.
+    The first GTK 3 program on an X display probes GLX to choose its visuals (later ones read the choice from the
+    root window's GDK_VISUALS property), which loads the GL driver into it for good: with Mesa rendering in
+    software (Xvfb, virtual machines) that is llvmpipe, 47 MiB of libLLVM. A tray autostarted at login, or on a
+    desktop with no other GTK 3 program (a bare window manager), is that first program, for an icon and a menu that
+    never draw with GL. `GDK_GL=disable` skips the probe. GTK reads the variable once, at init; it is taken out
+    again afterwards, so that the programs the tray starts (xdg-open, a browser) do not inherit it.
     """
     if "GDK_GL" in os.environ:
         yield
