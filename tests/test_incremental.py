@@ -3,7 +3,8 @@
 The session manager re-evaluates a session when an object it reads is written, and reads only those objects. This
 suite proves the other half of that bargain over real HTTP to the simulated API server: a status write to any
 object a push follows, whatever its role (source, Kustomization, the HelmRelease one applies, an upstream
-dependency), reaches that push's snapshot; and a structural write (a new Kustomization) still replans.
+dependency), reaches that push's snapshot; and a structural write (a new Kustomization) still replans. And the
+adapter lists in pages, so that a large cluster is never held whole as JSON.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from fluxmon.core.cluster import KindApi
 from fluxmon.core.engine import Engine
 from fluxmon.core.kube import Cluster
 from fluxmon.core.push import PushSnapshot
@@ -25,6 +27,7 @@ from fluxmon.sim.apiserver import SimApiServer
 from fluxmon.sim.client import KubeClient
 from fluxmon.sim.cluster import install_crds
 from fluxmon.sim.kubeconfig import write_kubeconfig
+from tests.clusters import Cluster as ApiServer
 from tests.flux_bodies import SHA_NEW, SHA_OLD, condition, git_repository, helm_release, kustomization, ready
 
 SNAPSHOT_TIMEOUT_SECONDS = 30.0
@@ -157,3 +160,30 @@ def test_a_new_kustomization_for_the_pushed_repository_is_followed_at_once(tmp_p
             "the Kustomization created after the push",
             lambda snapshot: any(r.ref.name == "late" for r in snapshot.resources),
         )
+
+
+class PagedCluster(Cluster):
+    """The real adapter with pages of two objects, so that a few objects span several pages."""
+
+    page_size = 2
+
+
+def test_a_list_is_read_in_pages_and_none_is_lost(cluster: ApiServer) -> None:
+    install_crds(cluster.admin, only=("GitRepository",))
+    cluster.admin.create(cluster.admin.resource("v1", "Namespace"), "", {"metadata": {"name": "flux-system"}})
+    names = [f"repo-{index}" for index in range(5)]
+    for name in names:
+        create(cluster.admin, git_repository(name, url=f"{FLEET}-{name}"))
+    base = Cluster.connect(kubeconfig=str(cluster.kubeconfig))
+    paged = PagedCluster.__new__(PagedCluster)
+    paged.__dict__.update(base.__dict__)
+    try:
+        api = KindApi(kind="GitRepository", group="source.toolkit.fluxcd.io", version="v1", plural="gitrepositories")
+        before = paged.requests
+        resource_version, items = paged.list_kind(api)
+        listed = sorted(item["metadata"]["name"] for item in items)
+        assert listed == names
+        assert resource_version
+        assert paged.requests - before == 3  # pages of 2, 2 and 1
+    finally:
+        paged.close()
