@@ -477,10 +477,10 @@ def growth(first: float, last: float) -> str:
     return f"{last / first:.1f} times" if first > 0 else "n/a"
 
 
-def growth_line(follower: str, small: Figures, large: Figures) -> str:
+def growth_text(small: Figures, large: Figures) -> str:
     """How one follower's figures grew from the smallest size to the largest: flat CPU per write is the goal."""
     return (
-        f"{LABELS[follower]:<22} growth from {small.objects:,} to {large.objects:,} objects: CPU per write "
+        f"growth from {small.objects:,} to {large.objects:,} objects: CPU per write "
         f"{small.cpu_per_write_ms:.1f} -> {large.cpu_per_write_ms:.1f} ms "
         f"({growth(small.cpu_per_write_ms, large.cpu_per_write_ms)}), p95 {small.p95_ms:.1f} -> "
         f"{large.p95_ms:.1f} ms ({growth(small.p95_ms, large.p95_ms)}), peak RSS {small.peak_rss_mib:.0f} -> "
@@ -504,7 +504,7 @@ def scale_table(writes: int, sizes: Sequence[tuple[Figures, Figures]]) -> Table:
     notes = [f"{writes} status writes {WRITE_SPACING_SECONDS * 1000:.0f} ms apart at every size."]
     if len(sizes) > 1:
         notes += [
-            growth_line(follower, small, large)
+            f"{LABELS[follower]}: {growth_text(small, large)}"
             for follower, small, large in (
                 ("fluxmon", sizes[0][0], sizes[-1][0]),
                 ("seed", sizes[0][1], sizes[-1][1]),
@@ -571,7 +571,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         sizes.append(runs)
     for index, follower in enumerate(("fluxmon", "seed")[: len(sizes[0])]):
         if len(sizes) > 1:
-            print(growth_line(follower, sizes[0][index], sizes[-1][index]))
+            print(f"{LABELS[follower]:<22} {growth_text(sizes[0][index], sizes[-1][index])}")
     if args.save:
         print(f"saved {save(scale_table(args.writes, [(monitor, seed) for monitor, seed in sizes]))}")
 
