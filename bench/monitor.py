@@ -87,6 +87,93 @@ def fleet(objects: int, sessions: int) -> Fleet:
     return Fleet(repos=sessions, kustomizations_per_repo=per_repo - 1 - releases, releases_per_repo=releases)
 
 
+APPLIED_BY = "kustomize-controller"
+"""The field manager of Flux's server-side apply, which creates these objects from Git (fluxcd/kustomize-controller
+main.go, `controllerName`)."""
+APPLIED_AT = "2026-01-01T00:00:00Z"
+STATUS_MANAGERS = {
+    "GitRepository": "gotk-source-controller",
+    "Kustomization": "gotk-kustomize-controller",
+    "HelmRelease": "gotk-helm-controller",
+}
+"""Each controller writes status as "gotk-" + its name (fluxcd/kustomize-controller main.go `StatusManager`, and the
+same `fmt.Sprintf("gotk-%s", ...)` in source-controller's and helm-controller's reconcilers)."""
+READY = [
+    {
+        "type": "Ready",
+        "status": "True",
+        "reason": "ReconciliationSucceeded",
+        "message": "ok",
+        "observedGeneration": 1,
+        "lastTransitionTime": APPLIED_AT,
+    }
+]
+
+
+def _fields(value: Any) -> dict[str, Any]:
+    """A value's field set as managedFields write it (FieldsV1): `f:name` per key, `{}` at each leaf."""
+    if not isinstance(value, dict):
+        return {}
+    return {f"f:{key}": _fields(item) for key, item in value.items()}
+
+
+def flux_object(
+    kind: str, api_version: str, metadata: dict[str, Any], spec: dict[str, Any], status: dict[str, Any]
+) -> dict[str, Any]:
+    """An object as it stands on a cluster Flux runs: applied from Git by kustomize-controller with Flux's finalizer,
+    and carrying the managedFields of that apply and of its controller's status writes, which a monitor must not
+    keep (issue #16: RSS)."""
+    return {
+        "metadata": {
+            **metadata,
+            "finalizers": ["finalizers.fluxcd.io"],
+            "managedFields": [
+                {
+                    "manager": APPLIED_BY,
+                    "operation": "Apply",
+                    "apiVersion": api_version,
+                    "time": APPLIED_AT,
+                    "fieldsType": "FieldsV1",
+                    "fieldsV1": {
+                        "f:metadata": _fields({"labels": metadata.get("labels", {})}),
+                        "f:spec": _fields(spec),
+                    },
+                },
+                {
+                    "manager": STATUS_MANAGERS[kind],
+                    "operation": "Update",
+                    "subresource": "status",
+                    "apiVersion": api_version,
+                    "time": APPLIED_AT,
+                    "fieldsType": "FieldsV1",
+                    "fieldsV1": {"f:status": _fields(status)},
+                },
+                {
+                    "manager": STATUS_MANAGERS[kind],
+                    "operation": "Update",
+                    "apiVersion": api_version,
+                    "time": APPLIED_AT,
+                    "fieldsType": "FieldsV1",
+                    "fieldsV1": {"f:metadata": {"f:finalizers": {".": {}, 'v:"finalizers.fluxcd.io"': {}}}},
+                },
+            ],
+        },
+        "spec": spec,
+    }
+
+
+def chart_values(name: str) -> dict[str, Any]:
+    """A chart's values, about 2 kB as JSON: HelmRelease specs are the large ones a cache should not keep whole."""
+    return {
+        "replicaCount": 2,
+        "image": {"repository": f"ghcr.io/example/{name}", "tag": "1.24.3", "pullPolicy": "IfNotPresent"},
+        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"cpu": "1", "memory": "512Mi"}},
+        "ingress": {"enabled": True, "className": "nginx", "hosts": [{"host": f"{name}.example.com", "paths": ["/"]}]},
+        "env": [{"name": f"SETTING_{index}", "value": f"value-{index}-{'x' * 24}"} for index in range(24)],
+        "podAnnotations": {"prometheus.io/scrape": "true", "prometheus.io/port": "9090"},
+    }
+
+
 def populate(
     client: KubeClient,
     *,
@@ -98,68 +185,64 @@ def populate(
     the repositories in turn (the first of each, then the second of each...), so that writes reach every session."""
     install_crds(client)
     client.create(client.resource("v1", "Namespace"), "", {"metadata": {"name": "bench"}})
-    sources = client.resource("source.toolkit.fluxcd.io/v1", "GitRepository")
-    kustomizations = client.resource("kustomize.toolkit.fluxcd.io/v1", "Kustomization")
-    releases = client.resource("helm.toolkit.fluxcd.io/v2", "HelmRelease")
-    ready = [
-        {
-            "type": "Ready",
-            "status": "True",
-            "reason": "ReconciliationSucceeded",
-            "message": "ok",
-            "observedGeneration": 1,
-            "lastTransitionTime": "2026-01-01T00:00:00Z",
-        }
-    ]
+    api_versions = {
+        "GitRepository": "source.toolkit.fluxcd.io/v1",
+        "Kustomization": "kustomize.toolkit.fluxcd.io/v1",
+        "HelmRelease": "helm.toolkit.fluxcd.io/v2",
+    }
+    resources = {kind: client.resource(api_version, kind) for kind, api_version in api_versions.items()}
+
+    def add(kind: str, metadata: dict[str, Any], spec: dict[str, Any], status: dict[str, Any]) -> None:
+        client.create(resources[kind], "bench", flux_object(kind, api_versions[kind], metadata, spec, status))
+        client.patch_status(resources[kind], "bench", metadata["name"], status)
+
     by_repo: list[list[tuple[str, str, str]]] = []
     for repo in range(repos):
         name = f"r{repo}"
-        client.create(
-            sources,
-            "bench",
-            {"metadata": {"name": name}, "spec": {"url": f"https://git.example/{name}", "ref": {"branch": "main"}}},
+        add(
+            "GitRepository",
+            {"name": name},
+            {"interval": "1m", "url": f"https://git.example/{name}", "ref": {"branch": "main"}, "timeout": "60s"},
+            {"observedGeneration": 1, "conditions": READY, "artifact": {"revision": f"main@sha1:{sha(repo)}"}},
         )
-        client.patch_status(
-            sources,
-            "bench",
-            name,
-            {"observedGeneration": 1, "conditions": ready, "artifact": {"revision": f"main@sha1:{sha(repo)}"}},
-        )
-        targets = []
         for index in range(kustomizations_per_repo):
-            ks = f"{name}-ks{index}"
-            client.create(
-                kustomizations,
-                "bench",
+            add(
+                "Kustomization",
+                {"name": f"{name}-ks{index}"},
                 {
-                    "metadata": {"name": ks},
-                    "spec": {"path": f"./{ks}", "sourceRef": {"kind": "GitRepository", "name": name}},
+                    "interval": "10m",
+                    "path": f"./{name}-ks{index}",
+                    "prune": True,
+                    "timeout": "5m",
+                    "sourceRef": {"kind": "GitRepository", "name": name},
+                },
+                {
+                    "observedGeneration": 1,
+                    "conditions": READY,
+                    "lastAppliedRevision": f"main@sha1:{OLD}",
+                    "lastAttemptedRevision": f"main@sha1:{OLD}",
                 },
             )
-            client.patch_status(
-                kustomizations,
-                "bench",
-                ks,
-                {"observedGeneration": 1, "conditions": ready, "lastAppliedRevision": f"main@sha1:{OLD}"},
-            )
-            targets.append(("bench", ks, sha(repo)))
-        by_repo.append(targets)
         for index in range(releases_per_repo):
-            client.create(
-                releases,
-                "bench",
+            add(
+                "HelmRelease",
                 {
-                    "metadata": {
-                        "name": f"{name}-hr{index}",
-                        "labels": {
-                            "kustomize.toolkit.fluxcd.io/name": f"{name}-ks0",
-                            "kustomize.toolkit.fluxcd.io/namespace": "bench",
-                        },
+                    "name": f"{name}-hr{index}",
+                    "labels": {  # applied by the repository's first Kustomization
+                        "kustomize.toolkit.fluxcd.io/name": f"{name}-ks0",
+                        "kustomize.toolkit.fluxcd.io/namespace": "bench",
                     },
-                    "spec": {"chart": {"spec": {"chart": "x", "sourceRef": {"kind": "HelmRepository", "name": "h"}}}},
                 },
+                {
+                    "interval": "10m",
+                    "chart": {
+                        "spec": {"chart": "x", "version": "1.x", "sourceRef": {"kind": "HelmRepository", "name": "h"}}
+                    },
+                    "values": chart_values(f"{name}-hr{index}"),
+                },
+                {"observedGeneration": 1, "conditions": READY},
             )
-            client.patch_status(releases, "bench", f"{name}-hr{index}", {"observedGeneration": 1, "conditions": ready})
+        by_repo.append([("bench", f"{name}-ks{index}", sha(repo)) for index in range(kustomizations_per_repo)])
     return [targets[index] for index in range(kustomizations_per_repo) for targets in by_repo]
 
 
