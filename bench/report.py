@@ -8,7 +8,8 @@ poller) from the monitor-scale results.
     .venv/bin/python -m bench.report
 
 Running it twice changes nothing. The text outside the markers (the prose) is left alone; markers with no results
-keep their old text; results with no markers are named on stderr and the exit code is 1, so none is lost quietly.
+keep their old text; results with no markers, or that cannot be read, are named on stderr and the exit code is 1,
+so none is lost quietly.
 """
 
 from __future__ import annotations
@@ -103,9 +104,15 @@ def write_tables(text: str, results: Mapping[str, tuple[Table, str]]) -> tuple[s
     return text, unplaced
 
 
-def load_all(directory: Path = RESULTS_DIR) -> dict[str, tuple[Table, str]]:
-    """Every saved table in `directory`, by name."""
-    return {path.stem: load(path.stem, directory) for path in sorted(directory.glob("*.json"))}
+def load_all(directory: Path = RESULTS_DIR) -> tuple[dict[str, tuple[Table, str]], list[str]]:
+    """Every saved table in `directory` by name, with the machine; and one line for each file that cannot be read."""
+    results, unreadable = {}, []
+    for path in sorted(directory.glob("*.json")):
+        try:
+            results[path.stem] = load(path.stem, directory)
+        except (OSError, ValueError, KeyError, TypeError) as error:  # cut short, hand-edited, or another shape
+            unreadable.append(f"{path} cannot be read ({type(error).__name__}: {error}): save it again")
+    return results, unreadable
 
 
 def draw_chart(table: Table, machine: str, path: Path) -> None:
@@ -163,7 +170,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--readme", type=Path, default=README, help="the README to write the tables into")
     parser.add_argument("--chart", type=Path, default=CHART, help="the chart to draw (docs/bench.png)")
     args = parser.parse_args(argv)
-    results = load_all(args.results)
+    results, unreadable = load_all(args.results)
+    for line in unreadable:
+        print(f"bench.report: {line}", file=sys.stderr)
     before = args.readme.read_text()
     if section_bounds(before) is None:
         print(f"bench.report: {args.readme} has no '{SECTION}' section: nothing written", file=sys.stderr)
@@ -175,7 +184,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{args.readme}: {', '.join(placed) or 'no tables'} {'written' if after != before else 'already current'}")
     if waiting := [name for name in marked(before) if name not in results]:
         print(f"{args.readme}: {', '.join(waiting)} left as they were (no results saved)")
-    if SCALE in results:
+    if SCALE in results and not results[SCALE][0].data.get("sizes"):
+        print(f"bench.report: {SCALE} has no sizes to draw: {args.chart} left as it was", file=sys.stderr)
+        unreadable.append(SCALE)
+    elif SCALE in results:
         draw_chart(*results[SCALE], args.chart)
         print(f"{args.chart}: drawn from {SCALE}")
     else:
@@ -186,7 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"'{SECTION}' section",
             file=sys.stderr,
         )
-    return 1 if unplaced else 0
+    return 1 if unplaced or unreadable else 0
 
 
 if __name__ == "__main__":

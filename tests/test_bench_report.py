@@ -177,9 +177,26 @@ def test_main_says_which_saved_table_has_no_place_in_the_readme(
     assert not (tmp_path / "c.png").exists()  # no monitor-scale results: no chart
 
 
+def test_a_results_file_that_cannot_be_read_is_named_and_the_others_are_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    results = tmp_path / "results"
+    save(MONITOR, results)
+    (results / "hooks.json").write_text('{"name": "hooks", "columns": [')  # cut short
+    readme = tmp_path / "README.md"
+    readme.write_text(README)
+
+    assert report.main(["--results", str(results), "--readme", str(readme), "--chart", str(tmp_path / "c.png")]) == 1
+    assert f"{results / 'hooks.json'} cannot be read (JSONDecodeError" in capsys.readouterr().err
+    assert "| fluxmon | 4.5 ms | 1.2 s |" in readme.read_text()
+    assert "The hooks' old table, for which nothing is saved." in readme.read_text()
+
+
 def test_the_readme_has_a_place_for_every_benchmark_and_its_tables_are_the_saved_ones() -> None:
     text = report.README.read_text()
     assert {"monitor", "monitor-scale", "clusters", "hooks", "tray", "history", "assess"} <= set(report.marked(text))
-    current, unplaced = report.write_tables(text, report.load_all())
+    results, unreadable = report.load_all()
+    assert unreadable == []
+    current, unplaced = report.write_tables(text, results)
     assert unplaced == []
     assert current == text, "the README's tables differ from bench/results/: run python -m bench.report"
