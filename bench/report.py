@@ -120,6 +120,7 @@ def draw_chart(table: Table, machine: str, path: Path) -> None:
     status write against the objects in the cluster, fluxmon beside the poller."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
 
     sizes: Sequence[Mapping[str, Any]] = table.data["sizes"]
     objects = [size["fluxmon"]["objects"] for size in sizes]
@@ -143,14 +144,19 @@ def draw_chart(table: Table, machine: str, path: Path) -> None:
                     color=COLOURS[follower],
                 )
     latency.set_yscale("log")
+    latency.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    latency.yaxis.set_minor_locator(NullLocator())
+    latency.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:,.0f}" if value >= 1 else f"{value:g}"))
     latency.set_title("Status write → session snapshot, p95")
     latency.set_ylabel("milliseconds (log scale)")
-    cpu.set_title("Follower's CPU per status write")
+    cpu.set_title("Follower's CPU per status write, during the storm")
     cpu.set_ylabel("milliseconds of CPU per write")
     cpu.set_ylim(bottom=0)
-    cpu.margins(y=0.15)
     for axes in (latency, cpu):
+        axes.set_xscale("log")  # the sizes grow by factors: evenly spaced, and their labels apart
         axes.set_xticks(objects, ticks)
+        axes.xaxis.set_minor_locator(NullLocator())
+        axes.margins(x=0.08, y=0.12)
         axes.grid(True, alpha=0.3)
         axes.spines[["top", "right"]].set_visible(False)
         axes.legend(loc="best")
