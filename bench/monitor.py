@@ -536,12 +536,16 @@ def poller_note(figures: Figures) -> str:
     )
 
 
-def single_table(layout: Fleet, writes: int, runs: Sequence[Figures]) -> Table:
+def single_table(layout: Fleet, runs: Sequence[Figures]) -> Table:
     return Table(
         name="monitor",
         columns=COLUMNS,
         rows=tuple(figures_cells(figures) for figures in runs),
-        notes=(heading(layout, writes), *(note for figures in runs if (note := poller_note(figures)))),
+        notes=(
+            f"{layout.objects:,} Flux objects, {layout.repos} sessions, {runs[0].writes} status writes "
+            f"{WRITE_SPACING_SECONDS * 1000:.0f} ms apart.",
+            *(note for figures in runs if (note := poller_note(figures))),
+        ),
         data={"runs": [asdict(figures) for figures in runs]},
     )
 
@@ -566,10 +570,10 @@ def growth_text(small: Figures, large: Figures) -> str:
     """How one follower's figures grew from the smallest size to the largest: flat CPU per write is the goal."""
     return (
         f"growth from {small.objects:,} to {large.objects:,} objects: CPU per write "
-        f"{small.cpu_per_write_ms:.1f} -> {large.cpu_per_write_ms:.1f} ms "
-        f"({growth(small.cpu_per_write_ms, large.cpu_per_write_ms)}), p95 {small.p95_ms:.1f} -> "
-        f"{large.p95_ms:.1f} ms ({growth(small.p95_ms, large.p95_ms)}), peak RSS {small.peak_rss_mib:.0f} -> "
-        f"{large.peak_rss_mib:.0f} MiB"
+        f"{small.cpu_per_write_ms:,.1f} → {large.cpu_per_write_ms:,.1f} ms "
+        f"({growth(small.cpu_per_write_ms, large.cpu_per_write_ms)}), p95 {small.p95_ms:,.1f} → "
+        f"{large.p95_ms:,.1f} ms ({growth(small.p95_ms, large.p95_ms)}), peak RSS {small.peak_rss_mib:,.0f} → "
+        f"{large.peak_rss_mib:,.0f} MiB"
     )
 
 
@@ -648,7 +652,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             if note:
                 print(note)
         if args.save:
-            print(f"saved {save(single_table(layout, args.writes, runs))}")
+            print(f"saved {save(single_table(layout, runs))}")
         return
     sizes = []
     for objects, sessions in args.scale:
