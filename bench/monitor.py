@@ -550,15 +550,25 @@ def single_table(layout: Fleet, runs: Sequence[Figures]) -> Table:
     )
 
 
+def size_problem(objects: int, sessions: int) -> str:
+    """What is wrong with a size, or "" (each session follows a repository of at least 2 objects)."""
+    if sessions < 1 or objects < 2 * sessions:
+        return f"{objects} objects over {sessions} sessions: give at least 1 session and 2 objects per session"
+    return ""
+
+
 def parse_sizes(text: str) -> list[tuple[int, int]]:
     """ "1000/10,10000/50" -> [(1000, 10), (10000, 50)]; a size without sessions keeps the default 10."""
     sizes = []
     for item in text.split(","):
         objects, _, sessions = item.strip().partition("/")
         try:
-            sizes.append((int(objects), int(sessions) if sessions else SESSIONS))
+            size = (int(objects), int(sessions) if sessions else SESSIONS)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{item!r} is not OBJECTS or OBJECTS/SESSIONS (e.g. 10000/50)") from None
+        if problem := size_problem(*size):
+            raise argparse.ArgumentTypeError(problem)
+        sizes.append(size)
     return sizes
 
 
@@ -644,13 +654,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.save and args.no_seed:
         parser.error("--save keeps fluxmon beside the poller: drop --no-seed")
-    if args.objects < 2 * args.sessions or args.sessions < 1 or args.writes < 1:
-        parser.error("give at least one session and one write, and at least 2 objects per session")
+    if problem := size_problem(args.objects, args.sessions):
+        parser.error(problem)
+    if args.writes < 1:
+        parser.error("--writes: give at least 1")
     if args.scale is None:
         layout, runs = run_size(args.objects, args.sessions, writes=args.writes, seed=not args.no_seed)
-        for note in (poller_note(figures) for figures in runs):
-            if note:
-                print(note)
         if args.save:
             print(f"saved {save(single_table(layout, runs))}")
         return
