@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.monitor import KUSTOMIZATIONS_PER_REPO, RELEASES_PER_REPO, REPOS, percentile, populate, push_of
-from bench.results import Table, save
+from bench.results import Table, peak_rss_kib, save
 from fluxmon.sim.apiserver import SimApiServer
 from fluxmon.sim.client import KubeClient
 from fluxmon.sim.kubeconfig import write_kubeconfig
@@ -72,7 +72,7 @@ def run_engine(kubeconfigs: list[tuple[str, str]], pushes: int, results: Any, st
     engine.stop()
     usage = resource.getrusage(resource.RUSAGE_SELF)
     cpu = usage.ru_utime + usage.ru_stime - cpu_before
-    results.put(("done", f"{requests},{kinds},{cpu},{usage.ru_maxrss}", time.time()))
+    results.put(("done", f"{requests},{kinds},{cpu},{peak_rss_kib()}", time.time()))
 
 
 def measure(clusters: int, *, repos: int = REPOS, per_repo: int = KUSTOMIZATIONS_PER_REPO) -> tuple[str, ...]:

@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.results import Table, save
+from bench.results import Table, peak_rss_kib, save
 from fluxmon.core.session import SessionSpec
 from fluxmon.sim.apiserver import SimApiServer
 from fluxmon.sim.client import KubeClient
@@ -52,7 +52,7 @@ TAIL_SECONDS = 5.0  # the storm's CPU is counted until this long after the last 
 # the same for both followers: the monitor sees the last change at once, the poller up to a round and 2 s later
 DEFAULT_SCALE = "1000/10,2000/20,5000/25,10000/50"  # the issue's two sizes, and two between for the chart's line
 OLD = "f" * 40  # no repo commit looks like this (sha(repo) is the repo number in hex)
-MIB = 1024  # ru_maxrss is in KiB on Linux
+MIB = 1024  # peak RSS is in KiB
 
 
 def sha(repo: int) -> str:
@@ -259,6 +259,7 @@ def cpu_seconds() -> float:
 def run_monitor(kubeconfig: str, sessions: int, results: Any, stop: Any) -> None:
     """Child process: the real Engine following one push per repo; reports when each object turned Ready."""
     from fluxmon.core.engine import Engine
+    from fluxmon.core.session import SessionState
     from fluxmon.core.verdict import Phase
 
     seen: set[str] = set()
@@ -268,7 +269,9 @@ def run_monitor(kubeconfig: str, sessions: int, results: Any, stop: Any) -> None
     def on_snapshot(push: Any) -> None:
         now = time.time()
         snapshot = push.first
-        if snapshot.resources and snapshot.id not in following:
+        # A verdict, not "reading the cluster": every kind has been read (the pushed commit is at its source, so
+        # the session is reconciling once the Kustomizations are known).
+        if snapshot.state is SessionState.RECONCILING and snapshot.id not in following:
             following.add(snapshot.id)
             if len(following) == sessions:
                 all_following.set()
@@ -296,7 +299,7 @@ def run_monitor(kubeconfig: str, sessions: int, results: Any, stop: Any) -> None
         "first_verdicts_seconds": first_verdicts if settled else None,
         "startup_cpu_seconds": cpu_settled - cpu_at_start,
         "storm_cpu_seconds": cpu_storm,
-        "peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        "peak_rss_kib": peak_rss_kib(),
     }
     results.put(("done", figures, time.time()))
 
@@ -356,7 +359,7 @@ def run_poller(kubeconfig: str, layout: Fleet, results: Any, stop: Any) -> None:
         "first_verdicts_seconds": first_verdicts if settled else None,
         "startup_cpu_seconds": cpu_settled - cpu_at_start,
         "storm_cpu_seconds": cpu_storm,
-        "peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        "peak_rss_kib": peak_rss_kib(),
         "poll_round_seconds": statistics.median(rounds) if rounds else None,
     }
     results.put(("done", figures, time.time()))
