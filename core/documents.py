@@ -56,21 +56,26 @@ class Utf8Stream:
         self._offset = 0  # bytes read so far
 
     def read(self, size: int = -1) -> str:
-        try:
-            data = self._read1(size if size > 0 else READ_CHUNK_BYTES)
-        except OSError as exc:
-            raise InputError(f"cannot read {self._source}: {exc.strerror or exc}") from exc
+        """Up to `size` bytes' worth of text; "" only at the end of the input (never for a character cut in two)."""
+        while True:
+            try:
+                data = self._read1(size if size > 0 else READ_CHUNK_BYTES)
+            except OSError as exc:
+                raise InputError(f"cannot read {self._source}: {exc.strerror or exc}") from exc
+            text = self._decode(data)
+            if text or not data:
+                return text
+
+    def _decode(self, data: bytes) -> str:
         pending = len(self._decoder.getstate()[0])
         try:
             text: str = self._decoder.decode(data, final=not data)
         except UnicodeDecodeError as exc:
             start = self._offset - pending + exc.start
             bad = exc.object[exc.start : exc.end]
-            what = (
-                f"byte 0x{bad[0]:02x} in position {start}"
-                if len(bad) == 1
-                else (f"bytes in position {start}-{start + len(bad) - 1}")
-            )
+            what = f"byte 0x{bad[0]:02x} in position {start}"
+            if len(bad) > 1:
+                what = f"bytes in position {start}-{start + len(bad) - 1}"
             raise InputError(f"cannot read {self._source}: 'utf-8' codec can't decode {what}: {exc.reason}") from exc
         self._offset += len(data)
         return text
