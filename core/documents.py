@@ -210,6 +210,10 @@ def iter_judged(stream: str | Utf8Stream, *, source: str, judge: Callable[[str, 
             number += 1
     except yaml.YAMLError as exc:
         raise InputError(f"{source}: document {number}: {_describe_yaml_error(exc)}") from exc
+    except RecursionError as exc:
+        # PyYAML composes nodes recursively, in Python with either parser: some hundreds of levels (libyaml itself
+        # stops at 1,000). A Kubernetes object is a dozen deep.
+        raise InputError(f"{source}: document {number}: nested too deeply to read") from exc
     finally:
         loader.dispose()
 

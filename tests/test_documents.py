@@ -242,3 +242,12 @@ def test_a_large_list_is_read_without_holding_its_objects(loader: str) -> None:
     traced_peak(small)  # the first pass pays for what is made once (compiled patterns, caches)
     growth = traced_peak(large) - traced_peak(small)
     assert growth < (len(large) - len(small)) / 8, (growth, len(large) - len(small))
+
+
+@pytest.mark.parametrize("depth", [600, 5000])
+def test_nesting_too_deep_to_read_is_named_not_a_traceback(loader: str, depth: int) -> None:
+    text = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: deep}\ndata: " + "[" * depth + "]" * depth + "\n"
+    ((where, message),) = read(text)
+    assert where == "error"
+    assert message.startswith("in: document 1: "), message
+    assert "nest" in message
