@@ -38,7 +38,6 @@ Streams have no limit: they are read an object at a time."""
 READ_CHUNK_BYTES = 64 * 1024
 
 _MAP_TAG = "tag:yaml.org,2002:map"
-_SEQ_TAG = "tag:yaml.org,2002:seq"
 _STR_TAG = "tag:yaml.org,2002:str"
 
 
@@ -243,7 +242,7 @@ def _read_mapping_document(loader: Any, *, where: str, judge: Callable[[str, Map
     held: list[_Held[T]] | None = None  # the items read one at a time, when `items` is a sequence
     while not loader.check_event(MappingEndEvent):
         key = loader.compose_node(None, 0)
-        if isinstance(key, ScalarNode) and key.tag == _STR_TAG and key.value == "items":
+        if _is_items_key(key):
             pairs = [(k, v) for k, v in pairs if not _is_items_key(k)]  # a later `items` replaces an earlier one
             held = None
             if _is_plain_sequence(loader):
@@ -259,6 +258,7 @@ def _read_mapping_document(loader: Any, *, where: str, judge: Callable[[str, Map
 
 
 def _is_items_key(node: Any) -> bool:
+    """The key `items`, as the string PyYAML makes of it (plain, quoted or `!!str`)."""
     return isinstance(node, ScalarNode) and node.tag == _STR_TAG and node.value == "items"
 
 
