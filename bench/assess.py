@@ -28,7 +28,7 @@ import yaml
 from bench.results import Table, save
 from fluxmon.core.objects import is_flux_body, parse_flux_object
 from fluxmon.core.render import table
-from fluxmon.core.verdict import verdict
+from fluxmon.core.verdict import Phase, verdict
 
 DEFAULT_MEGABYTES = 60
 TARGET_RATIO = 2.0
@@ -320,7 +320,7 @@ def run_child(args: list[str], path: Path) -> Run:
     )
 
 
-def read_whole(path: Path) -> None:
+def read_whole(path: Path) -> int:
     """What `fluxmon assess` did before it streamed (up to 9a6daa7): the whole input read and decoded, each YAML
     document parsed whole by libyaml (a List with all its items), and every verdict kept with its object."""
     text = path.read_bytes().decode("utf-8")
@@ -332,6 +332,7 @@ def read_whole(path: Path) -> None:
                 obj = parse_flux_object(body)
                 rows.append((obj, verdict(obj, COMMIT)))
     sys.stdout.write(table(rows))
+    return 1 if any(result.phase is Phase.FAILED for _, result in rows) else 0  # as fluxmon assess exits
 
 
 def main() -> None:
@@ -343,8 +344,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.read_whole:
         importlib.import_module("fluxmon.cli")  # what `fluxmon assess` imports, so that only the reading differs
-        read_whole(args.read_whole)
-        return
+        sys.exit(read_whole(args.read_whole))
     readers = {name: argv for name, argv in READERS.items() if not (args.streaming_only and "before" in name)}
     rows = []
     data: dict[str, Any] = {}
