@@ -182,6 +182,16 @@ def test_invalid_utf8_is_named_at_its_offset_in_the_whole_input_after_what_came_
 
 
 @pytest.mark.parametrize("path", [EXAMPLES, *CORPUS], ids=lambda path: path.name)
+def test_the_objects_read_a_piece_at_a_time_are_those_pyyaml_reads_whole(path: Path, loader: str) -> None:
+    text = path.read_text(encoding="utf-8")
+    whole = [document for document in yaml.load_all(text, Loader=yaml.SafeLoader) if document is not None]
+    streamed = list(iter_judged(stream(text), source="in", judge=lambda _, body: body))
+    assert streamed == whole
+    listing = yaml.safe_dump({"apiVersion": "v1", "items": whole, "kind": "List", "metadata": {}})
+    assert list(iter_judged(stream(listing), source="in", judge=lambda _, body: body)) == whole
+
+
+@pytest.mark.parametrize("path", [EXAMPLES, *CORPUS], ids=lambda path: path.name)
 def test_the_pure_python_loader_reads_what_libyaml_reads(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def records() -> list[tuple[tuple[str, ...], object, bool]]:
         judged = assess_stream(stream(path.read_bytes()), source="in", target=None, keep=verdict_record)
