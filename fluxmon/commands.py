@@ -80,6 +80,8 @@ def _open_inputs(names: Sequence[str], opened: ExitStack) -> list[tuple[str, Utf
     inputs = []
     for name in names:
         shown = "<stdin>" if name == "-" else name
+        if name == "-" and sys.stdin is None:  # started with stdin closed (`<&-`): Python then has none
+            raise InputError("cannot read <stdin>: it is closed; name a FILE to read")
         try:
             # Bytes, decoded as they are read (Utf8Stream): stdin's own decoding lets invalid UTF-8 through as
             # surrogates, which the YAML parser then fails on with a traceback.

@@ -190,3 +190,16 @@ def test_several_files_and_stdin_in_one_table(tmp_path: Path) -> None:
     header, infrastructure, longer = result.stdout.splitlines()
     column = header.index("MESSAGE")  # the column after the widest name: the rows of both inputs were measured
     assert infrastructure.index("Applied revision") == column == longer.index("Applied revision")
+
+
+def test_a_closed_stdin_is_one_line_and_exit_2() -> None:
+    """`fluxmon assess <&-` in a script: Python has no sys.stdin at all, which was an AttributeError (exit 1)."""
+    result = subprocess.run(
+        ["sh", "-c", 'exec "$0" -m fluxmon assess <&-', sys.executable],
+        capture_output=True,
+        text=True,
+        timeout=PATIENCE_SECONDS,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == "fluxmon: Cannot read input: cannot read <stdin>: it is closed; name a FILE to read\n"
