@@ -76,19 +76,21 @@ def _judge_inputs(
 
 
 def _open_inputs(names: Sequence[str], opened: ExitStack) -> list[tuple[str, Utf8Stream]]:
-    """Every input opened before any is read, so that a missing file is said before anything else."""
+    """Every input opened before any is read, so that a missing file is said before anything else. Each is read as
+    bytes, decoded as they come (Utf8Stream): stdin's own decoding lets invalid UTF-8 through as surrogates, which
+    the YAML parser then fails on with a traceback."""
     inputs = []
     for name in names:
-        shown = "<stdin>" if name == "-" else name
-        if name == "-" and sys.stdin is None:  # started with stdin closed (`<&-`): Python then has none
-            raise InputError("cannot read <stdin>: it is closed; name a FILE to read")
+        if name == "-":
+            if sys.stdin is None:  # started with stdin closed (`<&-`): Python then has none
+                raise InputError("cannot read <stdin>: it is closed; name a FILE to read")
+            inputs.append(("<stdin>", Utf8Stream(sys.stdin.buffer, source="<stdin>")))
+            continue
         try:
-            # Bytes, decoded as they are read (Utf8Stream): stdin's own decoding lets invalid UTF-8 through as
-            # surrogates, which the YAML parser then fails on with a traceback.
-            raw = sys.stdin.buffer if name == "-" else opened.enter_context(Path(name).open("rb"))  # noqa: SIM115 - closed by `opened`
+            raw = opened.enter_context(Path(name).open("rb"))  # noqa: SIM115 - closed with `opened`
         except OSError as exc:
-            raise InputError(f"cannot read {shown}: {exc.strerror or exc}") from exc
-        inputs.append((shown, Utf8Stream(raw, source=shown)))
+            raise InputError(f"cannot read {name}: {exc.strerror or exc}") from exc
+        inputs.append((name, Utf8Stream(raw, source=name)))
     return inputs
 
 
