@@ -17,10 +17,18 @@ from dataclasses import dataclass, replace
 from typing import IO, Any, Generic, TypeVar
 
 import yaml
-from yaml.composer import Composer
+from yaml.composer import Composer, ComposerError
 from yaml.constructor import SafeConstructor
-from yaml.events import MappingEndEvent, MappingStartEvent, SequenceEndEvent, SequenceStartEvent, StreamEndEvent
-from yaml.nodes import MappingNode, ScalarNode
+from yaml.events import (
+    AliasEvent,
+    MappingEndEvent,
+    MappingStartEvent,
+    ScalarEvent,
+    SequenceEndEvent,
+    SequenceStartEvent,
+    StreamEndEvent,
+)
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from yaml.resolver import Resolver
 
 from fluxmon.core.errors import InputError
@@ -82,14 +90,15 @@ class Utf8Stream:
 
 LOADER: Callable[[str | Utf8Stream], Any] = yaml.SafeLoader
 """What reads the input: libyaml's parser when PyYAML was built with it (several times faster), else PyYAML's own.
-Either way PyYAML's composer and safe constructor make the objects, so both give the same objects and errors."""
+Either way the same composer (`_compose`, PyYAML's in one call per node) and PyYAML's safe constructor make the
+objects, so both give the same objects and errors."""
 
 if yaml.__with_libyaml__:
     from yaml._yaml import CParser
 
     class _LibyamlLoader(CParser, Composer, SafeConstructor, Resolver):
-        """libyaml's events under PyYAML's composer (in Python, so that a List's items can be taken one at a time)
-        and its safe constructor."""
+        """libyaml's events, composed in Python (`_compose`) so that a List's items can be taken one at a time, and
+        PyYAML's safe constructor."""
 
         def __init__(self, stream: str | Utf8Stream) -> None:
             CParser.__init__(self, stream)
@@ -202,7 +211,7 @@ def iter_judged(stream: str | Utf8Stream, *, source: str, judge: Callable[[str, 
             if _is_plain_mapping(loader):
                 results = _read_mapping_document(loader, where=where, judge=judge)
             else:
-                results = _whole_document(loader.construct_document(loader.compose_node(None, 0)), where, judge)
+                results = _whole_document(loader.construct_document(_compose(loader)), where, judge)
             loader.get_event()  # the document's end
             loader.anchors = {}
             yield from results
@@ -241,20 +250,68 @@ def _read_mapping_document(loader: Any, *, where: str, judge: Callable[[str, Map
     pairs: list[tuple[Any, Any]] = []
     held: list[_Held[T]] | None = None  # the items read one at a time, when `items` is a sequence
     while not loader.check_event(MappingEndEvent):
-        key = loader.compose_node(None, 0)
+        key = _compose(loader)
         if _is_items_key(key):
             pairs = [(k, v) for k, v in pairs if not _is_items_key(k)]  # a later `items` replaces an earlier one
             held = None
             if _is_plain_sequence(loader):
                 held = _read_items(loader, where=where, judge=judge)
                 continue
-        pairs.append((key, loader.compose_node(None, 0)))
+        pairs.append((key, _compose(loader)))
     end = loader.get_event()
     header = loader.construct_document(MappingNode(_MAP_TAG, pairs, start.start_mark, end.end_mark))
     if held is None:
         return _whole_document(header, where, judge)
     header.pop("items", None)  # one that a merge key (`<<`) brought in; the explicit `items` wins, as in PyYAML
     return _replay_items(header, held, where=where, judge=judge)
+
+
+def _compose(loader: Any) -> Node:
+    """The next node, as PyYAML's `Composer.compose_node` makes it (tags resolved, anchors and aliases), in one
+    call per node where it makes six: composing in Python is most of what streaming adds to libyaml's own parse.
+    Path resolvers, which fluxmon never registers, are not consulted."""
+    event = loader.get_event()
+    kind = type(event)
+    if kind is AliasEvent:
+        if event.anchor not in loader.anchors:
+            raise ComposerError(None, None, f"found undefined alias {event.anchor!r}", event.start_mark)
+        node: Node = loader.anchors[event.anchor]
+        return node
+    anchor, tag = event.anchor, event.tag
+    if anchor is not None and anchor in loader.anchors:
+        raise ComposerError(
+            f"found duplicate anchor {anchor!r}; first occurrence",
+            loader.anchors[anchor].start_mark,
+            "second occurrence",
+            event.start_mark,
+        )
+    if kind is ScalarEvent:
+        if tag is None or tag == "!":
+            tag = loader.resolve(ScalarNode, event.value, event.implicit)
+        node = ScalarNode(tag, event.value, event.start_mark, event.end_mark, style=event.style)
+        if anchor is not None:
+            loader.anchors[anchor] = node
+        return node
+    if kind is SequenceStartEvent:
+        if tag is None or tag == "!":
+            tag = loader.resolve(SequenceNode, None, event.implicit)
+        sequence = SequenceNode(tag, [], event.start_mark, None, flow_style=event.flow_style)
+        if anchor is not None:
+            loader.anchors[anchor] = sequence  # before its items, as PyYAML does: they may refer to it
+        while not loader.check_event(SequenceEndEvent):
+            sequence.value.append(_compose(loader))
+        sequence.end_mark = loader.get_event().end_mark
+        return sequence
+    if tag is None or tag == "!":
+        tag = loader.resolve(MappingNode, None, event.implicit)
+    mapping = MappingNode(tag, [], event.start_mark, None, flow_style=event.flow_style)
+    if anchor is not None:
+        loader.anchors[anchor] = mapping
+    while not loader.check_event(MappingEndEvent):
+        key = _compose(loader)
+        mapping.value.append((key, _compose(loader)))
+    mapping.end_mark = loader.get_event().end_mark
+    return mapping
 
 
 def _is_items_key(node: Any) -> bool:
@@ -277,7 +334,7 @@ def _read_items(loader: Any, *, where: str, judge: Callable[[str, Mapping[str, A
     failed = False
     index = 0
     while not loader.check_event(SequenceEndEvent):
-        item = loader.construct_document(loader.compose_node(None, index))
+        item = loader.construct_document(_compose(loader))
         if failed:
             pass  # the List fails at an earlier item; the rest is still parsed, for a YAML error that would win
         elif isinstance(item, Mapping) and "kind" not in item:

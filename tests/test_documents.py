@@ -181,6 +181,39 @@ def test_invalid_utf8_is_named_at_its_offset_in_the_whole_input_after_what_came_
     ]  # fmt: skip
 
 
+TRICKY_YAML = """\
+apiVersion: v1
+kind: List
+defaults: &defaults {namespace: apps, labels: &labels {team: a}}
+items:
+- &first
+  apiVersion: v1
+  kind: ConfigMap
+  metadata: {<<: *defaults, name: one, annotations: *labels}
+  data: {empty: , "quoted": 'yes', plain: yes, number: 010, float: 1e3, date: 2026-10-02, tilde: ~, seq: [a, *labels]}
+- apiVersion: v1
+  kind: ConfigMap
+  metadata: {<<: [*defaults], name: two}
+  data: !!map {binary: !!binary aGVsbG8=, set: !!set {a, b}, omap: !!omap [x: 1, y: 2], str: !!str 3}
+  copy: *first
+- {apiVersion: v1, kind: Secret, metadata: {name: "three\\u00e9\\t", labels: {? complex : key}}}
+---
+&doc {apiVersion: v1, kind: ConfigMap, metadata: {name: four}}
+--- !!map
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: five}
+"""
+
+
+def test_anchors_merges_tags_and_scalars_are_read_as_pyyaml_reads_them(loader: str) -> None:
+    whole = list(yaml.load_all(TRICKY_YAML, Loader=yaml.SafeLoader))
+    expected = [*whole[0]["items"], *whole[1:]]
+    assert list(iter_judged(stream(TRICKY_YAML), source="in", judge=lambda _, body: body)) == expected
+    assert expected[0]["metadata"] == {"namespace": "apps", "labels": {"team": "a"}, "name": "one",
+                                       "annotations": {"team": "a"}}  # fmt: skip
+
+
 @pytest.mark.parametrize("path", [EXAMPLES, *CORPUS], ids=lambda path: path.name)
 def test_the_objects_read_a_piece_at_a_time_are_those_pyyaml_reads_whole(path: Path, loader: str) -> None:
     text = path.read_text(encoding="utf-8")
@@ -254,10 +287,29 @@ def test_a_large_list_is_read_without_holding_its_objects(loader: str) -> None:
     assert growth < (len(large) - len(small)) / 8, (growth, len(large) - len(small))
 
 
-@pytest.mark.parametrize("depth", [600, 5000])
+@pytest.mark.parametrize("depth", [5000, 100_000])
 def test_nesting_too_deep_to_read_is_named_not_a_traceback(loader: str, depth: int) -> None:
     text = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: deep}\ndata: " + "[" * depth + "]" * depth + "\n"
     ((where, message),) = read(text)
     assert where == "error"
     assert message.startswith("in: document 1: "), message
     assert "nest" in message
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "apiVersion: v1\nkind: A\nmetadata: {name: &x a, namespace: &x b}\n",
+        "apiVersion: v1\nkind: List\nitems:\n- {apiVersion: v1, kind: A, metadata: *nowhere}\n",
+        "apiVersion: v1\nkind: A\nmetadata: !!int {name: a}\n",
+        "apiVersion: v1\nkind: A\nmetadata: {[a]: b}\n",
+    ],
+)
+def test_composer_and_constructor_errors_are_pyyamls(loader: str, text: str) -> None:
+    with pytest.raises(yaml.YAMLError) as raised:
+        list(yaml.load_all(text, Loader=yaml.SafeLoader))
+    error = raised.value
+    assert isinstance(error, yaml.MarkedYAMLError)
+    assert error.problem_mark is not None
+    expected = f"in: document 1: line {error.problem_mark.line + 1}, column {error.problem_mark.column + 1}: "
+    assert read(text) == [("error", f"{expected}{error.problem}")]
