@@ -5,11 +5,13 @@ process runs the real Engine, one ClusterEngine per context, following one push 
 and reports when each status write reached a push snapshot, its requests (from its start), its CPU time while
 the writes land, and its peak RSS. The requests grow with clusters x kinds (a list and a watch per kind and cluster,
 and the watches' renewals), not with objects: the last row follows 5 clusters of 190 objects each to show it.
-Run: .venv/bin/python -m bench.clusters   (prints figures; asserts nothing)
+Run: .venv/bin/python -m bench.clusters [--save]   (prints figures, and keeps them in bench/results/clusters.json
+with --save; asserts nothing)
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import multiprocessing
 import resource
@@ -20,7 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.monitor import KUSTOMIZATIONS_PER_REPO, REPOS, populate, push_of
+from bench.monitor import KUSTOMIZATIONS_PER_REPO, RELEASES_PER_REPO, REPOS, percentile, populate, push_of
+from bench.results import Table, peak_rss_kib, save
 from fluxmon.sim.apiserver import SimApiServer
 from fluxmon.sim.client import KubeClient
 from fluxmon.sim.kubeconfig import write_kubeconfig
@@ -69,11 +72,12 @@ def run_engine(kubeconfigs: list[tuple[str, str]], pushes: int, results: Any, st
     engine.stop()
     usage = resource.getrusage(resource.RUSAGE_SELF)
     cpu = usage.ru_utime + usage.ru_stime - cpu_before
-    results.put(("done", f"{requests},{kinds},{cpu},{usage.ru_maxrss}", time.time()))
+    results.put(("done", f"{requests},{kinds},{cpu},{peak_rss_kib()}", time.time()))
 
 
-def measure(clusters: int, *, repos: int = REPOS, per_repo: int = KUSTOMIZATIONS_PER_REPO) -> None:
-    """Start `clusters` simulated API servers, follow one push per repository on all, write statuses, and print."""
+def measure(clusters: int, *, repos: int = REPOS, per_repo: int = KUSTOMIZATIONS_PER_REPO) -> tuple[str, ...]:
+    """Start `clusters` simulated API servers, follow one push per repository on all, write statuses, print the
+    figures, and return them as a row of the README's table."""
     servers = [SimApiServer() for _ in range(clusters)]
     with contextlib.ExitStack() as stack, tempfile.TemporaryDirectory() as temp:
         kubeconfigs = []
@@ -115,21 +119,50 @@ def measure(clusters: int, *, repos: int = REPOS, per_repo: int = KUSTOMIZATIONS
         child.join(30)
     requests, kinds, cpu, rss = message[1].split(",")
     latencies.sort()
-    p95 = latencies[int(len(latencies) * 0.95) - 1] if latencies else float("nan")
-    objects = repos * (1 + per_repo + 9)
+    p50 = statistics.median(latencies) if latencies else float("nan")
+    p95 = percentile(latencies, 0.95)
+    objects = repos * (1 + per_repo + RELEASES_PER_REPO)
+    per_kind = int(requests) / clusters / int(kinds)
     print(
         f"{clusters} cluster{'s' if clusters > 1 else ' '} x {objects:>5} objects | status write -> push snapshot: "
-        f"p50 {statistics.median(latencies):5.1f} ms, p95 {p95:5.1f} ms | requests {int(requests):3} "
-        f"({int(requests) / clusters / int(kinds):.1f} per cluster and kind) | CPU {float(cpu):5.2f} s for "
-        f"{len(written)} writes in {seconds:4.1f} s | peak RSS {int(rss) / 1024:5.1f} MiB"
+        f"p50 {p50:5.1f} ms, p95 {p95:5.1f} ms | requests {int(requests):3} "
+        f"({per_kind:.1f} per cluster and kind) | CPU {float(cpu):5.2f} s for "
+        f"{len(written)} writes in {seconds:4.1f} s | peak RSS {int(rss) / 1024:5.1f} MiB",
+        flush=True,
+    )
+    return (
+        f"{clusters} × {objects:,}",  # noqa: RUF001 (the multiplication sign, as the README writes it)
+        f"p50 {p50:,.1f} ms, p95 {p95:,.1f} ms",
+        f"{int(requests)} ({per_kind:.1f} per cluster and kind)",
+        f"{float(cpu):.2f} s for {len(written)} writes",
+        f"{int(rss) / 1024:.1f} MiB",
     )
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.clusters", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--save", action="store_true", help="keep the figures in bench/results/ for bench.report")
+    args = parser.parse_args(argv)
     print(f"one push per repository ({REPOS}) on every cluster, {WRITES_PER_CLUSTER} status writes per cluster")
-    for clusters in (1, 3, 5):
-        measure(clusters)
-    measure(5, per_repo=KUSTOMIZATIONS_PER_REPO // 10)
+    rows = [measure(clusters) for clusters in (1, 3, 5)]
+    rows.append(measure(5, per_repo=KUSTOMIZATIONS_PER_REPO // 10))
+    if args.save:
+        table = Table(
+            name="clusters",
+            columns=(
+                "clusters × objects each",  # noqa: RUF001
+                "status write → push snapshot",
+                "API requests (from start)",
+                "CPU while the writes land",
+                "peak RSS",
+            ),
+            rows=tuple(rows),
+            notes=(
+                f"One push per repository ({REPOS}) followed on every cluster, {WRITES_PER_CLUSTER} status writes "
+                f"per cluster {WRITE_SPACING_SECONDS * 1000:.0f} ms apart.",
+            ),
+        )
+        print(f"saved {save(table)}")
 
 
 if __name__ == "__main__":

@@ -48,6 +48,18 @@ def machine() -> str:
     return f"{cores} cores{f' ({model})' if model else ''}{memory}, Python {platform.python_version()}"
 
 
+def peak_rss_kib() -> int:
+    """This process's peak resident memory, in KiB.
+
+    Read from /proc (VmHWM), not getrusage: a spawned child's ru_maxrss starts at its parent's peak (Linux keeps it
+    across fork and exec), so a benchmark whose parent holds the simulated cluster would report the parent's size.
+    """
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
 def save(table: Table, directory: Path = RESULTS_DIR) -> Path:
     """Write the table with the machine it was measured on; returns the file."""
     directory.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,7 @@ adapter, so that nothing above the port imports the adapter to catch them.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -109,7 +109,7 @@ class ClusterApi(Protocol):
     server: str
 
     def discover(self, kinds: tuple[str, ...]) -> dict[str, KindApi]: ...
-    def list_kind(self, api: KindApi) -> tuple[str, list[dict[str, Any]]]: ...
+    def list_kind(self, api: KindApi) -> tuple[str, Iterable[dict[str, Any]]]: ...
     def watch(
         self, api: KindApi, resource_version: str, *, stop: threading.Event | None = None
     ) -> Iterator[dict[str, Any]]: ...

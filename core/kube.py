@@ -43,12 +43,17 @@ CONNECT_TIMEOUT_SECONDS = 5.0
 REQUEST_TIMEOUT_SECONDS = 15.0
 REQUEST_TIMEOUTS = (CONNECT_TIMEOUT_SECONDS, REQUEST_TIMEOUT_SECONDS)
 """Every request but a watch: (connect, read), so that no call waits forever on a silent server."""
+LIST_PAGE_SIZE = 500
+"""Objects per list request: client-go's reflector pages its lists by 500 (tools/pager, defaultPageSize)."""
 WATCH_TIMEOUT_SECONDS = 60
 """The server ends each watch after this long (timeoutSeconds); the client read timeout is a little longer."""
 
 
 class Cluster:
     """One cluster, through the official client. Thread-safe; counts its requests for the benchmarks."""
+
+    page_size = LIST_PAGE_SIZE
+    """Objects per list request."""
 
     def __init__(self, api_client: k8s.ApiClient, *, context: str, server: str) -> None:
         self._api = api_client
@@ -135,21 +140,48 @@ class Cluster:
 
     # --- reading -----------------------------------------------------------------------------------------------
 
-    def list_kind(self, api: KindApi) -> tuple[str, list[dict[str, Any]]]:
-        """All objects of a kind across namespaces, and the list's resourceVersion."""
+    def list_kind(self, api: KindApi) -> tuple[str, Iterator[dict[str, Any]]]:
+        """All objects of a kind across namespaces, and the list's resourceVersion.
+
+        In pages of `page_size`, as client-go's reflector lists: the objects are handed on page by page, so a
+        cluster of 10,000 objects is never held whole as JSON (the first page is read here, so that an error is
+        raised at once; every page shares the first one's resourceVersion). A continue token that expired
+        mid-list is a 410, and the informer lists again.
+        """
+        first = self._list_page(api, "")
+        resource_version = str(first[0].get("resourceVersion") or "")
+
+        def items() -> Iterator[dict[str, Any]]:
+            metadata, page = first
+            while True:
+                yield from page
+                token = str(metadata.get("continue") or "")
+                if not token:
+                    return
+                metadata, page = self._list_page(api, token)
+
+        return resource_version, items()
+
+    def _list_page(self, api: KindApi, token: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """One page of a list: its metadata, and the objects on it."""
         body = self._call(
             f"list {api.qualified}",
             "list",
             api.qualified,
             lambda: self._custom.list_cluster_custom_object(
-                api.group, api.version, api.plural, _request_timeout=REQUEST_TIMEOUTS
+                api.group,
+                api.version,
+                api.plural,
+                limit=self.page_size,
+                _continue=token or None,
+                _request_timeout=REQUEST_TIMEOUTS,
             ),
         )
         metadata = body.get("metadata") if isinstance(body, dict) else None
         items = body.get("items") if isinstance(body, dict) else None
         if not isinstance(metadata, dict) or not isinstance(items, list | None):
             raise ClusterError(f"list {api.qualified} on {self.server}: the answer is not a Kubernetes list")
-        return str(metadata.get("resourceVersion") or ""), [item for item in items or [] if isinstance(item, dict)]
+        return metadata, [item for item in items or [] if isinstance(item, dict)]
 
     def watch(
         self, api: KindApi, resource_version: str, *, stop: threading.Event | None = None

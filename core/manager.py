@@ -27,9 +27,17 @@ from fluxmon.core.errors import FluxmonError
 from fluxmon.core.health import ClusterHealth, cluster_health
 from fluxmon.core.informer import ClusterCache, KindState, KindStatus
 from fluxmon.core.objects import FluxObject, ObjectRef
-from fluxmon.core.plan import Push, source_follows
+from fluxmon.core.plan import ObjectIndex, Push, source_follows
 from fluxmon.core.revision import parse_revision
-from fluxmon.core.session import Role, Session, SessionSnapshot, SessionSpec, SessionState, reconcile_retry_delay
+from fluxmon.core.session import (
+    Role,
+    Session,
+    SessionSnapshot,
+    SessionSpec,
+    SessionState,
+    reconcile_retry_delay,
+    watched_index,
+)
 from fluxmon.core.verdict import Phase
 
 log = logging.getLogger("fluxmon.sessions")
@@ -277,9 +285,13 @@ class SessionManager:
             objects = picked if picked_at == structure else None  # else added or removed meanwhile: plan anew
         if objects is None:
             objects, structure = self.cache.snapshot()  # a plan is made from every object: only on structural change
+        indexes: dict[tuple[str, ...], ObjectIndex] = {}  # one per set of monitored kinds, made when a plan needs it
         for session in active:
             try:
-                snapshot = session.advance(objects, states, now, structure=structure)
+                index = indexes.get(session.spec.monitor_types)
+                if index is None and session.needs_plan(structure):
+                    index = indexes[session.spec.monitor_types] = watched_index(session.spec, objects)
+                snapshot = session.advance(objects, states, now, structure=structure, index=index)
                 if not snapshot.state.final:
                     self._trigger_reconciles(session, snapshot, objects, now)
                 snapshot = self._fetch_events(session, snapshot)

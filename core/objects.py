@@ -12,8 +12,8 @@ and every session, goes on.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -389,36 +389,70 @@ _EXPECTED = {"text": "a string", "int": "an integer", "bool": "true or false", "
 
 
 def field_problems(body: Mapping[str, Any]) -> tuple[str, ...]:
-    """What in `body` breaks READ_FIELDS, one line per field: `spec.url: not a URL ('http://[oops/x.git')`."""
-    problems: list[str] = []
-    for steps, expected in READ_FIELDS:
-        if body.get("kind") != "HelmRelease" and steps[:2] in _HELM_RELEASE_SPEC:
-            continue  # a HelmChart's spec.chart is the chart's name, not a HelmRelease's chart template
-        for where, value in _values_at(body, steps):
-            problem = _problem(value, expected)
-            if problem:
-                problems.append(f"{where}: {problem}")
-    return tuple(problems)
+    """What in `body` breaks READ_FIELDS, one line per field: `spec.url: not a URL ('http://[oops/x.git')`.
+
+    Every object read from a cluster comes through here, so READ_FIELDS are walked as one tree (`_FIELD_TREE`)
+    that visits each present field once; problems are listed in READ_FIELDS' order all the same.
+    """
+    found: list[tuple[int, str]] = []
+    _check(body, _FIELD_TREE, (), found, helm_release=body.get("kind") == "HelmRelease")
+    found.sort(key=lambda problem: problem[0])  # stable: a field's values stay in the order they were met
+    return tuple(text for _, text in found)
 
 
-def _values_at(body: Mapping[str, Any], steps: tuple[str, ...]) -> list[tuple[str, Any]]:
-    """Each (concrete path, value) that `path` names in `body`, skipping what is absent or of the wrong shape."""
-    found: list[tuple[str, Any]] = [("", body)]
-    for step in steps:
-        following: list[tuple[str, Any]] = []
-        for where, value in found:
-            if step == "[]":
-                following += [(f"{where}[{index}]", item) for index, item in enumerate(_list(value))]
-            elif step == "*":
-                following += [(f"{where}.{key}", item) for key, item in _mapping(value).items()]
-            elif isinstance(value, Mapping) and value.get(step) is not None:
-                following.append((f"{where}.{step}" if where else step, value[step]))
-        found = following
-    return [(where, value) for where, value in found if value is not None]
+@dataclass
+class _FieldNode:
+    """One step of READ_FIELDS' paths: the checks of the fields that end here, and the steps that go on."""
+
+    checks: list[tuple[int, str]] = field(default_factory=list)
+    children: dict[str, _FieldNode] = field(default_factory=dict)
+
+
+def _field_tree() -> _FieldNode:
+    root = _FieldNode()
+    for index, (steps, expected) in enumerate(READ_FIELDS):
+        node = root
+        for step in steps:
+            node = node.children.setdefault(step, _FieldNode())
+        node.checks.append((index, expected))
+    return root
+
+
+def _check(
+    value: Any, node: _FieldNode, path: tuple[str | int, ...], found: list[tuple[int, str]], *, helm_release: bool
+) -> None:
+    is_mapping = type(value) is dict or isinstance(value, Mapping)
+    for step, child in node.children.items():
+        items: Iterable[tuple[str | int, Any]]
+        if step == "[]":
+            items = enumerate(value) if isinstance(value, list) else ()
+        elif step == "*":
+            items = value.items() if is_mapping else ()
+        else:
+            items = ((step, value.get(step)),) if is_mapping else ()
+        for key, item in items:
+            here = (*path, key)
+            if item is None or (not helm_release and here in _HELM_RELEASE_SPEC):
+                continue  # absent; or a HelmChart's spec.chart, the chart's name, not a HelmRelease's template
+            for index, expected in child.checks:
+                problem = _problem(item, expected)
+                if problem:
+                    found.append((index, f"{_where(here)}: {problem}"))
+            if child.children:
+                _check(item, child, here, found, helm_release=helm_release)
+
+
+def _where(path: tuple[str | int, ...]) -> str:
+    """A path as problems name it: `spec.dependsOn[0].name`."""
+    text = ""
+    for step in path:
+        text += f"[{step}]" if isinstance(step, int) else f".{step}" if text else step
+    return text
 
 
 _HELM_RELEASE_SPEC = frozenset(("spec", key) for key in ("chart", "chartRef", "install", "upgrade"))
 """Spec fields read only from a HelmRelease: other kinds may use the same names for other things."""
+_FIELD_TREE = _field_tree()
 
 
 def _problem(value: Any, expected: str) -> str:
@@ -455,7 +489,7 @@ def _url(value: Any) -> str:
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
+    return value if type(value) is dict or isinstance(value, Mapping) else {}
 
 
 def _list(value: Any) -> list[Any]:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
@@ -34,6 +34,7 @@ from fluxmon.core.hints import Hint, hint_for
 from fluxmon.core.informer import KindState, KindStatus
 from fluxmon.core.objects import FluxObject, ObjectRef
 from fluxmon.core.plan import (
+    ObjectIndex,
     Plan,
     Push,
     dependencies_by_dependent,
@@ -291,16 +292,23 @@ class Session:
         now: float,
         *,
         structure: int | None = None,
+        index: ObjectIndex | None = None,
     ) -> SessionSnapshot:
         """Evaluate, update the timelines, and return the new snapshot (final states stick).
 
         `structure`: the cache's structure version of `objects`; with it, the plan is reused until it changes.
         `objects` must hold every cached object when `needs_plan(structure)`; otherwise `reads` are enough.
+        `index`: those objects of the session's monitored kinds indexed (`watched_index`), shared by the sessions
+        that plan in the same pass.
         """
         if self.snapshot is not None and self.snapshot.state.final:
             return self.snapshot
         if self._plan is None or structure is None or self._plan[0] != structure:
-            plan = plan_for_push(_watched(self.spec, objects).values(), self.spec.push, base_dir=self.spec.repo or None)
+            plan = plan_for_push(
+                index if index is not None else watched_index(self.spec, objects),
+                self.spec.push,
+                base_dir=self.spec.repo or None,
+            )
             self._plan = None if structure is None else (structure, plan)
             self.reads = objects_read(plan, objects)
             self._memo.keep_only(self.reads)
@@ -424,9 +432,9 @@ def evaluate(
     """
     events = events or {}
     lineage = lineage or {}
-    watched = _watched(spec, objects)
+    watched = _Watched(objects, spec.monitor_types)
     if plan is None:
-        plan = plan_for_push(watched.values(), spec.push, base_dir=spec.repo or None)
+        plan = plan_for_push(watched_index(spec, objects), spec.push, base_dir=spec.repo or None)
     all_notes = list(notes) + _kind_notes(spec, states)
     if plan.cycles:
         all_notes += [f"dependency cycle: {' -> '.join(str(r) for r in cycle)}" for cycle in plan.cycles]
@@ -468,8 +476,28 @@ def evaluate(
     )
 
 
-def _watched(spec: SessionSpec, objects: Mapping[ObjectRef, FluxObject]) -> dict[ObjectRef, FluxObject]:
-    return {ref: obj for ref, obj in objects.items() if ref.kind in spec.monitor_types}
+def watched_index(spec: SessionSpec, objects: Mapping[ObjectRef, FluxObject]) -> ObjectIndex:
+    """The objects of the kinds the session follows, indexed for planning."""
+    return ObjectIndex.of(obj for ref, obj in objects.items() if ref.kind in spec.monitor_types)
+
+
+class _Watched(Mapping[ObjectRef, FluxObject]):
+    """The objects of the kinds a session follows, as a view: no copy of the cache per session and pass."""
+
+    def __init__(self, objects: Mapping[ObjectRef, FluxObject], kinds: tuple[str, ...]) -> None:
+        self._objects = objects
+        self._kinds = kinds
+
+    def __getitem__(self, ref: ObjectRef) -> FluxObject:
+        if ref.kind not in self._kinds:
+            raise KeyError(ref)
+        return self._objects[ref]
+
+    def __iter__(self) -> Iterator[ObjectRef]:
+        return (ref for ref in self._objects if ref.kind in self._kinds)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
 
 def _roles(plan: Plan) -> list[tuple[ObjectRef, Role]]:

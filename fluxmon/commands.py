@@ -8,13 +8,14 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from fluxmon.compose import build_tray, notifier_kind
 from fluxmon.core import hookinstall, paths
 from fluxmon.core.config import load_config
-from fluxmon.core.documents import assess_text
+from fluxmon.core.documents import Utf8Stream, assess_stream
 from fluxmon.core.engine import Engine
 from fluxmon.core.errors import InputError
 from fluxmon.core.feed import start_feed
@@ -22,52 +23,74 @@ from fluxmon.core.gitpush import confirm_push, spool_for_repo
 from fluxmon.core.integrations import Integrations
 from fluxmon.core.kubeconfig import resolve_targets
 from fluxmon.core.objects import FluxObject
-from fluxmon.core.render import json_lines, table
+from fluxmon.core.render import format_table, json_line, table_cells
 from fluxmon.core.revision import normalize_commit
 from fluxmon.core.spool import lock_holder
 from fluxmon.core.text import display_line
-from fluxmon.core.verdict import Phase, Verdict
+from fluxmon.core.verdict import Verdict
 from fluxmon.exits import EXIT_FAILED, EXIT_OK
 from fluxmon.signals import StopSignals
 
 if TYPE_CHECKING:
     from fluxmon.sim.reconciler import SimTimings
 
+R = TypeVar("R")
+
 
 def run_assess(args: argparse.Namespace) -> int:
-    """`fluxmon assess`: one verdict per Flux object in the input."""
+    """`fluxmon assess`: one verdict per Flux object in the input. The input is read an object at a time and only
+    each verdict's output is kept; it is printed at the end (a table's columns need every row), so that an
+    unreadable input leaves no half answer on stdout."""
     target = None
     if args.commit:
         try:
             target = normalize_commit(args.commit)
         except ValueError as exc:
             raise InputError(f"--commit: {exc}") from exc
-    rows: list[tuple[FluxObject, Verdict]] = []
-    for name, text in _read_inputs(args.files or ["-"]):
-        assessed = assess_text(
-            text,
-            source=name,
-            target=target,
-            on_note=lambda note: print(display_line(f"fluxmon: {note}"), file=sys.stderr),
-        )
-        rows.extend(assessed.rows)
-    sys.stdout.write(table(rows) if args.output == "table" else json_lines(rows))
+    with ExitStack() as opened:
+        inputs = _open_inputs(args.files or ["-"], opened)
+        if args.output == "table":
+            cells, failed = _judge_inputs(inputs, target=target, keep=table_cells)
+            sys.stdout.write(format_table(cells))
+        else:
+            lines, failed = _judge_inputs(inputs, target=target, keep=json_line)
+            sys.stdout.write("".join(lines))
     sys.stdout.flush()
-    return EXIT_FAILED if any(result.phase is Phase.FAILED for _, result in rows) else EXIT_OK
+    return EXIT_FAILED if failed else EXIT_OK
 
 
-def _read_inputs(names: Sequence[str]) -> list[tuple[str, str]]:
+def _judge_inputs(
+    inputs: Sequence[tuple[str, Utf8Stream]], *, target: str | None, keep: Callable[[FluxObject, Verdict], R]
+) -> tuple[list[R], bool]:
+    """What `keep` makes of each Flux object's verdict, and whether any failed; notes go to stderr as they come."""
+    kept: list[R] = []
+    failed = False
+    for name, stream in inputs:
+        for judged in assess_stream(stream, source=name, target=target, keep=keep):
+            for note in judged.notes:
+                print(display_line(f"fluxmon: {note}"), file=sys.stderr)
+            if judged.kept is not None:
+                kept.append(judged.kept)
+            failed = failed or judged.failed
+    return kept, failed
+
+
+def _open_inputs(names: Sequence[str], opened: ExitStack) -> list[tuple[str, Utf8Stream]]:
+    """Every input opened before any is read, so that a missing file is said before anything else. Each is read as
+    bytes, decoded as they come (Utf8Stream): stdin's own decoding lets invalid UTF-8 through as surrogates, which
+    the YAML parser then fails on with a traceback."""
     inputs = []
     for name in names:
-        shown = "<stdin>" if name == "-" else name
+        if name == "-":
+            if sys.stdin is None:  # started with stdin closed (`<&-`): Python then has none
+                raise InputError("cannot read <stdin>: it is closed; name a FILE to read")
+            inputs.append(("<stdin>", Utf8Stream(sys.stdin.buffer, source="<stdin>")))
+            continue
         try:
-            # Bytes, decoded here: stdin's own decoding lets invalid UTF-8 through as surrogates, which the YAML
-            # parser then fails on with a traceback.
-            data = sys.stdin.buffer.read() if name == "-" else Path(name).read_bytes()
-            inputs.append((shown, data.decode("utf-8")))
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            raise InputError(f"cannot read {shown}: {reason}") from exc
+            raw = opened.enter_context(Path(name).open("rb"))  # noqa: SIM115 - closed with `opened`
+        except OSError as exc:
+            raise InputError(f"cannot read {name}: {exc.strerror or exc}") from exc
+        inputs.append((name, Utf8Stream(raw, source=name)))
     return inputs
 
 

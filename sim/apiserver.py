@@ -324,7 +324,7 @@ class SimApiServer:
                 "kind": f"{rtype.kind}List",
                 "apiVersion": rtype.api_version(version),
                 "metadata": metadata,
-                "items": [self._versioned(rtype, version, obj) for obj in items],
+                "items": [self._served(rtype, version, obj) for obj in items],
             }
 
     def create(self, rtype: ResourceType, version: str, namespace: str, body: Any) -> dict[str, Any]:
@@ -462,7 +462,7 @@ class SimApiServer:
                 # "Start at most recent": the current objects as ADDED, then changes from here.
                 since = self.store.rv
                 initial = [
-                    {"type": "ADDED", "object": self._versioned(rtype, version, obj)}
+                    {"type": "ADDED", "object": self._served(rtype, version, obj)}
                     for key, obj in sorted(self._objects(rtype).items())
                     if (not namespace or key[0] == namespace) and _selected(obj, labels, fields_)
                 ]
@@ -527,7 +527,7 @@ class SimApiServer:
                         if namespace and obj["metadata"].get("namespace", "") != namespace:
                             continue
                         if _selected(obj, labels, fields_):
-                            pending.append({"type": event.type, "object": self._versioned(rtype, version, obj)})
+                            pending.append({"type": event.type, "object": self._served(rtype, version, obj)})
                     if pending:
                         break
                     if bookmarks and now - last_bookmark >= BOOKMARK_INTERVAL_SECONDS:
@@ -551,6 +551,12 @@ class SimApiServer:
         result["apiVersion"] = rtype.api_version(version)
         result["kind"] = rtype.kind
         return result
+
+    def _served(self, rtype: ResourceType, version: str, obj: dict[str, Any]) -> dict[str, Any]:
+        """`_versioned` for what is only serialized (list items, watch events): a top-level copy is enough, since a
+        stored object is never changed once stored (every write stores a new one), and it keeps a list of 10,000
+        objects from deep-copying each."""
+        return {**obj, "apiVersion": rtype.api_version(version), "kind": rtype.kind}
 
     def _create(self, rtype: ResourceType, version: str, namespace: str, body: Any) -> dict[str, Any]:
         obj = _object_body(rtype, version, body)

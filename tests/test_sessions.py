@@ -56,7 +56,7 @@ class CountingCluster(Cluster):
 
     lists: dict[str, int]
 
-    def list_kind(self, api: KindApi) -> tuple[str, list[dict[str, Any]]]:
+    def list_kind(self, api: KindApi) -> tuple[str, Iterator[dict[str, Any]]]:
         self.lists[api.kind] = self.lists.get(api.kind, 0) + 1
         return super().list_kind(api)
 
