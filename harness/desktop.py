@@ -8,6 +8,7 @@ never start a second, unconfigured notification daemon, and no `dbus-x11` autola
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 import shutil
@@ -114,6 +115,20 @@ def tk_display(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     display.start_display()
     yield display.display
     display.stop()
+
+
+@pytest.fixture
+def root(tk_display: str) -> Iterator[Any]:
+    """A hidden Tk root on the session's Tk display, for tests of the tray's windows (skipped without Tk)."""
+    tk = pytest.importorskip("tkinter", reason="this Python was built without Tk (Debian: python3-tk, or tk-dev)")
+    root = tk.Tk(screenName=tk_display)
+    root.withdraw()
+    yield root
+    root.destroy()
+    # Tk objects must die on this thread: left to the cyclic GC, they may be collected on any thread (a
+    # simulator's, later), and Tcl aborts the process when an interpreter is deleted off its own thread.
+    del root
+    gc.collect()
 
 
 def wait_until(

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import gc
 import re
-from collections.abc import Iterator
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -28,18 +26,6 @@ from harness.snapshots import (  # noqa: E402
     pushed,
     snapshot,
 )
-
-
-@pytest.fixture
-def root(tk_display: str) -> Iterator[tkinter.Tk]:
-    root = tk.Tk(screenName=tk_display)
-    root.withdraw()
-    yield root
-    root.destroy()
-    # Tk objects must die on this thread: left to the cyclic GC, they may be collected on any thread (a
-    # simulator's, later), and Tcl aborts the process when an interpreter is deleted off its own thread.
-    del root
-    gc.collect()
 
 
 def test_the_tree_nests_sources_kustomizations_and_releases_and_shows_the_failure(root: tkinter.Tk) -> None:

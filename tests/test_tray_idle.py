@@ -9,7 +9,6 @@ The real tray applying a config written while it runs is in tests/test_hostile_t
 
 from __future__ import annotations
 
-import gc
 import os
 import threading
 from collections.abc import Iterator
@@ -130,16 +129,6 @@ def test_a_change_that_lands_before_the_rearm_is_told_once_the_folder_is_watched
 
 
 tk = pytest.importorskip("tkinter", reason="this Python was built without Tk (Debian: python3-tk, or tk-dev)")
-
-
-@pytest.fixture
-def root(tk_display: str) -> Iterator[tkinter.Tk]:
-    root = tk.Tk(screenName=tk_display)
-    root.withdraw()
-    yield root
-    root.destroy()
-    del root
-    gc.collect()  # Tk objects die on this thread (see tests/test_details.py)
 
 
 def test_the_details_clock_runs_only_while_the_push_does(root: tkinter.Tk) -> None:
