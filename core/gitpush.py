@@ -16,26 +16,36 @@ process to exit and then decides each pushed ref:
   what its revision `<tag>@sha1:<commit>` names.
 
 Each `git push` process gets its own pending record (named after its pid, which both hooks see as their parent),
-so back-to-back pushes never read each other's tracking-ref updates. The remote's name and URL, which may hold
-credentials, never reach the disk: pre-push hands them to the confirmer in its environment. Every git call
-takes an argument list (never a shell string), and URLs are redacted before they are written.
+so back-to-back pushes never read each other's tracking-ref updates. Every git call takes an argument list (never
+a shell string), and URLs are redacted before they are written.
+
+One confirmer serves a repo at a time (`serve_pending`), so that a burst of pushes costs one Python start, not one
+each: pre-push starts it only when none is running, and a running one takes every record that arrives while it
+runs. It holds a lock (`confirmer.lock`) and shows the hooks its pid and start time (`confirmer`), which it removes
+*before* it lets go of the lock and looks one last time: a record that a hook wrote while it still saw a running
+confirmer is therefore always read, by this one or by the next. The remote's name and URL are written in the
+record only when they hold no credentials; a push to a URL with a token gets a confirmer of its own
+(`confirm_push`), which pre-push hands the URL in its environment, so that it never reaches the disk.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import os
 import select
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from fluxmon.core.config import Config, load_config
-from fluxmon.core.errors import GitError
+from fluxmon.core.errors import FluxmonError, GitError
 from fluxmon.core.git import run_git
+from fluxmon.core.paths import spool_dir as default_spool_dir
 from fluxmon.core.redact import redact_url
 from fluxmon.core.revision import short_sha
 from fluxmon.core.spool import MAX_CHANGED_PATHS, SCHEMA, created_at_text, write_session
@@ -46,8 +56,23 @@ ZERO_SHA = "0" * 40
 LS_REMOTE_TIMEOUT_SECONDS = 15.0
 MAX_WAIT_FOR_PUSH_SECONDS = 3600.0
 """A push that takes longer than an hour is left alone: its record is dropped as stale."""
-PENDING_MAGICS = ("fluxmon-pending 2", "fluxmon-pending 1")
-"""Version 1 records (hooks installed by an older fluxmon) still carry the remote and URL themselves."""
+PENDING_MAGIC = "fluxmon-pending 3"
+PENDING_MAGICS = (PENDING_MAGIC, "fluxmon-pending 2", "fluxmon-pending 1")
+"""Records of hooks installed by an older fluxmon: version 2 holds neither remote nor URL (its confirmer has them),
+version 1 carries both."""
+PENDING_END = "end"
+"""The last line of a version 3 record: a record without it was cut short (a hook interrupted while writing)."""
+RECORDED_ENVIRONMENT = ("FLUXMON_SPOOL_DIR", "XDG_RUNTIME_DIR", "XDG_STATE_HOME", "XDG_CONFIG_HOME", "HOME")
+"""What pre-push notes of its environment for a shared confirmer (which may have been started by another push):
+all that decides the spool, the user's config.toml and git's global config."""
+GIT_ENVIRONMENT = ("HOME", "XDG_CONFIG_HOME")
+OWN_SUFFIX = ".own.push"
+"""A record whose push has a confirmer of its own (its URL holds credentials): the shared confirmer leaves it."""
+CONFIRMER_FILE = "confirmer"
+"""`<pid> <start time>` of the repo's running shared confirmer, in `<git dir>/fluxmon/`, for pre-push to read."""
+CONFIRMER_LOCK = "confirmer.lock"
+RESCAN_SECONDS = 0.05
+"""How often a confirmer that waits for a push looks for records of newer pushes."""
 PUSHED_REMOTE = "fluxmon-pushed-url"
 """A remote name that exists only in the confirmer's environment, for asking a URL that holds credentials."""
 SPOOL_CONFIG_KEY = "fluxmon.spoolDir"
@@ -97,6 +122,16 @@ class PendingPush:
     url: str
     repo: Path
     refs: tuple[PushedRef, ...]
+    environ: tuple[tuple[str, str], ...] | None = None
+    """The pushing shell's RECORDED_ENVIRONMENT (None: the confirmer's own is the pushing shell's)."""
+
+    def paths_environ(self) -> Mapping[str, str]:
+        """The environment that decides where fluxmon's files are, as the pushing shell had it."""
+        return os.environ if self.environ is None else dict(self.environ)
+
+    def git_environ(self) -> dict[str, str]:
+        """What git must see of the pushing shell's environment to read the same global config."""
+        return {name: value for name, value in self.environ or () if name in GIT_ENVIRONMENT}
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -110,15 +145,19 @@ class Decision:
     why: str = ""
 
 
-def parse_pending(text: str, *, remote: str = "", url: str = "") -> PendingPush:
+def parse_pending(text: str, *, remote: str = "", url: str = "", repo: Path | None = None) -> PendingPush:
     """Parse a pending record; raises ValueError when it is not one (or is truncated).
 
-    `remote` and `url`: what pre-push was given, passed in memory (a version 2 record holds neither).
+    `remote`, `url` and `repo`: what a confirmer of the push's own was given by pre-push, in memory (its record
+    holds none of them).
     """
     lines = text.splitlines()
     if not lines or lines[0] not in PENDING_MAGICS:
         raise ValueError("not a fluxmon pending record")
+    if lines[0] == PENDING_MAGIC and lines[-1] != PENDING_END:
+        raise ValueError("pending record cut short")
     fields: dict[str, str] = {}
+    environ: list[tuple[str, str]] = []
     refs = []
     for line in lines[1:]:
         key, _, value = line.partition(" ")
@@ -126,12 +165,23 @@ def parse_pending(text: str, *, remote: str = "", url: str = "") -> PendingPush:
             parts = value.split()
             if len(parts) == 4:
                 refs.append(PushedRef(local_ref=parts[0], local_sha=parts[1], remote_ref=parts[2], remote_sha=parts[3]))
-        elif key:
+        elif key == "env":
+            name, _, setting = value.partition("=")
+            if name in RECORDED_ENVIRONMENT:
+                environ.append((name, setting))
+        elif key and key != PENDING_END:
             fields[key] = value
     remote = remote or fields.get("remote", "")
-    if not remote or not fields.get("repo"):
+    where = Path(fields["repo"]) if fields.get("repo") else repo
+    if not remote or where is None:
         raise ValueError("pending record lacks remote or repo")
-    return PendingPush(remote=remote, url=url or fields.get("url", ""), repo=Path(fields["repo"]), refs=tuple(refs))
+    return PendingPush(
+        remote=remote,
+        url=url or fields.get("url", ""),
+        repo=where.resolve(),
+        refs=tuple(refs),
+        environ=tuple(environ) if "remote" in fields and lines[0] == PENDING_MAGIC else None,
+    )
 
 
 def parse_transactions(text: str) -> dict[str, str]:
@@ -337,54 +387,218 @@ def wait_for_exit(pid: int, timeout: float) -> bool:
         os.close(fd)
 
 
-def spool_for_repo(repo: Path, default: Path) -> Path:
+def spool_for_repo(repo: Path, default: Path, *, env: Mapping[str, str] | None = None) -> Path:
     """The repo's own spool (`git config fluxmon.spoolDir`) if it has one, else `default`."""
-    configured = _safe(lambda: run_git(["config", "--get", SPOOL_CONFIG_KEY], cwd=repo).strip(), "")
+    configured = _safe(lambda: run_git(["config", "--get", SPOOL_CONFIG_KEY], cwd=repo, env=env).strip(), "")
     return Path(configured).expanduser() if configured else default
 
 
 def confirm_push(record_path: Path, *, git_pid: int, spool_dir: Path, remote: str = "", url: str = "") -> list[Path]:
-    """The confirmer's whole job for one pending record; returns the session files written.
+    """Confirm one push that has a confirmer of its own; returns the session files written.
 
-    `remote` and `url` are pre-push's arguments, which it passes in memory. `spool_dir` is the default spool; a
-    repo with its own (`fluxmon.spoolDir`) uses that. The record and its transaction log are removed at the end,
-    whatever happened: a record left behind would make the reference-transaction hook take its slow path.
+    `remote` and `url` are pre-push's arguments, which it passes in memory, and the repo is the work tree this
+    process runs in (pre-push's). `spool_dir` is the default spool; a repo with its own (`fluxmon.spoolDir`)
+    uses that. Also what hooks installed by an older fluxmon start for every push.
     """
-    tx_path = record_path.with_suffix(".tx")
     try:
         wait_for_exit(git_pid, MAX_WAIT_FOR_PUSH_SECONDS)
-        push = parse_pending(record_path.read_text(encoding="utf-8"), remote=remote, url=url)
-        spool_dir = spool_for_repo(push.repo, spool_dir)
-        updates = parse_transactions(tx_path.read_text(encoding="utf-8")) if tx_path.exists() else {}
-
-        def git(args: Sequence[str]) -> str:
-            return run_git(args, cwd=push.repo)
-
-        is_named_remote = push.remote != push.url
-        refspecs = _safe(lambda: git(["config", "--get-all", f"remote.{push.remote}.fetch"]), "").split()
-        remote_url = push.url or _safe(lambda: git(["remote", "get-url", push.remote]).strip(), push.remote)
-
-        ls_remote = _RemoteRefs(push)
-
-        decisions = decide(push, refspecs=refspecs if is_named_remote else [], updates=updates, ls_remote=ls_remote)
-        config = load_config(repo=push.repo)
-        for warning in config.warnings:
-            log.warning("%s", warning)
-        written = []
-        push_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + f"-{os.getpid()}"
-        for decision in decisions:
-            if not decision.session:
-                log.info("no session for %s: %s", decision.ref.remote_ref, decision.why)
-                continue
-            if not config.enabled:
-                log.info("no session for %s: disabled by the repo's config", decision.ref.remote_ref)
-                continue
-            if config.ignores(remote_url=redact_url(remote_url), branch=decision.ref.short_name):
-                log.info("no session for %s: ignored by config", decision.ref.remote_ref)
-                continue
-            record = session_record(push, decision, push_id=push_id, remote_url=remote_url, config=config, git=git)
-            written.append(write_session(spool_dir, record))
-        return written
+        push = parse_pending(record_path.read_text(encoding="utf-8"), remote=remote, url=url, repo=Path.cwd())
+        return _confirm(push, record_path=record_path, spool_dir=spool_dir)
     finally:
-        record_path.unlink(missing_ok=True)
-        tx_path.unlink(missing_ok=True)
+        _forget(record_path)
+
+
+def _confirm(push: PendingPush, *, record_path: Path, spool_dir: Path | None = None) -> list[Path]:
+    """Decide each ref of a push whose git process has exited, and spool a session per confirmed one.
+
+    `spool_dir`: the default spool; None takes the one of the environment the push was made in.
+    """
+    tx_path = record_path.with_suffix(".tx")
+    updates = parse_transactions(tx_path.read_text(encoding="utf-8")) if tx_path.exists() else {}
+    environ = push.git_environ()
+    spool_dir = spool_for_repo(push.repo, spool_dir or default_spool_dir(push.paths_environ()), env=environ)
+
+    def git(args: Sequence[str]) -> str:
+        return run_git(args, cwd=push.repo, env=environ)
+
+    is_named_remote = push.remote != push.url
+    refspecs = _safe(lambda: git(["config", "--get-all", f"remote.{push.remote}.fetch"]), "").split()
+    remote_url = push.url or _safe(lambda: git(["remote", "get-url", push.remote]).strip(), push.remote)
+
+    ls_remote = _RemoteRefs(push)
+
+    decisions = decide(push, refspecs=refspecs if is_named_remote else [], updates=updates, ls_remote=ls_remote)
+    config = load_config(repo=push.repo, environ=push.paths_environ())
+    for warning in config.warnings:
+        log.warning("%s", warning)
+    written = []
+    # One id per git push, shared by its refs' sessions: the record's name holds the pids of git and pre-push.
+    push_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + record_path.name.split(".")[0]
+    for decision in decisions:
+        if not decision.session:
+            log.info("no session for %s: %s", decision.ref.remote_ref, decision.why)
+            continue
+        if not config.enabled:
+            log.info("no session for %s: disabled by the repo's config", decision.ref.remote_ref)
+            continue
+        if config.ignores(remote_url=redact_url(remote_url), branch=decision.ref.short_name):
+            log.info("no session for %s: ignored by config", decision.ref.remote_ref)
+            continue
+        record = session_record(push, decision, push_id=push_id, remote_url=remote_url, config=config, git=git)
+        written.append(write_session(spool_dir, record))
+    return written
+
+
+def _forget(record_path: Path) -> None:
+    """Remove a record and its transaction log: one left behind would make reference-transaction take its slow
+    path for as long as that git pid lives."""
+    record_path.unlink(missing_ok=True)
+    record_path.with_suffix(".tx").unlink(missing_ok=True)
+
+
+def serve_pending(pending: Path) -> list[Path]:
+    """Be the repo's one shared confirmer: confirm every record in `pending` as its git process exits, until none
+    is left; returns the session files written. Returns at once if another confirmer is serving the repo."""
+    state = pending.parent
+    written: list[Path] = []
+    foreign: set[Path] = set()
+    _drop_stale(pending)
+    while True:
+        with _serving(state) as ours:
+            if not ours:
+                return written  # the running one reads every record, this push's too
+            written += _serve(pending, foreign)
+        # Let go. A hook that wrote its record after our last look, while it still saw us running, started no
+        # confirmer: its record is ours to read, unless another confirmer has started since.
+        if not [record for record in _shared_records(pending) if record not in foreign]:
+            return written
+
+
+@contextlib.contextmanager
+def _serving(state: Path) -> Iterator[bool]:
+    """Hold the repo's confirmer lock and show pre-push our pid and start time; yields False if another holds it.
+
+    The pid file goes before the lock does: a hook that still sees it has written its record before we look for
+    the last time.
+    """
+    fd = os.open(state / CONFIRMER_LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        shown = state / CONFIRMER_FILE
+        temp = state / f".{CONFIRMER_FILE}.{os.getpid()}"
+        temp.write_text(f"{os.getpid()} {_start_time(os.getpid())}\n", encoding="utf-8")
+        temp.replace(shown)
+        try:
+            yield True
+        finally:
+            shown.unlink(missing_ok=True)
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _start_time(pid: int) -> str:
+    """Field 22 of /proc/<pid>/stat, the process's start time in clock ticks since boot, as pre-push reads it."""
+    stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8", errors="replace")
+    return stat.rpartition(")")[2].split()[19]
+
+
+def _shared_records(pending: Path) -> list[Path]:
+    """The records for the shared confirmer, oldest first (by name, the order of no use; by time, of pushes)."""
+    try:
+        entries = list(os.scandir(pending))
+    except FileNotFoundError:
+        return []
+    records = []
+    for entry in entries:
+        if entry.name.endswith(".push") and not entry.name.endswith(OWN_SUFFIX):
+            with contextlib.suppress(FileNotFoundError):
+                records.append((entry.stat().st_mtime_ns, Path(entry.path)))
+    return [path for _, path in sorted(records)]
+
+
+def _drop_stale(pending: Path) -> None:
+    """Remove what a confirmer that died (killed, or the machine went down) left behind: anything written more
+    than MAX_WAIT_FOR_PUSH_SECONDS ago. Such a push is not confirmed hours late."""
+    cutoff = time.time() - MAX_WAIT_FOR_PUSH_SECONDS
+    try:
+        entries = list(os.scandir(pending))
+    except FileNotFoundError:
+        return
+    for entry in entries:
+        with contextlib.suppress(FileNotFoundError):
+            if entry.is_file(follow_symlinks=False) and entry.stat().st_mtime < cutoff:
+                log.info("dropped %s, left by a confirmer that did not finish", entry.name)
+                Path(entry.path).unlink()
+
+
+def _serve(pending: Path, foreign: set[Path]) -> list[Path]:
+    """Confirm records as their git processes exit, in that order, until none is left or waited for."""
+    waiting: dict[Path, int | None] = {}  # record -> a pidfd of its git process; None once that has exited
+    written: list[Path] = []
+    try:
+        while True:
+            for record in _shared_records(pending):
+                if record not in waiting and record not in foreign:
+                    waiting[record] = _pidfd_of_git(record)
+            if not waiting:
+                return written
+            for record in _exited(waiting, timeout=RESCAN_SECONDS):
+                fd = waiting.pop(record)
+                if fd is not None:
+                    os.close(fd)
+                written += _confirm_shared(record, foreign)
+    finally:
+        for fd in waiting.values():
+            if fd is not None:
+                os.close(fd)
+
+
+def _pidfd_of_git(record: Path) -> int | None:
+    """A pidfd of the git process that a record is named after (`<git pid>-<hook pid>.push`); None if gone."""
+    try:
+        return os.pidfd_open(int(record.name.split("-")[0]))
+    except (ValueError, ProcessLookupError):
+        return None
+
+
+def _exited(waiting: Mapping[Path, int | None], *, timeout: float) -> list[Path]:
+    """The records whose git process has exited (or that waited too long), waiting up to `timeout` for one."""
+    done = [record for record, fd in waiting.items() if fd is None]
+    poller = select.poll()
+    by_fd = {}
+    for record, fd in waiting.items():
+        if fd is not None:
+            poller.register(fd, select.POLLIN)
+            by_fd[fd] = record
+    done += [by_fd[fd] for fd, _ in poller.poll(0 if done else timeout * 1000)]
+    cutoff = time.time() - MAX_WAIT_FOR_PUSH_SECONDS
+    for record in waiting:
+        with contextlib.suppress(FileNotFoundError):
+            if record not in done and record.stat().st_mtime < cutoff:
+                done.append(record)  # a push that takes over an hour is left alone: its record is dropped
+    return sorted(done, key=list(waiting).index)
+
+
+def _confirm_shared(record: Path, foreign: set[Path]) -> list[Path]:
+    """Confirm one record of the shared folder; one that fails is logged, and never stops the others."""
+    try:
+        text = record.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return []
+    if not text.startswith(PENDING_MAGIC + "\n"):
+        foreign.add(record)  # written by a hook of an older fluxmon, which started a confirmer of its own for it
+        return []
+    try:
+        if time.time() - record.stat().st_mtime > MAX_WAIT_FOR_PUSH_SECONDS:
+            log.info("dropped %s: its push took over an hour", record.name)
+            return []
+        return _confirm(parse_pending(text), record_path=record)
+    except (ValueError, OSError, FluxmonError) as error:
+        log.warning("could not confirm the push of %s: %s", record.name, error)
+        return []
+    finally:
+        _forget(record)
