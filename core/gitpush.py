@@ -73,6 +73,9 @@ CONFIRMER_FILE = "confirmer"
 CONFIRMER_LOCK = "confirmer.lock"
 RESCAN_SECONDS = 0.05
 """How often a confirmer that waits for a push looks for records of newer pushes."""
+LINGER_SECONDS = 0.5
+"""How long a confirmer waits for another record before it exits: in a run of `git commit && git push`, the next
+push comes within this, and finds it running instead of starting Python again."""
 PUSHED_REMOTE = "fluxmon-pushed-url"
 """A remote name that exists only in the confirmer's environment, for asking a URL that holds credentials."""
 SPOOL_CONFIG_KEY = "fluxmon.spoolDir"
@@ -311,10 +314,10 @@ def session_record(
 ) -> dict[str, Any]:
     """The session file's content for one confirmed ref (the schema is documented in docs/session-file.md)."""
     ref = decision.ref
-    commit = peel(ref.local_sha, git)
-    old = peel(ref.remote_sha, git) if ref.remote_sha.strip("0") else ref.remote_sha
+    commit, subject, author = _commit_of(ref.local_sha, git)
+    # A branch holds commits only (git refuses anything else there): only another ref's old tip may need peeling.
+    old = ref.remote_sha if ref.kind == "branch" or not ref.remote_sha.strip("0") else peel(ref.remote_sha, git)
     paths, count, forced = _changes(ref, git)
-    subject, _, author = _safe(lambda: git(["log", "-1", "--format=%s%x00%an <%ae>", commit]), "").partition("\0")
     return {
         "schema": SCHEMA,
         "id": f"{push_id}-{ref.kind}-{uuid.uuid4().hex[:8]}",
@@ -333,9 +336,21 @@ def session_record(
         "confirmed": decision.confirmed,
         "confirmed_by": decision.confirmed_by,
         "changes": {"paths": paths, "count": count},
-        "commit": {"subject": subject.strip(), "author": author.strip()},
+        "commit": {"subject": subject, "author": author},
         "config": config.as_record(),
     }
+
+
+def _commit_of(sha: str, git: Callable[[Sequence[str]], str]) -> tuple[str, str, str]:
+    """The commit that `sha` names (the tagged commit for an annotated tag), its subject and its author, from one
+    call to git (`log` peels a tag itself); `sha` and no text if this clone cannot tell."""
+    try:
+        shown = git(["log", "-1", "--format=%H%x00%s%x00%an <%ae>", "--end-of-options", sha])
+    except GitError:
+        return sha, "", ""
+    commit, _, rest = shown.partition("\0")
+    subject, _, author = rest.partition("\0")
+    return commit.strip() or sha, subject.strip(), author.strip()
 
 
 def peel(sha: str, git: Callable[[Sequence[str]], str]) -> str:
@@ -387,9 +402,9 @@ def wait_for_exit(pid: int, timeout: float) -> bool:
         os.close(fd)
 
 
-def spool_for_repo(repo: Path, default: Path, *, env: Mapping[str, str] | None = None) -> Path:
+def spool_for_repo(repo: Path, default: Path) -> Path:
     """The repo's own spool (`git config fluxmon.spoolDir`) if it has one, else `default`."""
-    configured = _safe(lambda: run_git(["config", "--get", SPOOL_CONFIG_KEY], cwd=repo, env=env).strip(), "")
+    configured = _safe(lambda: run_git(["config", "--get", SPOOL_CONFIG_KEY], cwd=repo).strip(), "")
     return Path(configured).expanduser() if configured else default
 
 
@@ -416,13 +431,13 @@ def _confirm(push: PendingPush, *, record_path: Path, spool_dir: Path | None = N
     tx_path = record_path.with_suffix(".tx")
     updates = parse_transactions(tx_path.read_text(encoding="utf-8")) if tx_path.exists() else {}
     environ = push.git_environ()
-    spool_dir = spool_for_repo(push.repo, spool_dir or default_spool_dir(push.paths_environ()), env=environ)
 
     def git(args: Sequence[str]) -> str:
         return run_git(args, cwd=push.repo, env=environ)
 
     is_named_remote = push.remote != push.url
-    refspecs = _safe(lambda: git(["config", "--get-all", f"remote.{push.remote}.fetch"]), "").split()
+    refspecs, own_spool = _repo_settings(push.remote, git)
+    spool_dir = own_spool or spool_dir or default_spool_dir(push.paths_environ())
     remote_url = push.url or _safe(lambda: git(["remote", "get-url", push.remote]).strip(), push.remote)
 
     ls_remote = _RemoteRefs(push)
@@ -447,6 +462,20 @@ def _confirm(push: PendingPush, *, record_path: Path, spool_dir: Path | None = N
         record = session_record(push, decision, push_id=push_id, remote_url=remote_url, config=config, git=git)
         written.append(write_session(spool_dir, record))
     return written
+
+
+def _repo_settings(remote: str, git: Callable[[Sequence[str]], str]) -> tuple[list[str], Path | None]:
+    """The remote's fetch refspecs, and the repo's own spool (`fluxmon.spoolDir`) if it has one: one call to git."""
+    wanted = f"remote.{remote}.fetch"
+    listed = _safe(lambda: git(["config", "-z", "--get-regexp", r"^(fluxmon\.spooldir|remote\..*\.fetch)$"]), "")
+    refspecs, spool = [], None
+    for entry in listed.split("\0"):
+        key, _, value = entry.partition("\n")
+        if key == wanted:
+            refspecs.append(value.strip())
+        elif key == SPOOL_CONFIG_KEY.lower() and value.strip():
+            spool = Path(value.strip()).expanduser()
+    return refspecs, spool
 
 
 def _forget(record_path: Path) -> None:
@@ -478,8 +507,10 @@ def serve_pending(pending: Path) -> list[Path]:
 def _serving(state: Path) -> Iterator[bool]:
     """Hold the repo's confirmer lock and show pre-push our pid and start time; yields False if another holds it.
 
-    The pid file goes before the lock does: a hook that still sees it has written its record before we look for
-    the last time.
+    pre-push shows a confirmer it starts at once, before its Python has started. A confirmer so shown always
+    looks for records after that moment: if it gets the lock, it looks then; if not, the holder looks once more
+    after letting go. Ours goes before the lock does, so a hook that still sees it wrote its record before
+    that last look.
     """
     fd = os.open(state / CONFIRMER_LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     try:
@@ -489,13 +520,16 @@ def _serving(state: Path) -> Iterator[bool]:
             yield False
             return
         shown = state / CONFIRMER_FILE
+        us = f"{os.getpid()} {_start_time(os.getpid())}\n"
         temp = state / f".{CONFIRMER_FILE}.{os.getpid()}"
-        temp.write_text(f"{os.getpid()} {_start_time(os.getpid())}\n", encoding="utf-8")
+        temp.write_text(us, encoding="utf-8")
         temp.replace(shown)
         try:
             yield True
         finally:
-            shown.unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                if shown.read_text(encoding="utf-8") == us:  # not one that a hook has just started and shown
+                    shown.unlink()
     finally:
         os.close(fd)  # releases the lock
 
@@ -536,15 +570,18 @@ def _drop_stale(pending: Path) -> None:
 
 
 def _serve(pending: Path, foreign: set[Path]) -> list[Path]:
-    """Confirm records as their git processes exit, in that order, until none is left or waited for."""
+    """Confirm records as their git processes exit, in that order, until none has come for LINGER_SECONDS."""
     waiting: dict[Path, int | None] = {}  # record -> a pidfd of its git process; None once that has exited
     written: list[Path] = []
+    busy = time.monotonic()
     try:
         while True:
             for record in _shared_records(pending):
                 if record not in waiting and record not in foreign:
                     waiting[record] = _pidfd_of_git(record)
-            if not waiting:
+            if waiting:
+                busy = time.monotonic()
+            elif time.monotonic() - busy >= LINGER_SECONDS:
                 return written
             for record in _exited(waiting, timeout=RESCAN_SECONDS):
                 fd = waiting.pop(record)

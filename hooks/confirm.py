@@ -31,7 +31,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(USAGE, file=sys.stderr)
         return 2
     os.setsid()  # out of the terminal's process group, so a Ctrl-C after the push does not kill us
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(levelname)s %(message)s")
     if own:
         # git's children need neither the remote nor its URL (which may hold credentials).
         remote = os.environ.pop("FLUXMON_PUSH_REMOTE", "")
