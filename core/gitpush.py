@@ -5,8 +5,10 @@ accepted. What it can do is leave a pending record and start this confirmer, whi
 process to exit and then decides each pushed ref:
 
 - If the remote has a fetch refspec that maps the pushed ref to a remote-tracking ref, git updates that ref
-  after a successful push, and the `reference-transaction` hook logs the update. A logged update to the pushed
-  sha confirms the push; no update means it was rejected (or was a `--dry-run`), so no session is written.
+  after a successful push, and notes it in the ref's reflog ("update by push", from the old sha to the new). That
+  update, from the sha the remote had to the pushed one, confirms the push. Matching both shas keeps
+  back-to-back pushes apart, and an older push of the same commit out. With no such update, the remote decides
+  (below): a rejected push or a `--dry-run` updates nothing, and the remote does not have the sha.
 - Otherwise (a push to a URL, a tag, a refspec with no tracking ref) `git ls-remote` asks the URL that was pushed
   to (a remote's `pushurl` when it has one, not its fetch `url`, which may be a mirror that lags). The pushed sha
   there confirms it; another sha means rejected; no answer gives a session marked unconfirmed, which the
@@ -15,9 +17,13 @@ process to exit and then decides each pushed ref:
 - An annotated tag is followed by the commit it points to (`<sha>^{commit}`): that is what Flux checks out, and
   what its revision `<tag>@sha1:<commit>` names.
 
-Each `git push` process gets its own pending record (named after its pid, which both hooks see as their parent),
-so back-to-back pushes never read each other's tracking-ref updates. Every git call takes an argument list (never
-a shell string), and URLs are redacted before they are written.
+Each `git push` process gets its own pending record, named after its pid: the confirmer waits for that process to
+exit before it decides. Every git call takes an argument list (never a shell string), and URLs are redacted
+before they are written.
+
+Reading the reflog afterwards takes the place of a `reference-transaction` hook (which older versions installed):
+git runs that hook twice for every ref update of every command (a commit, a checkout, each step of a rebase), so
+it cost every `git commit` two shell starts, for the sake of pushes.
 
 One confirmer serves a repo at a time (`serve_pending`), so that a burst of pushes costs one Python start, not one
 each: pre-push starts it only when none is running, and a running one takes every record that arrives while it
@@ -37,7 +43,7 @@ import os
 import select
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -187,13 +193,56 @@ def parse_pending(text: str, *, remote: str = "", url: str = "", repo: Path | No
     )
 
 
-def parse_transactions(text: str) -> dict[str, str]:
-    """`refname -> new sha` from the reference-transaction log (`<old> <new> <refname>` lines)."""
-    updates = {}
+Update = tuple[str, str, str]
+"""`(remote-tracking ref, old sha, new sha)`: one update that git made to a remote-tracking ref after a push."""
+PUSH_REFLOG_MESSAGE = "update by push"
+REFLOG_TAIL_BYTES = 1 << 16
+"""How much of the end of a reflog is read: far more than the entries of any burst of pushes."""
+
+
+def parse_transactions(text: str) -> set[Update]:
+    """The updates in a transaction log that the `reference-transaction` hook of an older fluxmon wrote
+    (`<old> <new> <refname>` lines)."""
+    updates = set()
     for line in text.splitlines():
         parts = line.split()
         if len(parts) == 3:
-            updates[parts[2]] = parts[1]
+            updates.add((parts[2], parts[0], parts[1]))
+    return updates
+
+
+def parse_reflog(ref: str, text: str) -> set[Update]:
+    """The updates by push in the text of a ref's reflog (`<old> <new> <who> <when> <zone>\t<message>` lines)."""
+    updates = set()
+    for line in text.splitlines():
+        entry, _, message = line.partition("\t")
+        parts = entry.split(" ", 2)
+        if message == PUSH_REFLOG_MESSAGE and len(parts) == 3:
+            updates.add((ref, parts[0], parts[1]))
+    return updates
+
+
+def pushed_updates(git_dir: Path, refs: Iterable[str]) -> set[Update]:
+    """The updates by push to these remote-tracking refs, from the end of their reflogs.
+
+    They are read as files: remote-tracking refs and their logs live in the common git dir, which a linked
+    worktree's git dir names in its `commondir` file. Without a reflog (core.logAllRefUpdates off, or another
+    ref store), there is nothing here and the remote decides.
+    """
+    try:
+        common = git_dir / (git_dir / "commondir").read_text(encoding="utf-8").strip()
+    except OSError:
+        common = git_dir
+    updates: set[Update] = set()
+    for ref in refs:
+        try:
+            with (common / "logs" / ref).open("rb") as reflog:
+                size = reflog.seek(0, os.SEEK_END)
+                reflog.seek(max(0, size - REFLOG_TAIL_BYTES))
+                tail = reflog.read().decode("utf-8", "replace")
+        except OSError:
+            continue
+        updates |= parse_reflog(ref, tail if size <= REFLOG_TAIL_BYTES else tail.partition("\n")[2])
     return updates
 
 
@@ -219,7 +268,7 @@ def decide(
     push: PendingPush,
     *,
     refspecs: Sequence[str],
-    updates: Mapping[str, str],
+    updates: Collection[Update],
     ls_remote: Callable[[str], str | None],
 ) -> list[Decision]:
     """Decide each pushed ref (see the module docstring); `ls_remote(ref)` gives the sha there, or None."""
@@ -230,7 +279,7 @@ def _decide(
     ref: PushedRef,
     *,
     refspecs: Sequence[str],
-    updates: Mapping[str, str],
+    updates: Collection[Update],
     ls_remote: Callable[[str], str | None],
 ) -> Decision:
     if ref.is_deletion:
@@ -238,10 +287,10 @@ def _decide(
     if ref.is_remote_tracking:
         return Decision(ref=ref, session=False, why="a remote-tracking ref (push --mirror)")
     tracked = tracking_ref(ref.remote_ref, refspecs)
-    if tracked is not None and updates.get(tracked) == ref.local_sha:
+    if tracked is not None and (tracked, ref.remote_sha, ref.local_sha) in updates:
         return Decision(ref=ref, session=True, confirmed=True, confirmed_by="remote-tracking-ref", why=tracked)
-    # No tracking ref, or no update logged for it. The latter is usually a rejected push or a dry run, but also
-    # what a pre-push run by another hook manager sees (its parent is not git's): the remote decides.
+    # No tracking ref, or no update by this push. The latter is usually a rejected push or a dry run, but also a
+    # clone whose tracking ref was behind the remote, or that keeps no reflog: the remote decides.
     remote_sha = ls_remote(ref.remote_ref)
     if remote_sha == ref.local_sha:
         return Decision(ref=ref, session=True, confirmed=True, confirmed_by="ls-remote")
@@ -428,8 +477,6 @@ def _confirm(push: PendingPush, *, record_path: Path, spool_dir: Path | None = N
 
     `spool_dir`: the default spool; None takes the one of the environment the push was made in.
     """
-    tx_path = record_path.with_suffix(".tx")
-    updates = parse_transactions(tx_path.read_text(encoding="utf-8")) if tx_path.exists() else {}
     environ = push.git_environ()
 
     def git(args: Sequence[str]) -> str:
@@ -437,6 +484,12 @@ def _confirm(push: PendingPush, *, record_path: Path, spool_dir: Path | None = N
 
     is_named_remote = push.remote != push.url
     refspecs, own_spool = _repo_settings(push.remote, git)
+    tracked = {tracking_ref(ref.remote_ref, refspecs) for ref in push.refs} if is_named_remote else set()
+    # The record is in <git dir>/fluxmon/pending/. Hooks of an older fluxmon also left a transaction log.
+    updates = pushed_updates(record_path.parent.parent.parent, filter(None, tracked))
+    tx_path = record_path.with_suffix(".tx")
+    if tx_path.exists():
+        updates |= parse_transactions(tx_path.read_text(encoding="utf-8"))
     spool_dir = own_spool or spool_dir or default_spool_dir(push.paths_environ())
     remote_url = push.url or _safe(lambda: git(["remote", "get-url", push.remote]).strip(), push.remote)
 
@@ -479,8 +532,7 @@ def _repo_settings(remote: str, git: Callable[[Sequence[str]], str]) -> tuple[li
 
 
 def _forget(record_path: Path) -> None:
-    """Remove a record and its transaction log: one left behind would make reference-transaction take its slow
-    path for as long as that git pid lives."""
+    """Remove a record (and the transaction log that hooks of an older fluxmon wrote beside it)."""
     record_path.unlink(missing_ok=True)
     record_path.with_suffix(".tx").unlink(missing_ok=True)
 

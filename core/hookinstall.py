@@ -5,6 +5,9 @@
   by ours first, with the same arguments and input; for pre-push its exit status is kept, so it can still
   refuse a push.
 - Installing twice changes nothing; uninstalling renames the chained hook back, restoring exactly what was there.
+- The `reference-transaction` hook that older versions installed is removed by `install` and `uninstall` alike
+  (the hook it chained is put back): the confirmer reads the reflog instead, and git ran that hook twice on
+  every ref update of every command.
 - `--global` uses the global `core.hooksPath` if the user has one. If not, it creates one for fluxmon and sets
   it, and those hooks chain each repo's own `.git/hooks/<name>`, so that per-repo hooks keep working.
 """
@@ -23,7 +26,9 @@ from fluxmon.core.git import run_git
 from fluxmon.core.gitpush import SPOOL_CONFIG_KEY
 from fluxmon.core.paths import config_dir
 
-HOOK_NAMES = ("pre-push", "reference-transaction")
+HOOK_NAMES = ("pre-push",)
+RETIRED_HOOK_NAMES = ("reference-transaction",)
+"""Hooks that an older fluxmon installed: removed wherever fluxmon installs or uninstalls its own."""
 MARKER = "fluxmon-hook"
 CHAINED_SUFFIX = ".fluxmon-chained"
 SET_BY_US = ".fluxmon-set-hookspath"
@@ -81,6 +86,9 @@ def install(
         directory.mkdir(parents=True, exist_ok=True)
     for name in HOOK_NAMES:
         messages.append(_install_one(directory / name, _render(name, python=python, global_=chain_repo_hooks)))
+    for name in RETIRED_HOOK_NAMES:
+        if _is_ours(directory / name):
+            messages.append(f"{_remove_one(directory / name)} (fluxmon no longer needs it)")
     if spool_dir is not None and not global_:
         run_git(["config", "--local", SPOOL_CONFIG_KEY, str(spool_dir)], cwd=repo or Path.cwd())
         messages.append(f"pushes from this repo go to the spool {spool_dir}")
@@ -93,16 +101,13 @@ def uninstall(*, repo: Path | None = None, global_: bool = False) -> list[str]:
     messages = []
     for name in HOOK_NAMES:
         path = directory / name
-        chained = path.with_name(name + CHAINED_SUFFIX)
         if not _is_ours(path):
             messages.append(f"{path}: not a fluxmon hook, left alone" if path.exists() else f"{path}: not installed")
             continue
-        path.unlink()
-        if chained.exists():
-            chained.rename(path)
-            messages.append(f"{path}: removed; restored the hook it had chained")
-        else:
-            messages.append(f"{path}: removed")
+        messages.append(_remove_one(path))
+    for name in RETIRED_HOOK_NAMES:
+        if _is_ours(directory / name):
+            messages.append(_remove_one(directory / name))
     if not global_ and _safe_config(repo or Path.cwd(), SPOOL_CONFIG_KEY):
         run_git(["config", "--local", "--unset", SPOOL_CONFIG_KEY], cwd=repo or Path.cwd())
         messages.append("removed the repo's own spool setting")
@@ -140,6 +145,16 @@ def _safe_config(repo: Path, key: str) -> str:
         return run_git(["config", "--local", "--get", key], cwd=repo).strip()
     except GitError:
         return ""
+
+
+def _remove_one(path: Path) -> str:
+    """Remove one of our hooks, and put back the hook it chained, if any."""
+    chained = path.with_name(path.name + CHAINED_SUFFIX)
+    path.unlink()
+    if chained.exists() or chained.is_symlink():
+        chained.rename(path)
+        return f"{path}: removed; restored the hook it had chained"
+    return f"{path}: removed"
 
 
 def _install_one(path: Path, content: str) -> str:

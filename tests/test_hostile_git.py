@@ -74,6 +74,7 @@ def test_twenty_pushes_in_a_row_give_twenty_sessions(repos: Repos) -> None:
     sessions = repos.sessions()
     assert sorted(s["ref"]["new"] for s in sessions) == sorted(pushed)
     assert {s["confirmed_by"] for s in sessions} == {"remote-tracking-ref"}
+    assert len({s["push_id"] for s in sessions}) == 20, "one confirmer served several pushes: each keeps its own id"
     log = repos.work / ".git" / "fluxmon" / "hook.log"
     assert "rejected" not in (log.read_text() if log.exists() else "")
 
@@ -549,6 +550,7 @@ def test_no_credential_reaches_the_disk_during_or_after_a_push(repos: Repos, tmp
         by_url = repos.push(url, "HEAD:main")
         assert by_url.returncode == 0, by_url.stderr
         repos.git("remote", "set-url", "origin", url)
+        repos.git("fetch", "-q", "origin")  # origin/main catches up with the push by URL: git's update confirms
         repos.commit("i.yaml", "i: 1\n", "by name")
         named = repos.push("origin", "main")
         assert named.returncode == 0, named.stderr
