@@ -30,6 +30,8 @@ HOOK_NAMES = ("pre-push",)
 RETIRED_HOOK_NAMES = ("reference-transaction",)
 """Hooks that an older fluxmon installed: removed wherever fluxmon installs or uninstalls its own."""
 MARKER = "fluxmon-hook"
+HOOK_VERSION = 3
+"""The version in the marker line of the hooks this fluxmon installs (`# fluxmon-hook 3: ...`)."""
 CHAINED_SUFFIX = ".fluxmon-chained"
 SET_BY_US = ".fluxmon-set-hookspath"
 """Marks a global hooks directory whose core.hooksPath fluxmon set, so that uninstall unsets it."""
@@ -44,6 +46,10 @@ class HookState:
     ours: bool
     present: bool
     chained: Path | None
+    current: bool = True
+    """False for a hook of ours that an older fluxmon installed (`hook install` updates it)."""
+    retired: bool = False
+    """A hook that only an older fluxmon installed, no longer needed (`hook install` removes it)."""
 
 
 def repo_hooks_dir(repo: Path) -> Path:
@@ -125,9 +131,12 @@ def status(*, repo: Path | None = None) -> list[HookState]:
     except GitError:
         directory = global_hooks_dir()[0]
     states = []
-    for name in HOOK_NAMES:
+    for name in (*HOOK_NAMES, *RETIRED_HOOK_NAMES):
         path = directory / name
         chained = path.with_name(name + CHAINED_SUFFIX)
+        retired = name in RETIRED_HOOK_NAMES
+        if retired and not _is_ours(path):
+            continue
         states.append(
             HookState(
                 name=name,
@@ -135,6 +144,8 @@ def status(*, repo: Path | None = None) -> list[HookState]:
                 ours=_is_ours(path),
                 present=path.exists(),
                 chained=chained if chained.exists() else None,
+                current=_is_ours(path, version=HOOK_VERSION),
+                retired=retired,
             )
         )
     return states
@@ -189,10 +200,11 @@ def _render(name: str, *, python: str, global_: bool) -> str:
     return template.replace("@PYTHON@", shlex.quote(python)).replace("@GLOBAL@", "1" if global_ else "0")
 
 
-def _is_ours(path: Path) -> bool:
+def _is_ours(path: Path, *, version: int | None = None) -> bool:
+    """Whether `path` is a hook fluxmon installed (of that `version`, if given), by its marker line."""
     try:
         with path.open(encoding="utf-8", errors="replace") as handle:
             head = handle.read(200)
     except OSError:
         return False
-    return MARKER in head
+    return (MARKER if version is None else f"{MARKER} {version}:") in head

@@ -191,10 +191,17 @@ def test_install_removes_the_reference_transaction_hook_of_an_older_fluxmon(tmp_
     users = b"#!/bin/sh\nexit 0\n"
     (hooks / "reference-transaction.fluxmon-chained").write_bytes(users)
     (hooks / "reference-transaction").write_text("#!/bin/sh\n# fluxmon-hook 2: confirms pushes\nexit 0\n")
+    (hooks / "pre-push").write_text("#!/bin/sh\n# fluxmon-hook 2: records this push\nexit 0\n")
+    (hooks / "pre-push").chmod(0o755)
+    status = repos.fluxmon("hook", "status").stdout
+    left = f"reference-transaction: {hooks / 'reference-transaction'} is left by an older fluxmon;"
+    assert f"{left} 'fluxmon hook install' removes it" in status
+    assert "an older fluxmon's, 'fluxmon hook install' updates it" in status
     output = repos.fluxmon("hook", "install").stdout
     assert "reference-transaction: removed; restored the hook it had chained" in output
     assert (hooks / "reference-transaction").read_bytes() == users
     assert not (hooks / "reference-transaction.fluxmon-chained").exists()
+    assert "older" not in repos.fluxmon("hook", "status").stdout
     sha = repos.commit("s.yaml", "s: 1\n", "after the upgrade")
     repos.push("origin", "main")
     assert [(s["ref"]["new"], s["confirmed_by"]) for s in repos.sessions()] == [(sha, "remote-tracking-ref")]
