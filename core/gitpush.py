@@ -324,11 +324,11 @@ class _RemoteRefs:
 
     def _ask(self) -> dict[str, str] | None:
         refs = sorted({ref.remote_ref for ref in self._push.refs if not ref.is_deletion})
-        where, env = self._push.url or self._push.remote, {}
+        where, env = self._push.url or self._push.remote, self._push.git_environ()
         if redact_url(where) != where:
             # A URL with credentials goes to git as configuration in the environment, never as an argument:
             # /proc/<pid>/cmdline is readable by every user of the machine.
-            env = {
+            env |= {
                 "GIT_CONFIG_COUNT": "1",
                 "GIT_CONFIG_KEY_0": f"remote.{PUSHED_REMOTE}.url",
                 "GIT_CONFIG_VALUE_0": where,

@@ -75,7 +75,9 @@ def test_a_clone_that_keeps_no_reflog_is_confirmed_by_the_remote(repos: Repos) -
 # --- one confirmer per repo ------------------------------------------------------------------------------------------
 
 
-def test_pre_push_starts_no_confirmer_while_one_is_running(repos: Repos) -> None:
+def test_pre_push_starts_no_confirmer_while_one_is_running(
+    repos: Repos, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # A process that pre-push must take for the repo's running confirmer: named in the confirmer file by its pid
     # and start time. pre-push leaves the record to it, and the record waits until that confirmer reads it.
     running = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
@@ -94,8 +96,11 @@ def test_pre_push_starts_no_confirmer_while_one_is_running(repos: Repos) -> None
     assert started == set(), "pre-push started a second confirmer"
     assert repos.sessions() == []
     (record,) = (_state(repos) / "pending").glob("*.push")
-    # The running confirmer (this process now) reads it.
+    # The running confirmer (this process now, started from another shell) reads it, and spools the session
+    # where the pushing shell's environment says, not its own.
+    monkeypatch.setenv("FLUXMON_SPOOL_DIR", str(tmp_path / "the-confirmers-own-spool"))
     (written,) = serve_pending(record.parent)
+    assert written.parent == repos.spool
     assert json.loads(written.read_text())["ref"]["new"] == sha
     assert list((_state(repos) / "pending").iterdir()) == []
 
