@@ -226,3 +226,33 @@ def test_an_ssh_url_with_a_user_name_goes_to_the_shared_confirmer(repos: Repos) 
     finally:
         _let_go(repos, parent)
     assert [s["remote"]["url"] for s in repos.sessions()] == [url]
+
+
+def test_the_confirmer_keeps_none_of_gits_output_open(repos: Repos, tmp_path: Path) -> None:
+    # Whoever reads `git push`'s output (a script, an IDE) gets its end when git exits. A confirmer that held
+    # a copy of git's stdout or stderr while it waits would hold that reader up. Looked at while the push is in
+    # flight: the remote's pre-receive says it has started, then waits to be let go.
+    started, go = tmp_path / "started", tmp_path / "go"
+    os.mkfifo(started)
+    os.mkfifo(go)
+    hold = repos.remote / "hooks" / "pre-receive"
+    hold.write_text(f"#!/bin/sh\ncat >/dev/null\necho started >{started}\nread -r _ <{go}\n")
+    hold.chmod(0o755)
+    repos.commit("g.yaml", "g: 1\n", "watched while in flight")
+    read_end, write_end = os.pipe()
+    push = subprocess.Popen(
+        ["git", "push", "-q", "origin", "main"], cwd=repos.work, env=repos.env, stdout=write_end, stderr=write_end
+    )
+    os.close(write_end)
+    try:
+        assert started.read_text() == "started\n"
+        confirmer = int((_state(repos) / CONFIRMER_FILE).read_text().split()[0])
+        fds = Path(f"/proc/{confirmer}/fd")
+        held = [str(fd.readlink()) for fd in fds.iterdir()]
+        assert f"pipe:[{os.fstat(read_end).st_ino}]" not in held
+    finally:
+        go.write_text("go\n")
+        assert push.wait(timeout=60) == 0
+        os.close(read_end)
+    repos.settle()
+    assert len(repos.sessions()) == 1
