@@ -5,6 +5,9 @@
   by ours first, with the same arguments and input; for pre-push its exit status is kept, so it can still
   refuse a push.
 - Installing twice changes nothing; uninstalling renames the chained hook back, restoring exactly what was there.
+- The `reference-transaction` hook that older versions installed is removed by `install` and `uninstall` alike
+  (the hook it chained is put back): the confirmer reads the reflog instead, and git ran that hook twice on
+  every ref update of every command.
 - `--global` uses the global `core.hooksPath` if the user has one. If not, it creates one for fluxmon and sets
   it, and those hooks chain each repo's own `.git/hooks/<name>`, so that per-repo hooks keep working.
 """
@@ -23,8 +26,12 @@ from fluxmon.core.git import run_git
 from fluxmon.core.gitpush import SPOOL_CONFIG_KEY
 from fluxmon.core.paths import config_dir
 
-HOOK_NAMES = ("pre-push", "reference-transaction")
+HOOK_NAMES = ("pre-push",)
+RETIRED_HOOK_NAMES = ("reference-transaction",)
+"""Hooks that an older fluxmon installed: removed wherever fluxmon installs or uninstalls its own."""
 MARKER = "fluxmon-hook"
+HOOK_VERSION = 3
+"""The version in the marker line of the hooks this fluxmon installs (`# fluxmon-hook 3: ...`)."""
 CHAINED_SUFFIX = ".fluxmon-chained"
 SET_BY_US = ".fluxmon-set-hookspath"
 """Marks a global hooks directory whose core.hooksPath fluxmon set, so that uninstall unsets it."""
@@ -39,6 +46,10 @@ class HookState:
     ours: bool
     present: bool
     chained: Path | None
+    current: bool = True
+    """False for a hook of ours that an older fluxmon installed (`hook install` updates it)."""
+    retired: bool = False
+    """A hook that only an older fluxmon installed, no longer needed (`hook install` removes it)."""
 
 
 def repo_hooks_dir(repo: Path) -> Path:
@@ -81,6 +92,9 @@ def install(
         directory.mkdir(parents=True, exist_ok=True)
     for name in HOOK_NAMES:
         messages.append(_install_one(directory / name, _render(name, python=python, global_=chain_repo_hooks)))
+    for name in RETIRED_HOOK_NAMES:
+        if _is_ours(directory / name):
+            messages.append(f"{_remove_one(directory / name)} (fluxmon no longer needs it)")
     if spool_dir is not None and not global_:
         run_git(["config", "--local", SPOOL_CONFIG_KEY, str(spool_dir)], cwd=repo or Path.cwd())
         messages.append(f"pushes from this repo go to the spool {spool_dir}")
@@ -93,16 +107,13 @@ def uninstall(*, repo: Path | None = None, global_: bool = False) -> list[str]:
     messages = []
     for name in HOOK_NAMES:
         path = directory / name
-        chained = path.with_name(name + CHAINED_SUFFIX)
         if not _is_ours(path):
             messages.append(f"{path}: not a fluxmon hook, left alone" if path.exists() else f"{path}: not installed")
             continue
-        path.unlink()
-        if chained.exists():
-            chained.rename(path)
-            messages.append(f"{path}: removed; restored the hook it had chained")
-        else:
-            messages.append(f"{path}: removed")
+        messages.append(_remove_one(path))
+    for name in RETIRED_HOOK_NAMES:
+        if _is_ours(directory / name):
+            messages.append(_remove_one(directory / name))
     if not global_ and _safe_config(repo or Path.cwd(), SPOOL_CONFIG_KEY):
         run_git(["config", "--local", "--unset", SPOOL_CONFIG_KEY], cwd=repo or Path.cwd())
         messages.append("removed the repo's own spool setting")
@@ -120,9 +131,12 @@ def status(*, repo: Path | None = None) -> list[HookState]:
     except GitError:
         directory = global_hooks_dir()[0]
     states = []
-    for name in HOOK_NAMES:
+    for name in (*HOOK_NAMES, *RETIRED_HOOK_NAMES):
         path = directory / name
         chained = path.with_name(name + CHAINED_SUFFIX)
+        retired = name in RETIRED_HOOK_NAMES
+        if retired and not _is_ours(path):
+            continue
         states.append(
             HookState(
                 name=name,
@@ -130,6 +144,8 @@ def status(*, repo: Path | None = None) -> list[HookState]:
                 ours=_is_ours(path),
                 present=path.exists(),
                 chained=chained if chained.exists() else None,
+                current=_is_ours(path, version=HOOK_VERSION),
+                retired=retired,
             )
         )
     return states
@@ -140,6 +156,16 @@ def _safe_config(repo: Path, key: str) -> str:
         return run_git(["config", "--local", "--get", key], cwd=repo).strip()
     except GitError:
         return ""
+
+
+def _remove_one(path: Path) -> str:
+    """Remove one of our hooks, and put back the hook it chained, if any."""
+    chained = path.with_name(path.name + CHAINED_SUFFIX)
+    path.unlink()
+    if chained.exists() or chained.is_symlink():
+        chained.rename(path)
+        return f"{path}: removed; restored the hook it had chained"
+    return f"{path}: removed"
 
 
 def _install_one(path: Path, content: str) -> str:
@@ -174,10 +200,11 @@ def _render(name: str, *, python: str, global_: bool) -> str:
     return template.replace("@PYTHON@", shlex.quote(python)).replace("@GLOBAL@", "1" if global_ else "0")
 
 
-def _is_ours(path: Path) -> bool:
+def _is_ours(path: Path, *, version: int | None = None) -> bool:
+    """Whether `path` is a hook fluxmon installed (of that `version`, if given), by its marker line."""
     try:
         with path.open(encoding="utf-8", errors="replace") as handle:
             head = handle.read(200)
     except OSError:
         return False
-    return MARKER in head
+    return (MARKER if version is None else f"{MARKER} {version}:") in head

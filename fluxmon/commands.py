@@ -108,9 +108,12 @@ def run_hook_uninstall(args: argparse.Namespace) -> int:
 
 def run_hook_status(args: argparse.Namespace) -> int:
     for state in hookinstall.status(repo=args.repo):
-        if state.ours:
+        if state.retired:
+            print(f"{state.name}: {state.path} is left by an older fluxmon; 'fluxmon hook install' removes it")
+        elif state.ours:
             chained = f", chaining {state.chained.name}" if state.chained else ""
-            print(f"{state.name}: installed at {state.path}{chained}")
+            older = "" if state.current else "; an older fluxmon's, 'fluxmon hook install' updates it"
+            print(f"{state.name}: installed at {state.path}{chained}{older}")
         elif state.present:
             print(f"{state.name}: {state.path} is another hook, not fluxmon's")
         else:

@@ -165,18 +165,46 @@ def test_hooks_follow_core_hooks_path(tmp_path: Path) -> None:
 def test_install_is_idempotent_and_uninstall_restores_exactly(tmp_path: Path) -> None:
     repos = make_repos(tmp_path, install_hooks=False)
     hooks = repos.work / ".git" / "hooks"
-    user_hook = hooks / "reference-transaction"
+    user_hook = hooks / "pre-push"
     user_hook.write_text("#!/bin/sh\nexit 0\n")
     user_hook.chmod(0o750)
     before = (user_hook.read_bytes(), user_hook.stat().st_mode, user_hook.stat().st_mtime_ns)
     first = repos.fluxmon("hook", "install").stdout
     second = repos.fluxmon("hook", "install").stdout
     assert "chained" not in second
-    assert second.count("already installed") == 2, first + second
+    assert second.count("already installed") == 1, first + second
     repos.fluxmon("hook", "uninstall")
     assert (user_hook.read_bytes(), user_hook.stat().st_mode, user_hook.stat().st_mtime_ns) == before
-    assert not (hooks / "pre-push").exists()
     assert sorted(p.name for p in hooks.iterdir() if "fluxmon" in p.name) == []
+
+
+def test_a_commit_runs_no_hook_of_fluxmons(repos: Repos) -> None:
+    # git runs reference-transaction twice on every ref update of every command: fluxmon installs none, so a
+    # commit, a checkout or a rebase costs what it costs without fluxmon.
+    repos.commit("r.yaml", "r: 1\n", "a commit")
+    assert sorted(path.name for path in repos.hooks.iterdir() if not path.name.endswith(".sample")) == ["pre-push"]
+
+
+def test_install_removes_the_reference_transaction_hook_of_an_older_fluxmon(tmp_path: Path) -> None:
+    repos = make_repos(tmp_path, install_hooks=False)
+    hooks = repos.work / ".git" / "hooks"
+    users = b"#!/bin/sh\nexit 0\n"
+    (hooks / "reference-transaction.fluxmon-chained").write_bytes(users)
+    (hooks / "reference-transaction").write_text("#!/bin/sh\n# fluxmon-hook 2: confirms pushes\nexit 0\n")
+    (hooks / "pre-push").write_text("#!/bin/sh\n# fluxmon-hook 2: records this push\nexit 0\n")
+    (hooks / "pre-push").chmod(0o755)
+    status = repos.fluxmon("hook", "status").stdout
+    left = f"reference-transaction: {hooks / 'reference-transaction'} is left by an older fluxmon;"
+    assert f"{left} 'fluxmon hook install' removes it" in status
+    assert "an older fluxmon's, 'fluxmon hook install' updates it" in status
+    output = repos.fluxmon("hook", "install").stdout
+    assert "reference-transaction: removed; restored the hook it had chained" in output
+    assert (hooks / "reference-transaction").read_bytes() == users
+    assert not (hooks / "reference-transaction.fluxmon-chained").exists()
+    assert "older" not in repos.fluxmon("hook", "status").stdout
+    sha = repos.commit("s.yaml", "s: 1\n", "after the upgrade")
+    repos.push("origin", "main")
+    assert [(s["ref"]["new"], s["confirmed_by"]) for s in repos.sessions()] == [(sha, "remote-tracking-ref")]
 
 
 def test_global_install_keeps_each_repos_own_hooks(tmp_path: Path) -> None:

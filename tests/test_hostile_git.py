@@ -74,6 +74,7 @@ def test_twenty_pushes_in_a_row_give_twenty_sessions(repos: Repos) -> None:
     sessions = repos.sessions()
     assert sorted(s["ref"]["new"] for s in sessions) == sorted(pushed)
     assert {s["confirmed_by"] for s in sessions} == {"remote-tracking-ref"}
+    assert len({s["push_id"] for s in sessions}) == 20, "one confirmer served several pushes: each keeps its own id"
     log = repos.work / ".git" / "fluxmon" / "hook.log"
     assert "rejected" not in (log.read_text() if log.exists() else "")
 
@@ -549,6 +550,7 @@ def test_no_credential_reaches_the_disk_during_or_after_a_push(repos: Repos, tmp
         by_url = repos.push(url, "HEAD:main")
         assert by_url.returncode == 0, by_url.stderr
         repos.git("remote", "set-url", "origin", url)
+        repos.git("fetch", "-q", "origin")  # origin/main catches up with the push by URL: git's update confirms
         repos.commit("i.yaml", "i: 1\n", "by name")
         named = repos.push("origin", "main")
         assert named.returncode == 0, named.stderr
@@ -688,8 +690,10 @@ def test_a_push_from_a_linked_worktree_is_followed(repos: Repos, tmp_path: Path)
 
 
 def test_a_pre_push_run_by_another_hook_manager_still_confirms(repos: Repos) -> None:
-    # A hook manager that runs ours as its own child: our pre-push no longer shares its parent with git's
-    # reference-transaction, so the remote itself must confirm the push.
+    # A hook manager that runs ours as its own child: our pre-push's parent is the manager, which exits before
+    # git has even sent the push. pre-push finds the git process above it, so that the confirmer waits for the
+    # push to end (asking the remote any earlier would find the old sha and call the push rejected), and
+    # git's reference-transaction, whose parent is git, logs its update for this record.
     ours = repos.hooks / "pre-push"
     ours.rename(repos.hooks / "pre-push.ours")
     ours.write_text('#!/bin/sh\n"$(dirname "$0")/pre-push.ours" "$@"\n')
@@ -697,7 +701,7 @@ def test_a_pre_push_run_by_another_hook_manager_still_confirms(repos: Repos) -> 
     sha = repos.commit("o.yaml", "o: 1\n", "through a manager")
     assert repos.push("origin", "main").returncode == 0
     (session,) = repos.sessions()
-    assert (session["ref"]["new"], session["confirmed"], session["confirmed_by"]) == (sha, True, "ls-remote")
+    assert (session["ref"]["new"], session["confirmed"], session["confirmed_by"]) == (sha, True, "remote-tracking-ref")
 
 
 def test_many_tags_in_one_push_ask_the_remote_once(repos: Repos, tmp_path: Path) -> None:
