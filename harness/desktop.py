@@ -97,9 +97,11 @@ def desktop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Desktop]:
     """A desktop per test module, for programs that run in processes of their own (the tray, dunst)."""
     _require_desktop_programs()
     desktop = Desktop(tmp_path_factory.mktemp("desktop"))
-    desktop.start()
-    yield desktop
-    desktop.stop()
+    try:
+        desktop.start()
+        yield desktop
+    finally:
+        desktop.stop()  # also when it could not start: its Xvfb must not outlive the tests
 
 
 @pytest.fixture(scope="session")
@@ -112,9 +114,11 @@ def tk_display(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """
     _require_desktop_programs()
     display = Desktop(tmp_path_factory.mktemp("tk-display"))
-    display.start_display()
-    yield display.display
-    display.stop()
+    try:
+        display.start_display()
+        yield display.display
+    finally:
+        display.stop()
 
 
 @pytest.fixture
