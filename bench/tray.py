@@ -130,12 +130,15 @@ def measure_idle(
         wait_until(lambda: icon_docked(desktop), "the icon")
         wanted = clusters * len(DEFAULT_MONITOR_TYPES)
         wait_until(lambda: watches_open() >= wanted, f"{wanted} watches open", SETTLE_TIMEOUT_SECONDS)
+        # Counted now: at the end of the idle minute every watch may be just ending (the 60 s watch timeout) and
+        # opening again, and a count taken then says 0.
+        watches = watches_open()
         cpu_before, wakeups_before, idle_from = cpu_seconds(tray.pid), wakeups(tray.pid), time.perf_counter()
         time.sleep(IDLE_SECONDS)  # the quantity measured is idleness itself
         idle = Idle(
             tier=tier,
             clusters=clusters,
-            watches=watches_open(),
+            watches=watches,
             cpu_seconds=cpu_seconds(tray.pid) - cpu_before,
             elapsed_seconds=time.perf_counter() - idle_from,
             wakeups=wakeups(tray.pid) - wakeups_before,
