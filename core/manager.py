@@ -293,7 +293,13 @@ class SessionManager:
                     index = indexes[session.spec.monitor_types] = watched_index(session.spec, objects)
                 snapshot = session.advance(objects, states, now, structure=structure, index=index)
                 if not snapshot.state.final:
+                    noted = len(session.notes)
                     self._trigger_reconciles(session, snapshot, objects, now)
+                    if len(session.notes) != noted:
+                        # A note made after the evaluation (a request refused) may come with no write to wake us.
+                        with self._lock:
+                            self._due.add(session.spec.id)
+                        self._wake.set()
                 snapshot = self._fetch_events(session, snapshot)
                 snapshot = session.snapshot = replace(snapshot, cluster=health, context=self.cluster.context)
             except Exception:
