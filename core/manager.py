@@ -309,12 +309,15 @@ class SessionManager:
                     log.exception("evaluating session %s failed; the other sessions go on", session.spec.id)
                 continue
             with self._lock:
-                self._deadlines[session.spec.id] = self._next_deadline(session)
+                self._deadlines[session.spec.id] = self._next_deadline(session, now)
             self._publish(session, snapshot)
 
-    def _next_deadline(self, session: Session) -> float:
+    def _next_deadline(self, session: Session, now: float) -> float:
         """When to evaluate the session again though nothing changes: its timeout, or a reconcile to ask again or
-        a lagging Kustomization to nudge (see _trigger_reconciles). Early is harmless; late is not."""
+        a lagging Kustomization to nudge (see _trigger_reconciles). Early is harmless; late is not.
+
+        `now` is the time the session was judged at, not the clock after: one that passed while it was judged
+        (a slow request) is still to come for it, and the worker wakes at once."""
         deadlines = [session.spec.deadline]
         triggers = self._triggers.get(session.spec.id)
         if triggers is not None:
@@ -322,7 +325,6 @@ class SessionManager:
                 deadlines.append(triggers.source_handled_at + reconcile_retry_delay(triggers.source_retries))
             if triggers.source_ready_at is not None:
                 deadlines.append(triggers.source_ready_at + NUDGE_AFTER_SECONDS)
-        now = self._clock()
         # Past ones are spent: a session not final at its timeout is evaluated again on a change (or is broken).
         return min((at for at in deadlines if at > now), default=math.inf)
 

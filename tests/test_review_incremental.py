@@ -4,31 +4,46 @@ change, and sleeping until the next deadline, could give a late or wrong answer.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import queue
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
+from fluxmon.core.cluster import FluxEvent
 from fluxmon.core.engine import Engine
 from fluxmon.core.kube import Cluster
-from fluxmon.core.session import SessionSnapshot
-from fluxmon.sim.apiserver import SimApiServer
+from fluxmon.core.manager import SessionManager
+from fluxmon.core.objects import ObjectRef
+from fluxmon.core.session import SessionSnapshot, SessionState
+from fluxmon.core.verdict import Phase
+from fluxmon.sim.apiserver import Authorizer, SimApiServer
 from fluxmon.sim.client import KubeClient
 from fluxmon.sim.cluster import install_crds
 from fluxmon.sim.kubeconfig import write_kubeconfig
-from tests.flux_bodies import SHA_OLD, condition
-from tests.test_incremental import API_VERSIONS, FLEET, Pushes, create, fleet_objects, following_all, push
+from tests.flux_bodies import SHA_NEW, SHA_OLD, condition
+from tests.test_incremental import (
+    API_VERSIONS,
+    FLEET,
+    SNAPSHOT_TIMEOUT_SECONDS,
+    Pushes,
+    create,
+    fleet_objects,
+    following_all,
+    push,
+)
 
 DENIED = ("patch", "gitrepositories")
 """A GitRepository itself may not be patched (its status may): as RBAC without patch on sources."""
 
 
 @contextlib.contextmanager
-def engine_without_patch_rights(tmp_path: Path) -> Iterator[tuple[KubeClient, Engine, Pushes]]:
-    """The fleet on the simulated API server, where nobody may patch a GitRepository itself (only its status): a
-    reconcile request for a source is refused with 403, as for a user whose RBAC lacks it."""
-    server = SimApiServer(authorizer=lambda _user, verb, _group, resource, _namespace: (verb, resource) != DENIED)
+def fleet_server(tmp_path: Path, authorizer: Authorizer | None = None) -> Iterator[tuple[KubeClient, Path]]:
+    """The fleet's objects on a started simulated API server: a client to write them, and a kubeconfig."""
+    server = SimApiServer(authorizer=authorizer)
     server.start()
-    engine: Engine | None = None
     try:
         client = KubeClient(server.url)
         install_crds(client)
@@ -36,16 +51,25 @@ def engine_without_patch_rights(tmp_path: Path) -> Iterator[tuple[KubeClient, En
             client.create(client.resource("v1", "Namespace"), "", {"metadata": {"name": namespace}})
         for body in fleet_objects():
             create(client, body)
-        kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", server=server.url)
+        yield client, write_kubeconfig(tmp_path / "kubeconfig", server=server.url)
+    finally:
+        server.stop()
+
+
+@contextlib.contextmanager
+def engine_without_patch_rights(tmp_path: Path) -> Iterator[tuple[KubeClient, Engine, Pushes]]:
+    """The fleet on the simulated API server, where nobody may patch a GitRepository itself (only its status): a
+    reconcile request for a source is refused with 403, as for a user whose RBAC lacks it."""
+    denied = fleet_server(tmp_path, lambda _user, verb, _group, resource, _namespace: (verb, resource) != DENIED)
+    with denied as (client, kubeconfig):
         pushes = Pushes()
         engine = Engine(connect=lambda _target: Cluster.connect(kubeconfig=str(kubeconfig)))
-        engine.subscribe(pushes.on_push)
-        engine.start()
-        yield client, engine, pushes
-    finally:
-        if engine is not None:
+        try:
+            engine.subscribe(pushes.on_push)
+            engine.start()
+            yield client, engine, pushes
+        finally:
             engine.stop()
-        server.stop()
 
 
 def test_a_refused_reconcile_request_is_said_without_waiting_for_another_write(tmp_path: Path) -> None:
@@ -75,3 +99,66 @@ def test_a_refused_reconcile_request_is_said_without_waiting_for_another_write(t
             return any("no permission to patch" in note for note in snapshot.notes)
 
         pushes.until("fleet-push", "the note that the reconcile request was refused", refused)
+
+
+class SlowEventsCluster(Cluster):
+    """The real adapter on a server that takes long to list Events: the manager's clock moves on by `delay` while
+    it waits (a clock moved on, so that the test need not wait out a timeout)."""
+
+    clock_offset: list[float]
+    delay: float
+
+    def events(self, ref: ObjectRef, *, limit: int = 20) -> list[FluxEvent]:
+        self.clock_offset[0] += self.delay
+        return super().events(ref, limit=limit)
+
+
+def test_a_timeout_that_passes_during_a_slow_evaluation_still_ends_the_session(tmp_path: Path) -> None:
+    """An upstream dependency fails (its Events are read, slowly: the session's timeout passes meanwhile) and then
+    nothing is written: the session times out all the same (the deadline was dropped as already past)."""
+    timeout = 600.0
+    offset = [0.0]
+    with fleet_server(tmp_path) as (client, kubeconfig):
+        base = Cluster.connect(kubeconfig=str(kubeconfig))
+        cluster = SlowEventsCluster.__new__(SlowEventsCluster)
+        cluster.__dict__.update(base.__dict__)
+        cluster.clock_offset, cluster.delay = offset, timeout
+        manager = SessionManager(cluster, clock=lambda: time.time() + offset[0])
+        snapshots: queue.Queue[SessionSnapshot] = queue.Queue()
+        manager.subscribe(snapshots.put)
+        manager.start()
+        try:
+            manager.add(replace(push("fleet-push", FLEET), created_at=time.time(), timeout_seconds=timeout))
+            until(snapshots, "every followed object", following_all)
+            client.patch_status(
+                client.resource(API_VERSIONS["Kustomization"], "Kustomization"),
+                "flux-system",
+                "infra",
+                {
+                    "lastAttemptedRevision": f"main@sha1:{SHA_NEW}",  # failed at the commit the session judges by
+                    "conditions": [condition("Ready", "False", "BuildFailed", "kustomize build failed")],
+                },
+            )
+            failed = until(
+                snapshots,
+                "the upstream failure",
+                lambda snapshot: any(r.ref.name == "infra" and r.phase is Phase.FAILED for r in snapshot.resources),
+            )
+            assert not failed.state.final
+            until(snapshots, "the timeout", lambda snapshot: snapshot.state is SessionState.TIMED_OUT)
+        finally:
+            manager.stop()
+            cluster.close()
+
+
+def until(
+    snapshots: queue.Queue[SessionSnapshot], description: str, holds: Callable[[SessionSnapshot], bool]
+) -> SessionSnapshot:
+    deadline = time.monotonic() + SNAPSHOT_TIMEOUT_SECONDS
+    while True:
+        try:
+            snapshot = snapshots.get(timeout=max(deadline - time.monotonic(), 0.01))
+        except queue.Empty:
+            pytest.fail(f"the session never showed {description}")
+        if holds(snapshot):
+            return snapshot
