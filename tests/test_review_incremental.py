@@ -5,18 +5,29 @@ from __future__ import annotations
 
 import contextlib
 import queue
+import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from fluxmon.core import plan as plan_module
 from fluxmon.core.cluster import FluxEvent
 from fluxmon.core.engine import Engine
 from fluxmon.core.kube import Cluster
 from fluxmon.core.manager import SessionManager
-from fluxmon.core.objects import ObjectRef
+from fluxmon.core.objects import FluxObject, GitRef, ObjectRef
+from fluxmon.core.plan import (
+    ObjectIndex,
+    Plan,
+    Push,
+    dependencies_by_dependent,
+    not_followed_message,
+    plan_for_push,
+    source_follows,
+)
 from fluxmon.core.session import SessionSnapshot, SessionState
 from fluxmon.core.verdict import Phase
 from fluxmon.sim.apiserver import Authorizer, SimApiServer
@@ -27,6 +38,7 @@ from tests.flux_bodies import SHA_NEW, SHA_OLD, condition
 from tests.test_incremental import (
     API_VERSIONS,
     FLEET,
+    OTHER,
     SNAPSHOT_TIMEOUT_SECONDS,
     Pushes,
     create,
@@ -162,3 +174,118 @@ def until(
             pytest.fail(f"the session never showed {description}")
         if holds(snapshot):
             return snapshot
+
+
+# --- discovery: the indexed plan_for_push gives the plans the scan did ------------------------------------------
+
+
+def reference_plan_for_push(objects: Iterable[FluxObject], push: Push, *, base_dir: str | None = None) -> Plan:
+    """REFERENCE ONLY: plan_for_push as it was before the ObjectIndex (core/plan.py at 87fe51a), a scan of every
+    object per push, kept here verbatim (but for the helpers it shares with today's) to compare against."""
+    by_ref: dict[ObjectRef, FluxObject] = {obj.ref: obj for obj in objects}
+    sources = sorted(ref for ref, obj in by_ref.items() if source_follows(obj, push, base_dir=base_dir))
+    if not sources:
+        return Plan(notes=(not_followed_message(by_ref.values(), push, base_dir=base_dir),))
+    source_set = set(sources)
+    edges: set[tuple[ObjectRef, ObjectRef]] = set()
+    kustomizations = {
+        ref for ref, obj in by_ref.items() if obj.kind == "Kustomization" and obj.source_ref in source_set
+    }
+    dependents: dict[ObjectRef, set[ObjectRef]] = {}
+    for ref, obj in by_ref.items():
+        for dependency in obj.depends_on:
+            dependents.setdefault(dependency, set()).add(ref)
+            edges.add((ref, dependency))
+    kustomizations |= {ref for ref in plan_module._closure(kustomizations, dependents) if ref.kind == "Kustomization"}
+    helm_releases = set()
+    for ref, obj in by_ref.items():
+        if obj.kind == "HelmRelease" and (reference_chart_from(obj, by_ref, source_set) or obj.owner in kustomizations):
+            helm_releases.add(ref)
+    for ref in kustomizations:
+        for child in by_ref[ref].applied_flux_objects:
+            edges.add((child, ref))
+            if child.kind == "HelmRelease" and child in by_ref:
+                helm_releases.add(child)
+    helm_releases |= {ref for ref in plan_module._closure(helm_releases, dependents) if ref.kind == "HelmRelease"}
+    followed = set(sources) | kustomizations | helm_releases
+    for ref in followed:
+        source_ref = by_ref[ref].source_ref if ref in by_ref else None
+        if source_ref is not None and source_ref in by_ref:
+            edges.add((ref, source_ref))
+    upstream = {dep for dependent, dep in edges if dependent in followed and dep not in followed and dep in by_ref}
+    outgoing = dependencies_by_dependent(edges)
+    return Plan(
+        sources=tuple(sources),
+        kustomizations=tuple(sorted(kustomizations)),
+        helm_releases=tuple(sorted(helm_releases)),
+        upstream=tuple(sorted(upstream)),
+        edges=tuple(sorted(edge for edge in edges if edge[0] in followed)),
+        touched=plan_module._touched(kustomizations, by_ref, push.changed_paths),
+        cycles=plan_module._cycles({ref: [d for d in outgoing.get(ref, []) if d.kind == ref.kind] for ref in followed}),
+    )
+
+
+def reference_chart_from(release: FluxObject, by_ref: Mapping[ObjectRef, FluxObject], sources: set[ObjectRef]) -> bool:
+    """REFERENCE ONLY: core/plan.py's _chart_from at 87fe51a."""
+    ref = release.source_ref
+    if ref is None:
+        return False
+    if ref in sources:
+        return True
+    chart = by_ref.get(ref) if ref.kind == "HelmChart" else None
+    return chart is not None and chart.source_ref in sources
+
+
+PLAN_KINDS = ("GitRepository", "OCIRepository", "Kustomization", "HelmRelease", "HelmChart", "HelmRepository")
+
+
+def random_objects(rng: random.Random) -> list[FluxObject]:
+    """A small cluster where names collide on purpose: refs that name missing objects, other kinds, cycles."""
+
+    def some_ref(kinds: tuple[str, ...] = PLAN_KINDS) -> ObjectRef:
+        namespace = "apps" if rng.random() < 0.2 else "flux-system"
+        return ObjectRef(kind=rng.choice(kinds), namespace=namespace, name=rng.choice("abc"))
+
+    objects = []
+    for _ in range(rng.randint(0, 24)):
+        ref = some_ref()
+        labels = (
+            (
+                ("kustomize.toolkit.fluxcd.io/name", ref.name if rng.random() < 0.3 else rng.choice("abcd")),
+                ("kustomize.toolkit.fluxcd.io/namespace", rng.choice(("flux-system", "apps"))),
+            )
+            if rng.random() < 0.5
+            else ()
+        )
+        objects.append(
+            FluxObject(
+                ref=ref,
+                api_version="v1",
+                labels=labels,
+                url=rng.choice((FLEET, OTHER, f"{FLEET}.git", "")),
+                git_ref=rng.choice((None, GitRef(branch="main"), GitRef(branch="dev"), GitRef(tag="v1"))),
+                origin_url=rng.choice(("", FLEET)),
+                origin_revision=rng.choice(("", "main@sha1:abc", "dev@sha1:abc")),
+                source_ref=rng.choice((some_ref(), some_ref(("GitRepository", "OCIRepository", "HelmChart")), None)),
+                path=rng.choice(("", "./apps", "infra")),
+                depends_on=tuple(some_ref() for _ in range(rng.randint(0, 3))),
+                applied_flux_objects=tuple(some_ref() for _ in range(rng.randint(0, 3))),
+            )
+        )
+    return objects
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_the_indexed_plan_is_the_plan_the_scan_made(seed: int) -> None:
+    rng = random.Random(seed)  # noqa: S311 (repeatable cases, not secrets)
+    for _ in range(100):
+        objects = random_objects(rng)
+        push_ = Push(
+            remote_url=FLEET,
+            branch=rng.choice(("main", "dev")),
+            commit=SHA_NEW,
+            changed_paths=rng.choice((None, ("apps/web.yaml",), ("infra/x.yaml", "README.md"))),
+        )
+        expected = reference_plan_for_push(objects, push_)
+        assert plan_for_push(objects, push_) == expected
+        assert plan_for_push(ObjectIndex.of(objects), push_) == expected
