@@ -4,18 +4,22 @@ change, and sleeping until the next deadline, could give a late or wrong answer.
 from __future__ import annotations
 
 import contextlib
+import json
 import queue
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
+from kubernetes.client.exceptions import ApiException
 
 from fluxmon.core import plan as plan_module
-from fluxmon.core.cluster import FluxEvent
+from fluxmon.core.cluster import FluxEvent, KindApi
 from fluxmon.core.engine import Engine
+from fluxmon.core.informer import ClusterCache, KindStatus
 from fluxmon.core.kube import Cluster
 from fluxmon.core.manager import SessionManager
 from fluxmon.core.objects import FluxObject, GitRef, ObjectRef
@@ -289,3 +293,47 @@ def test_the_indexed_plan_is_the_plan_the_scan_made(seed: int) -> None:
         expected = reference_plan_for_push(objects, push_)
         assert plan_for_push(objects, push_) == expected
         assert plan_for_push(ObjectIndex.of(objects), push_) == expected
+
+
+# --- paging: a continue token that expired mid-list ---------------------------------------------------------------
+
+
+class ExpiringPagesCluster(Cluster):
+    """The real adapter in pages of two, whose first continue token has expired: the API server's 410 for it (etcd
+    compacted past the list's resourceVersion, apiserver's storage "continue parameter is too old"), which cannot
+    be forced on a server in a test's time; every other page is the server's own."""
+
+    page_size = 2
+    pages: list[str]
+
+    def _list_page(self, api: KindApi, token: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        self.pages.append(token)
+        if token and len(self.pages) == 2:
+            message = "The provided continue parameter is too old to display a consistent list result."
+            error = ApiException(status=410, reason="Gone")
+            error.body = json.dumps({"kind": "Status", "code": 410, "reason": "Expired", "message": message})
+            raise self._translate_api_exception(error, f"list {api.qualified}", "list", api.qualified)
+        return super()._list_page(api, token)
+
+
+def test_a_continue_token_that_expires_mid_list_lists_again_and_keeps_no_half_list(tmp_path: Path) -> None:
+    with fleet_server(tmp_path) as (_client, kubeconfig):
+        base = Cluster.connect(kubeconfig=str(kubeconfig))
+        cluster = ExpiringPagesCluster.__new__(ExpiringPagesCluster)
+        cluster.__dict__.update(base.__dict__)
+        cluster.pages = []
+        seen: list[int] = []
+        cache = ClusterCache(cluster, ("GitRepository",), on_change=lambda: seen.append(len(cache.objects())))
+        cache.start()
+        try:
+            assert cache.wait_until(lambda: cache.states()["GitRepository"].status is KindStatus.SYNCED, 10.0)
+            names = sorted(ref.name for ref in cache.objects())
+        finally:
+            cache.stop()
+            cluster.close()
+    assert names == ["fleet", "infra", "other"]
+    first, expired, again, rest = cluster.pages  # the second page's token expired: listed again from the start
+    assert (first, again) == ("", "")
+    assert expired == rest != ""
+    assert seen
+    assert all(count == len(names) for count in seen), seen  # the cache never held the first page alone
