@@ -42,6 +42,8 @@ from fluxmon.core.verdict import Phase
 
 log = logging.getLogger("fluxmon.sessions")
 
+DEADLINE_CHECK_SECONDS = 5.0
+"""While a session has a deadline to come, the worker looks at the wall clock at least this often (a suspend)."""
 NUDGE_AFTER_SECONDS = 5.0
 """A Kustomization that has not started on the pushed commit this long after its source has it gets nudged."""
 STOP_TIMEOUT_SECONDS = 5.0
@@ -255,7 +257,11 @@ class SessionManager:
                 for session_id, at in self._deadlines.items()
                 if session_id in self._sessions and session_id not in self._broken and at < math.inf
             ]
-        return max(min(deadlines) - self._clock(), 0.0) if deadlines else None
+        if not deadlines:
+            return None
+        # At most a few seconds while a deadline is pending: the wait runs on the monotonic clock, which stops while
+        # the computer is suspended, and deadlines are wall-clock times that go on.
+        return min(max(min(deadlines) - self._clock(), 0.0), DEADLINE_CHECK_SECONDS)
 
     def _pass(self) -> None:
         changed, structure, states = self.cache.take_changes()

@@ -337,3 +337,28 @@ def test_a_continue_token_that_expires_mid_list_lists_again_and_keeps_no_half_li
     assert expired == rest != ""
     assert seen
     assert all(count == len(names) for count in seen), seen  # the cache never held the first page alone
+
+
+# --- the manager's sleep and the wall clock -----------------------------------------------------------------------
+
+
+def test_a_timeout_passed_while_the_computer_slept_ends_the_session_soon_after_it_wakes(tmp_path: Path) -> None:
+    """Timeouts are wall-clock times, while the worker sleeps on the monotonic clock, which stops while a laptop
+    is suspended: after a suspend the wall clock has jumped, and a session past its timeout must end soon, not
+    when the rest of its sleep has run on the monotonic clock (here the clock jumps as it does on resume)."""
+    timeout = 600.0
+    offset = [0.0]
+    with fleet_server(tmp_path) as (_client, kubeconfig):
+        cluster = Cluster.connect(kubeconfig=str(kubeconfig))
+        manager = SessionManager(cluster, clock=lambda: time.time() + offset[0])
+        snapshots: queue.Queue[SessionSnapshot] = queue.Queue()
+        manager.subscribe(snapshots.put)
+        manager.start()
+        try:
+            manager.add(replace(push("fleet-push", FLEET), created_at=time.time(), timeout_seconds=timeout))
+            until(snapshots, "every followed object", following_all)
+            offset[0] += 2 * timeout  # the lid was closed for twenty minutes
+            until(snapshots, "the timeout", lambda snapshot: snapshot.state is SessionState.TIMED_OUT)
+        finally:
+            manager.stop()
+            cluster.close()
