@@ -17,12 +17,13 @@ import pytest
 from kubernetes.client.exceptions import ApiException
 
 from fluxmon.core import plan as plan_module
+from fluxmon.core.ancestry import Lineage, Question, Relation
 from fluxmon.core.cluster import FluxEvent, KindApi
 from fluxmon.core.engine import Engine
-from fluxmon.core.informer import ClusterCache, KindStatus
+from fluxmon.core.informer import ClusterCache, KindState, KindStatus
 from fluxmon.core.kube import Cluster
 from fluxmon.core.manager import SessionManager
-from fluxmon.core.objects import FluxObject, GitRef, ObjectRef
+from fluxmon.core.objects import FluxObject, GitRef, ObjectRef, parse_flux_object
 from fluxmon.core.plan import (
     ObjectIndex,
     Plan,
@@ -32,13 +33,22 @@ from fluxmon.core.plan import (
     plan_for_push,
     source_follows,
 )
-from fluxmon.core.session import SessionSnapshot, SessionState
+from fluxmon.core.session import Session, SessionSnapshot, SessionSpec, SessionState
 from fluxmon.core.verdict import Phase
 from fluxmon.sim.apiserver import Authorizer, SimApiServer
 from fluxmon.sim.client import KubeClient
 from fluxmon.sim.cluster import install_crds
 from fluxmon.sim.kubeconfig import write_kubeconfig
-from tests.flux_bodies import SHA_NEW, SHA_OLD, condition
+from tests.flux_bodies import (
+    GIT_CHART,
+    SHA_NEW,
+    SHA_OLD,
+    condition,
+    git_repository,
+    helm_release,
+    kustomization,
+    ready,
+)
 from tests.test_incremental import (
     API_VERSIONS,
     FLEET,
@@ -362,3 +372,125 @@ def test_a_timeout_passed_while_the_computer_slept_ends_the_session_soon_after_i
         finally:
             manager.stop()
             cluster.close()
+
+
+# --- a session judged incrementally says what one judged afresh says ----------------------------------------------
+
+
+SHA_NEWER = "9" * 40
+"""A commit after the push, which git says contains it (the `overtaken` path)."""
+
+
+class Answers:
+    """Git's answers as core.ancestry gives them: SHA_NEWER contains the push, SHA_OLD is older."""
+
+    def lookup(self, question: Question) -> Lineage | None:
+        if question.seen == SHA_NEWER:
+            return Lineage(relation=Relation.CONTAINS, commit=SHA_NEWER)
+        return Lineage(relation=Relation.OLDER, commit=question.seen) if question.seen == SHA_OLD else None
+
+
+def random_shape(rng: random.Random) -> dict[str, Any]:
+    """What a plan reads of an object (its kind, spec and owner labels), drawn at random among the fleet's."""
+    return {
+        "kind": rng.choice(("GitRepository", "Kustomization", "Kustomization", "HelmRelease", "HelmChart")),
+        "url": rng.choice((FLEET, OTHER)),
+        "source": rng.choice(("a", "b", "c")),
+        "depends_on": tuple(rng.sample("abc", rng.randint(0, 2))),
+        "inventory": tuple(f"apps_{n}_helm.toolkit.fluxcd.io_HelmRelease" for n in rng.sample("abc", 1)),
+        "chart": rng.choice((GIT_CHART, None, {"kind": "HelmChart", "name": rng.choice("abc")})),
+        "chart_source": rng.choice(("GitRepository", "Bucket")),
+        "owner": rng.choice(("a", "b", "c", "")),
+    }
+
+
+def random_body(rng: random.Random, name: str, shape: dict[str, Any]) -> dict[str, Any]:
+    """A Flux object of that shape in a random state: revisions old, pushed or newer; ready, failed or working."""
+    revision = f"main@sha1:{rng.choice((SHA_OLD, SHA_NEW, SHA_NEWER))}"
+    conditions = rng.choice(
+        (
+            ready(revision),
+            [condition("Ready", "False", "BuildFailed", "kustomize build failed")],
+            [condition("Ready", "Unknown", "Progressing", "working")],
+            [],
+        )
+    )
+    if shape["kind"] == "GitRepository":
+        return git_repository(name, url=shape["url"], revision=revision, conditions=conditions or None)
+    if shape["kind"] == "Kustomization":
+        return kustomization(
+            name,
+            source=shape["source"],
+            depends_on=shape["depends_on"],
+            applied=f"main@sha1:{rng.choice((SHA_OLD, SHA_NEW))}",
+            attempted=revision,
+            conditions=conditions,
+            inventory=shape["inventory"],
+        )
+    if shape["kind"] == "HelmChart":  # what a chartRef may name (test_verdict.py has the rule)
+        return {
+            "apiVersion": "source.toolkit.fluxcd.io/v1",
+            "kind": "HelmChart",
+            "metadata": {"name": name, "namespace": "apps", "generation": 1},
+            "spec": {"chart": "./charts/web", "sourceRef": {"kind": shape["chart_source"], "name": shape["source"]}},
+            "status": {"observedGeneration": 1, "artifact": {"revision": f"1.0.0+{revision[-40:][:12]}"}},
+        }
+    owner = {"kustomize.toolkit.fluxcd.io/name": shape["owner"], "kustomize.toolkit.fluxcd.io/namespace": "flux-system"}
+    release = helm_release(
+        name,
+        chart_source=shape["chart"] if shape["chart"] is None or shape["chart"]["kind"] != "HelmChart" else None,
+        chart_version=rng.choice(("1.0.0", f"1.0.0+{SHA_NEW[:12]}", None)),
+        conditions=conditions,
+        labels=owner if shape["owner"] else None,
+    )
+    if shape["chart"] is not None and shape["chart"]["kind"] == "HelmChart":
+        del release["spec"]["chart"]
+        release["spec"]["chartRef"] = shape["chart"]
+    return release
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_a_session_judged_on_writes_alone_says_what_a_fresh_judgement_says(seed: int) -> None:
+    """The manager's rule in small: a session is judged again when an object it reads is written, or when any
+    object is added, removed or changed in structure; between those it keeps its snapshot. Each step, that kept or
+    new snapshot must say what judging every object afresh says."""
+    rng = random.Random(seed)  # noqa: S311 (repeatable cases, not secrets)
+    spec = SessionSpec(id="s", remote_url=FLEET, branch="main", commit=SHA_NEW, repo="/r", timeout_seconds=600)
+    states = {kind: KindState(kind=kind, status=KindStatus.SYNCED) for kind in spec.monitor_types}
+    cluster: dict[ObjectRef, FluxObject] = {}
+    session = Session(spec, ancestry=Answers())
+    structure = 0
+    shapes: dict[str, dict[str, Any]] = {}
+    for step in range(300):
+        name = rng.choice("abcdef")
+        if name not in shapes or rng.random() < 0.15:
+            shapes[name] = random_shape(rng)  # a spec change, a new object, or one of another kind
+        obj = parse_flux_object(random_body(rng, name, shapes[name]))
+        old = cluster.get(obj.ref)
+        if old is not None and rng.random() < 0.1:
+            del cluster[obj.ref]
+            structural = True
+        else:
+            cluster[obj.ref] = obj
+            structural = old is None or old.structure != obj.structure
+        structure += structural
+        if structural or session.snapshot is None or obj.ref in session.reads:
+            if session.needs_plan(structure):
+                seen: Mapping[ObjectRef, FluxObject] = dict(cluster)
+            else:
+                seen = {ref: cluster[ref] for ref in session.reads if ref in cluster}
+            session.advance(seen, states, 1.0, structure=structure)
+        fresh = Session(spec, ancestry=Answers()).advance(dict(cluster), states, 1.0)
+        assert session.snapshot is not None
+        assert said(session.snapshot) == said(fresh), f"step {step}: wrote {obj.ref}"
+        if fresh.state.final:
+            session = Session(spec, ancestry=Answers())  # a final state sticks: the next push, on this cluster
+
+
+def said(snapshot: SessionSnapshot) -> tuple[object, ...]:
+    return (
+        snapshot.state,
+        snapshot.message,
+        snapshot.notes,
+        tuple((r.ref, r.role, r.phase, r.reason, r.message, r.revision, r.parent) for r in snapshot.resources),
+    )
