@@ -305,7 +305,11 @@ READERS = {
 
 
 def run_child(args: list[str], path: Path) -> Run:
-    """`python ARGS FILE` in a child process; its own peak RSS and CPU, from wait4."""
+    """`python ARGS FILE` in a child process; its own peak RSS and CPU, from wait4.
+
+    A child's ru_maxrss starts at its parent's RSS at the fork (Linux keeps it across exec): this parent stays near
+    17 MiB, far under any child's figure, so what wait4 says is the child's own peak.
+    """
     started = time.perf_counter()
     child = subprocess.Popen([sys.executable, *args, str(path)], stdout=subprocess.DEVNULL)
     _, status, usage = os.wait4(child.pid, 0)
