@@ -4,10 +4,8 @@ failure message neither crashes the notification nor leaks the credentials in it
 
 from __future__ import annotations
 
-import gc
 import json
 import re
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -104,19 +102,6 @@ def test_a_notification_carries_no_raw_control_characters(on_the_desktop: Deskto
     assert not RAW_CONTROLS.search(entry["summary"] + entry["body"])
     assert "s3cret" not in entry["body"]
     assert "owned" in entry["body"]  # the text is still there, only its control characters are not
-
-
-@pytest.fixture
-def root(tk_display: str) -> Iterator[tkinter.Tk]:
-    tk = pytest.importorskip("tkinter", reason="this Python was built without Tk (Debian: python3-tk, or tk-dev)")
-    root = tk.Tk(screenName=tk_display)
-    root.withdraw()
-    yield root
-    root.destroy()
-    # Tk objects must die on this thread: left to the cyclic GC, they may be collected on any thread (a
-    # simulator's, later), and Tcl aborts the process when an interpreter is deleted off its own thread.
-    del root
-    gc.collect()
 
 
 def test_the_details_window_shows_no_raw_control_characters(root: tkinter.Tk) -> None:

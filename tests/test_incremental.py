@@ -23,7 +23,7 @@ from fluxmon.core.engine import Engine
 from fluxmon.core.kube import Cluster
 from fluxmon.core.push import PushSnapshot
 from fluxmon.core.session import Role, SessionSnapshot, SessionSpec, SessionState
-from fluxmon.sim.apiserver import SimApiServer
+from fluxmon.sim.apiserver import Authorizer, SimApiServer
 from fluxmon.sim.client import KubeClient
 from fluxmon.sim.cluster import install_crds
 from fluxmon.sim.kubeconfig import write_kubeconfig
@@ -84,10 +84,10 @@ class Pushes:
 
 
 @contextlib.contextmanager
-def engine_following(tmp_path: Path) -> Iterator[tuple[KubeClient, Engine, Pushes]]:
-    server = SimApiServer()
+def fleet_server(tmp_path: Path, authorizer: Authorizer | None = None) -> Iterator[tuple[KubeClient, Path]]:
+    """The fleet's objects on a started simulated API server: a client to write them, and a kubeconfig."""
+    server = SimApiServer(authorizer=authorizer)
     server.start()
-    engine: Engine | None = None
     try:
         client = KubeClient(server.url)
         install_crds(client)
@@ -95,16 +95,22 @@ def engine_following(tmp_path: Path) -> Iterator[tuple[KubeClient, Engine, Pushe
             client.create(client.resource("v1", "Namespace"), "", {"metadata": {"name": namespace}})
         for body in fleet_objects():
             create(client, body)
-        kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", server=server.url)
+        yield client, write_kubeconfig(tmp_path / "kubeconfig", server=server.url)
+    finally:
+        server.stop()
+
+
+@contextlib.contextmanager
+def engine_following(tmp_path: Path) -> Iterator[tuple[KubeClient, Engine, Pushes]]:
+    with fleet_server(tmp_path) as (client, kubeconfig):
         pushes = Pushes()
         engine = Engine(connect=lambda _target: Cluster.connect(kubeconfig=str(kubeconfig)))
         engine.subscribe(pushes.on_push)
         engine.start()
-        yield client, engine, pushes
-    finally:
-        if engine is not None:
+        try:
+            yield client, engine, pushes
+        finally:
             engine.stop()
-        server.stop()
 
 
 def create(client: KubeClient, body: dict[str, Any]) -> None:

@@ -35,10 +35,7 @@ from fluxmon.core.plan import (
 )
 from fluxmon.core.session import Session, SessionSnapshot, SessionSpec, SessionState
 from fluxmon.core.verdict import Phase
-from fluxmon.sim.apiserver import Authorizer, SimApiServer
 from fluxmon.sim.client import KubeClient
-from fluxmon.sim.cluster import install_crds
-from fluxmon.sim.kubeconfig import write_kubeconfig
 from tests.flux_bodies import (
     GIT_CHART,
     SHA_NEW,
@@ -55,31 +52,13 @@ from tests.test_incremental import (
     OTHER,
     SNAPSHOT_TIMEOUT_SECONDS,
     Pushes,
-    create,
-    fleet_objects,
+    fleet_server,
     following_all,
     push,
 )
 
 DENIED = ("patch", "gitrepositories")
 """A GitRepository itself may not be patched (its status may): as RBAC without patch on sources."""
-
-
-@contextlib.contextmanager
-def fleet_server(tmp_path: Path, authorizer: Authorizer | None = None) -> Iterator[tuple[KubeClient, Path]]:
-    """The fleet's objects on a started simulated API server: a client to write them, and a kubeconfig."""
-    server = SimApiServer(authorizer=authorizer)
-    server.start()
-    try:
-        client = KubeClient(server.url)
-        install_crds(client)
-        for namespace in ("flux-system", "apps"):
-            client.create(client.resource("v1", "Namespace"), "", {"metadata": {"name": namespace}})
-        for body in fleet_objects():
-            create(client, body)
-        yield client, write_kubeconfig(tmp_path / "kubeconfig", server=server.url)
-    finally:
-        server.stop()
 
 
 @contextlib.contextmanager
